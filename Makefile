@@ -1,0 +1,41 @@
+# The two commands of the README:  `make run`  and  `make test`.
+# Both create the virtual environment on first use (.venv, or VENV=...).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.jsdlib-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
+
+.PHONY: setup run test test-fast notebooks standin clean-cache
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/pip-install.log 2>&1 \
+	  || { grep -v "is ignored: it is neither" $(VENV)/pip-install.log | tail -40; exit 1; }
+	$(BIN)/python -c "import jsdlib, torch, open_clip, nbval"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on the bundled default (grows with the course; now: dense retrieval on the emoji test split).
+run: setup
+	$(BIN)/jsdlib eval dense
+
+## The whole test suite: unit tests + every notebook under nbval.
+test: setup
+	$(BIN)/python -m pytest $(NBVAL_FLAGS) --durations=15 tests notebooks
+
+test-fast: setup
+	$(BIN)/python -m pytest -q tests
+
+## Re-execute every notebook in place (default CPU mode), outputs and execution counts kept.
+notebooks: setup
+	$(BIN)/python -m jsdlib.notebooks
+
+## Retrain the stand-in VLP and overwrite the committed checkpoint.
+standin: setup
+	$(BIN)/jsdlib vlp train-standin --out jsdlib/assets/standin_vlp.safetensors

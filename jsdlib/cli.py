@@ -1,0 +1,128 @@
+"""``jsdlib`` command line: data building, stand-in training, evaluation (the headless main job).
+
+    jsdlib data build-emoji            build the bundled emoji set from Debian packages
+    jsdlib vlp train-standin           (re)train the stand-in VLP, resumable
+    jsdlib eval dense                  dense text->image / image->text retrieval on a Karpathy-format split
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _set_threads(n: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(n or min(2, os.cpu_count() or 1))
+
+
+def cmd_train_standin(args) -> int:
+    from .standin import StandinConfig, train_standin
+
+    _set_threads(args.threads)
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads}
+    cfg = StandinConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    result = train_standin(cfg, out=args.out, run_dir=args.run_dir, resume=not args.no_resume,
+                           progress=not args.quiet)
+    best = result["best"]
+    print(f"best epoch {best['epoch']}: val t2i R@1 {best['val']['R@1']:.2f}  -> {result['out']}")
+    return 0
+
+
+def load_split(args):
+    """The split named by ``--dataset/--images/--split`` (default: the bundled emoji set)."""
+    from .data import load_emoji, load_karpathy
+
+    if args.dataset:
+        if not args.images:
+            raise SystemExit("--dataset needs --images (the folder the JSON's filenames are relative to)")
+        return load_karpathy(args.dataset, args.images, args.split)
+    return load_emoji(args.split)
+
+
+def cmd_eval_dense(args) -> int:
+    from .metrics import evaluate_split, format_table
+    from .vlp import cached_features, encode_split, load_vlp
+
+    _set_threads(args.threads)
+    split = load_split(args)
+    vlp = load_vlp(args.model, args.pretrained)
+    progress = not args.quiet
+    feats = (encode_split(vlp, split, batch_size=args.batch_size, progress=progress) if args.no_cache
+             else cached_features(vlp, split, batch_size=args.batch_size, progress=progress))
+    res = evaluate_split(feats.dense_scores().numpy(), split.caption_to_image, split.image_to_captions,
+                         split.image_meta)
+    res.update({"model": vlp.name, "weights": vlp.weights, "dataset": split.dataset, "split": split.split})
+    rows = {"all queries": {**{f"t2i {k}": v for k, v in res["t2i"].items()},
+                            **{f"i2t {k}": v for k, v in res["i2t"].items()}, "RSUM": res["rsum"]}}
+    if res.get("unseen_concept", {}).get("t2i"):
+        rows["unseen-concept queries"] = {f"t2i {k}": v for k, v in res["unseen_concept"]["t2i"].items()}
+    print(f"dense retrieval: {vlp.name} ({vlp.weights}) on {split.dataset}/{split.split}: "
+          f"{res['n_images']} images, {res['n_captions']} captions (recalls in %)")
+    print(format_table(rows, name_header="queries", digits=2))
+    if "unseen_concept" in res:
+        u = res["unseen_concept"]
+        print(f"unseen-concept queries: {u['n_captions']} captions of {u['n_images']} test images whose base "
+              f"emoji has no variant in train, ranked against the full test corpus")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jsdlib", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="group", required=True)
+
+    data = sub.add_parser("data", help="bundled data sets").add_subparsers(dest="cmd", required=True)
+    b = data.add_parser("build-emoji", add_help=False,
+                        help="build data/emoji from Debian's Noto Color Emoji and CLDR packages (--help: options)")
+    b.add_argument("options", nargs=argparse.REMAINDER)
+
+    v = sub.add_parser("vlp", help="vision-language models").add_subparsers(dest="cmd", required=True)
+    t = v.add_parser("train-standin", help="train the stand-in VLP (MiniLM + small ViT) on the emoji train split")
+    t.add_argument("--out", help="checkpoint to write (default: the package's committed checkpoint)")
+    t.add_argument("--run-dir", help="resumable state (default: under the jsdlib cache)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--no-resume", action="store_true", help="start from scratch even if a run state exists")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train_standin)
+
+    e = sub.add_parser("eval", help="evaluation").add_subparsers(dest="cmd", required=True)
+    d = e.add_parser("dense", help="dense retrieval metrics of a VLP on a Karpathy-format split")
+    d.add_argument("--model", default="standin", help="'standin' or an open_clip architecture name")
+    d.add_argument("--pretrained", help="open_clip tag or checkpoint file (stand-in: its checkpoint)")
+    d.add_argument("--dataset", help="Karpathy-format JSON (default: the bundled emoji set)")
+    d.add_argument("--images", help="image folder of --dataset")
+    d.add_argument("--split", default="test", choices=["train", "val", "test"])
+    d.add_argument("--json", help="write the metrics as JSON here")
+    d.add_argument("--batch-size", type=int, default=128)
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--no-cache", action="store_true", help="encode without reading/writing the feature cache")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_eval_dense)
+    return p
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["data", "build-emoji"]:  # its own parser (python -m jsdlib.emoji_build), options passed through
+        from .emoji_build import main as build_main
+
+        return build_main(argv[2:])
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
