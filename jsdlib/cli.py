@@ -74,6 +74,33 @@ def cmd_eval_dense(args) -> int:
     return 0
 
 
+def cmd_jsd_compare(args) -> int:
+    from .experiments import compare, emoji_features, summary_rows, write_json
+    from .jsd import METHODS
+    from .metrics import format_table
+    from .presets import get_preset
+
+    _set_threads(args.threads)
+    overrides = {k: v for k, v in {"epochs": args.epochs}.items() if v is not None}
+    cfg = get_preset(args.preset, **overrides)
+    if not args.preset.startswith("cpu"):
+        raise SystemExit(f"preset {args.preset!r} runs on the paper's features (BLIP/ALBEF on COCO/Flickr30k); "
+                         "load them with jsdlib.presets.load_released_features and call jsdlib.experiments.compare. "
+                         "`jsdlib jsd compare` runs the CPU preset on the bundled emoji set.")
+    names = args.methods or list(METHODS)
+    fs = emoji_features(progress=not args.quiet)
+    res = compare(fs, cfg, args.seeds, names, run_root=args.run_root, progress=not args.quiet,
+                  log=(lambda *a: None) if args.quiet else print)
+    print(f"JSD comparison, preset {cfg.name}, seeds {args.seeds}: text->image on the emoji test split "
+          f"({res['data']['n_images']} images, {res['data']['n_captions']} captions); mean ± std over seeds; "
+          "p: paired t-test on per-query RR@10, pooled over seeds")
+    print(format_table(summary_rows(res)))
+    if args.json:
+        write_json(res, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jsdlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-cache", action="store_true", help="encode without reading/writing the feature cache")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_eval_dense)
+    j = sub.add_parser("jsd", help="JSD and its baselines").add_subparsers(dest="cmd", required=True)
+    c = j.add_parser("compare", help="every method of the JSD table over several seeds, with paired tests")
+    c.add_argument("--preset", default="cpu-emoji")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--methods", nargs="+", help="subset of the methods (default: all)")
+    c.add_argument("--epochs", type=int, help="override the preset's maximum epochs")
+    c.add_argument("--run-root", help="resumable per-method run folders (default: none)")
+    c.add_argument("--json", help="write the results here")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_jsd_compare)
     return p
 
 

@@ -7,8 +7,10 @@ is trained from scratch here with the CLIP loss
 
     L = 1/2 [ CE(s * V T^T, y) + CE(s * T V^T, y) ],   s = exp(logit_scale) <= 100,   y = arange(B)
 
-where V, T are the L2-normalised image and caption embeddings of a batch (one random caption of each
-image per step). Because MiniLM is frozen, its pooled caption features are computed once and only its
+where V, T are the L2-normalised image and caption embeddings of a batch. With ``all_captions`` (the
+default) the loss is averaged over each caption slot (the emoji set: the name caption and the keyword
+caption of every image), so each costly image forward pass is matched against all of its captions;
+otherwise one random caption per image is used. Because MiniLM is frozen, its pooled caption features are computed once and only its
 projection is trained: the same maths as running the frozen tower every step, far cheaper.
 
 Checkpoints are written atomically every epoch (model, optimiser, scheduler, RNG, history) so a killed
@@ -38,13 +40,14 @@ from .metrics import t2i_metrics
 class StandinConfig:
     """Hyperparameters of the stand-in's contrastive training (chosen on the validation split)."""
 
-    epochs: int = 30
+    epochs: int = 80
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_frac: float = 0.1
     min_scale: float = 0.7          # random-resized-crop area scale (no flips: arrows and text have a side)
     max_shift: float = 0.1          # random translation, fraction of the image
+    all_captions: bool = True       # each step: the CLIP loss averaged over every caption of the images
     seed: int = 0
     threads: int = 2
     # architecture (``jsdlib.vlp.standin_config``)
@@ -67,6 +70,20 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -
     logits = logit_scale.exp().clamp(max=100) * img @ txt.T
     y = torch.arange(len(img))
     return 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y))
+
+
+def caption_slots(caps_of: list[torch.Tensor], idx: torch.Tensor, gen: torch.Generator,
+                  all_captions: bool) -> list[torch.Tensor]:
+    """Caption indices to pair with the images ``idx``: one tensor per slot.
+
+    ``all_captions``: slot c holds each image's c-th caption (c < the smallest caption count in the batch;
+    the rest of an image's captions are not used that step). Otherwise a single slot with one random
+    caption per image.
+    """
+    if all_captions:
+        n = min(len(caps_of[i]) for i in idx)
+        return [torch.stack([caps_of[i][c] for i in idx]) for c in range(n)]
+    return [torch.stack([caps_of[i][torch.randint(len(caps_of[i]), (1,), generator=gen)][0] for i in idx])]
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, min_scale: float, max_shift: float) -> torch.Tensor:
@@ -194,10 +211,12 @@ def train_standin(cfg: StandinConfig | None = None, out: str | Path | None = Non
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         for b in bar:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            pick = torch.stack([caps_of[i][torch.randint(len(caps_of[i]), (1,), generator=gen)][0] for i in idx])
             img = model.encode_image(augment(tr_images[idx], gen, cfg.min_scale, cfg.max_shift), normalize=True)
-            txt = F.normalize(model.text.proj(tr_text[pick]), dim=-1)
-            loss = clip_loss(img, txt, model.logit_scale)
+            loss = 0.0
+            slots = caption_slots(caps_of, idx, gen, cfg.all_captions)
+            for pick in slots:
+                txt = F.normalize(model.text.proj(tr_text[pick]), dim=-1)
+                loss = loss + clip_loss(img, txt, model.logit_scale) / len(slots)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -74,12 +74,31 @@ def file_sha256(path: str | Path) -> str:
     return _FILE_HASHES[key]
 
 
+def safetensors_digest(path: str | Path) -> str:
+    """sha256 of a safetensors file's *content*: tensors (name, dtype, shape, bytes) and metadata, in sorted order.
+
+    The file bytes are not stable: safetensors writes the metadata keys in hash-map order, so saving the same
+    weights twice can give two different files. This digest is the same for the same content.
+    """
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as fh:
+        h.update(json.dumps(fh.metadata() or {}, sort_keys=True).encode())
+        for k in sorted(fh.keys()):
+            t = fh.get_tensor(k).contiguous().reshape(-1)
+            h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------------------------
 # open_clip configs
 # ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def quiet_loading():
-    """Silence transformers' load report / progress bar and open_clip's 'initialized partially' notice."""
+def quiet_loading(level: int | None = None):
+    """Silence transformers' load report / progress bar and open_clip's log records below ``level``
+    (default ERROR: hides 'initialized partially'; the offline tag path uses CRITICAL since it re-raises)."""
     import logging
 
     import transformers
@@ -89,7 +108,7 @@ def quiet_loading():
     old_root = root.level
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    root.setLevel(logging.ERROR)
+    root.setLevel(logging.ERROR if level is None else level)
     try:
         yield
     finally:
@@ -188,8 +207,11 @@ def load_openclip(name: str, pretrained: str | None = None) -> VLP:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise ValueError(f"open_clip has no pretrained tag {pretrained!r} for {name!r}; known tags: {tags}")
+        import logging
+
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            with quiet_loading(logging.CRITICAL):
+                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
         except Exception as exc:  # download failure offline: RuntimeError, OSError, network guard ...
             raise PretrainedUnavailableError(
                 f"the open_clip weights {name!r} / {pretrained!r} are not on this machine and cannot be "
@@ -252,7 +274,7 @@ def load_standin(checkpoint: str | Path | None = None) -> VLP:
     if not_text:
         raise ValueError(f"{path}: checkpoint lacks trained weights: {not_text[:5]}")
     model.eval()
-    fingerprint = f"standin:{file_sha256(path)}:minilm:{file_sha256(minilm_path() / 'model.safetensors')}"
+    fingerprint = f"standin:{safetensors_digest(path)}:minilm:{file_sha256(minilm_path() / 'model.safetensors')}"
     return VLP(model, preprocess, tokenizer, STANDIN_NAME, str(path), fingerprint, arch)
 
 

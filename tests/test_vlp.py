@@ -29,10 +29,10 @@ def emoji_small():
     return load_emoji("test").subset(range(6))
 
 
-def _tiny_standin_checkpoint(path):
+def _tiny_standin_checkpoint(path, seed=0):
     from jsdlib.standin import save_standin
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model, _, _ = V.build_standin(TINY_STANDIN)
     save_standin(model, path, TINY_STANDIN, {"note": "random weights, unit test"})
     return path
@@ -118,8 +118,7 @@ def test_feature_cache_hit_miss_and_keys(tmp_path, emoji_small):
     # anything the features depend on changes the key
     key = f1.key
     assert V.feature_key(vlp, load_emoji("test").subset(range(1, 7))) != key       # other images
-    torch.manual_seed(1)
-    other = V.load_standin(_tiny_standin_checkpoint(tmp_path / "b.safetensors"))
+    other = V.load_standin(_tiny_standin_checkpoint(tmp_path / "b.safetensors", seed=1))
     assert V.feature_key(other, emoji_small) != key                                   # other weights
 
 
@@ -164,3 +163,12 @@ def test_standin_training_resumes_exactly(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert V.load_standin(tmp_path / "res.safetensors").arch == TINY_STANDIN
+
+
+def test_checkpoint_fingerprint_is_content_based(tmp_path):
+    """Saving the same weights twice may reorder safetensors' metadata; the cache key must not change."""
+    a = _tiny_standin_checkpoint(tmp_path / "a.safetensors")
+    b = _tiny_standin_checkpoint(tmp_path / "b.safetensors")
+    assert V.safetensors_digest(a) == V.safetensors_digest(b)
+    c = _tiny_standin_checkpoint(tmp_path / "c.safetensors", seed=1)
+    assert V.safetensors_digest(c) != V.safetensors_digest(a)

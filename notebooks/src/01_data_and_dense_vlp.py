@@ -8,7 +8,7 @@
 # test images and on the ones whose concept was never seen in training.
 #
 # **Time:** about 1 minute on a laptop CPU with the committed checkpoint; retraining the stand-in
-# (`JSDLIB_FULL=1`) adds about 15 minutes. **Needs:** nothing but this repository (`make setup`).
+# (`JSDLIB_FULL=1`) adds about 10 minutes. **Needs:** nothing but this repository (`make setup`).
 #
 # The papers behind this course: JSD, *Sparse and Dense Retrievers Learn Better Together* (CIKM 2025),
 # and CMC, *Comparing Neighbors Together Makes it Easy* (EMNLP 2024). This notebook prepares the dense

@@ -1,0 +1,399 @@
+"""JSD equations, model, trainer, baselines, presets and the released-feature loader (jsdlib.jsd, jsdlib.presets)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jsdlib.jsd import (METHODS, JSDModel, build_model, d2s_loss, dense_score, epoch_batches, info_nce,
+                        integrated_score, jsd_loss, kd_loss, lr_factor, pec_probability, run_methods, sparse_product,
+                        sparse_score, steps_per_epoch, teachers, train_d2s, train_jsd)
+from jsdlib.presets import (PAPER_PRESETS, JSDConfig, get_preset, load_released_features)
+from jsdlib.vlp import Features
+
+V, e, D, DT, DV = 60, 8, 16, 12, 10
+FIX = Path(__file__).parent / "fixtures" / "released_features"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP barrier waits (10x slower on a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_features(n_img=24, caps=2, seed=0) -> Features:
+    """Random features where a caption is a noisy copy of its image's hidden concept (learnable)."""
+    g = torch.Generator().manual_seed(seed)
+    concept = torch.randn(n_img, 6, generator=g)
+    A_t, A_v = torch.randn(6, DT, generator=g), torch.randn(6, DV, generator=g)
+    c2i = np.repeat(np.arange(n_img), caps)
+    text = concept[c2i] @ A_t + 0.3 * torch.randn(len(c2i), DT, generator=g)
+    image = concept @ A_v + 0.3 * torch.randn(n_img, DV, generator=g)
+    proj = {"W_t": torch.randn(D, DT, generator=g) * 0.3, "b_t": torch.zeros(D),
+            "W_v": torch.randn(D, DV, generator=g) * 0.3, "b_v": torch.zeros(D)}
+    i2c = [list(range(i * caps, (i + 1) * caps)) for i in range(n_img)]
+    return Features(text, image, proj, c2i, i2c, key=f"tiny{seed}")
+
+
+def tiny_cfg(**kw) -> JSDConfig:
+    base = dict(name="tiny", lr=1e-2, w1=0.1, w2=0.2, lam1=0.7, lam2=0.7, eta_t=1e-3, eta_i=1e-3, batch_size=8,
+                epochs=3, patience=5, seed=0, vocab_size=V, emb_dim=e)
+    base.update(kw)
+    return JSDConfig(**base)
+
+
+def tiny_E(seed=1):
+    return torch.randn(V, e, generator=torch.Generator().manual_seed(seed))
+
+
+def batch_scores(model, feats, n=6):
+    d_t, d_i, z_t, z_i = model(feats.text[:n * 2:2], feats.image[:n])
+    return d_t, d_i, z_t, z_i, dense_score(d_i, d_t, model.tau), sparse_score(z_i, z_t)
+
+
+LOSS_KW = dict(w1=0.1, w2=0.2, lam1=0.7, lam2=0.7, eta_t=1e-3, eta_i=2e-3)
+
+
+# ------------------------------------------------------------------------------------------ equations
+def test_model_shapes_and_non_negative():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    d_t, d_i, z_t, z_i, S_d, S_s = batch_scores(m, feats)
+    assert d_t.shape == (6, D) and d_i.shape == (6, D) and z_t.shape == (6, V) and z_i.shape == (6, V)
+    torch.testing.assert_close(d_t.norm(dim=1), torch.ones(6))
+    assert (z_t >= 0).all() and (z_i >= 0).all()
+    assert S_d.shape == S_s.shape == (6, 6)
+    torch.testing.assert_close(S_d, d_i @ d_t.T / 0.07)
+    torch.testing.assert_close(integrated_score(S_d, S_s, 0.1, 0.2), 0.1 * S_d + 0.2 * S_s)
+
+
+def test_projection_initialised_from_features():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    d_t, d_i = feats.dense()
+    torch.testing.assert_close(m.dense_text(feats.text), d_t)
+    torch.testing.assert_close(m.dense_image(feats.image), d_i)
+    assert float(m.tau.detach()) == pytest.approx(0.07)
+
+
+def test_info_nce_and_kd_match_cross_entropy():
+    S = torch.randn(4, 4)
+    y = torch.arange(4)
+    torch.testing.assert_close(info_nce(S), 0.5 * (F.cross_entropy(S, y) + F.cross_entropy(S.T, y)))
+    P = torch.softmax(torch.randn(4, 4), dim=1)
+    torch.testing.assert_close(kd_loss(S, P), F.cross_entropy(S, P))
+    with pytest.raises(ValueError, match="square"):
+        info_nce(torch.randn(3, 4))
+    with pytest.raises(ValueError, match="differ in shape"):
+        kd_loss(S, P[:3])
+
+
+def test_teacher_orientation_hand_built_3x3():
+    # rows = images, columns = captions
+    S_x = torch.tensor([[3.0, 1.0, 0.0],
+                        [0.0, 2.0, 5.0],
+                        [1.0, 1.0, 4.0]])
+    P_it, P_ti = teachers(S_x)
+    for i in range(3):   # image i: distribution over captions = softmax of its row
+        torch.testing.assert_close(P_it[i], torch.softmax(S_x[i, :], dim=0))
+    for j in range(3):   # caption j: distribution over images = softmax of its column
+        torch.testing.assert_close(P_ti[j], torch.softmax(S_x[:, j], dim=0))
+    # caption 2 prefers image 1 (score 5) over image 2 (score 4)
+    assert P_ti[2].argmax() == 1
+    _, P_quirk = teachers(S_x, transpose_quirk=True)
+    torch.testing.assert_close(P_quirk, P_it)
+    assert not torch.allclose(P_quirk, P_ti)
+
+
+def test_quirk_changes_exactly_the_t2i_kd_terms():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    *_, z_t, z_i, S_d, S_s = batch_scores(m, feats)
+    _, a = jsd_loss(S_d, S_s, z_t, z_i, **LOSS_KW)
+    _, b = jsd_loss(S_d, S_s, z_t, z_i, teacher_transpose_quirk=True, **LOSS_KW)
+    for k in ("L_dense", "L_sparse", "L_inter", "L", "KD_dense_it", "KD_sparse_it", "reg_t", "reg_i", "reg"):
+        assert torch.equal(a[k], b[k]), k
+    for k in ("KD_dense_ti", "KD_sparse_ti", "loss"):
+        assert not torch.equal(a[k], b[k]), k
+
+
+def test_loss_composition_and_no_self_kd():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    *_, z_t, z_i, S_d, S_s = batch_scores(m, feats)
+    loss, p = jsd_loss(S_d, S_s, z_t, z_i, **LOSS_KW)
+    L = (0.7 * info_nce(S_d) + 0.7 * info_nce(S_s) + info_nce(0.1 * S_d + 0.2 * S_s)) / 2
+    P_it, P_ti = teachers(0.1 * S_d + 0.2 * S_s)
+    Lp = (0.7 * 0.5 * (kd_loss(S_d, P_it) + kd_loss(S_d.T, P_ti))
+          + 0.7 * 0.5 * (kd_loss(S_s, P_it) + kd_loss(S_s.T, P_ti))) / 2
+    reg = 0.5 * (1e-3 * z_t.sum(1).mean() + 2e-3 * z_i.sum(1).mean())
+    torch.testing.assert_close(loss, 0.5 * (L + Lp) + reg)
+    loss_nokd, q = jsd_loss(S_d, S_s, z_t, z_i, use_self_kd=False, **LOSS_KW)
+    torch.testing.assert_close(loss_nokd, 0.5 * L + reg)
+    assert "KD_dense_it" not in q
+
+
+def test_detach_teacher_same_value_other_gradient():
+    feats = tiny_features()
+    grads = []
+    for detach in (False, True):
+        torch.manual_seed(0)
+        m = build_model(feats, tiny_cfg(), tiny_E())
+        *_, z_t, z_i, S_d, S_s = batch_scores(m, feats)
+        loss, _ = jsd_loss(S_d, S_s, z_t, z_i, detach_teacher=detach, **LOSS_KW)
+        loss.backward()
+        grads.append((loss.item(), m.head.E.grad.clone()))
+    assert grads[0][0] == pytest.approx(grads[1][0])
+    assert not torch.allclose(grads[0][1], grads[1][1])
+
+
+def test_gradients_reach_head_projections_and_tau():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    *_, z_t, z_i, S_d, S_s = batch_scores(m, feats)
+    jsd_loss(S_d, S_s, z_t, z_i, **LOSS_KW)[0].backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_frozen_final_layers_get_no_gradient():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(freeze_final=True), tiny_E())
+    *_, z_t, z_i, S_d, S_s = batch_scores(m, feats)
+    jsd_loss(S_d, S_s, z_t, z_i, **LOSS_KW)[0].backward()
+    for p in (*m.text_proj.parameters(), *m.image_proj.parameters()):
+        assert not p.requires_grad and p.grad is None
+    assert m.head.E.grad.abs().sum() > 0 and m.head.proj.weight.grad.abs().sum() > 0
+    assert all(not n.startswith(("text_proj", "image_proj")) for n, p in m.named_parameters() if p.requires_grad)
+
+
+def test_active_only_forward_gives_same_loss():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    h_t, h_i = feats.text[:12:2], feats.image[:6]
+    out = []
+    for active in (False, True):
+        d_t, d_i, z_t, z_i = m(h_t, h_i, active_only=active)
+        out.append(jsd_loss(dense_score(d_i, d_t, m.tau), sparse_score(z_i, z_t), z_t, z_i, **LOSS_KW)[0])
+    torch.testing.assert_close(out[0], out[1])
+
+
+def test_efficiency_matches_sparse_module():
+    from jsdlib.jsd import efficiency
+    from jsdlib.sparse import active_terms, flops
+
+    Zt, Zi = torch.relu(torch.randn(7, 30)), torch.relu(torch.randn(5, 30) - 1)
+    eff = efficiency({"Z_t": Zt, "Z_i": Zi})
+    assert eff["terms_q"] == pytest.approx(active_terms(Zt)) and eff["terms_d"] == pytest.approx(active_terms(Zi))
+    assert eff["flops"] == pytest.approx(flops(Zt, Zi))
+
+
+def test_sparse_product_equals_dense_product():
+    Zq, Zd = torch.relu(torch.randn(7, 30)), torch.relu(torch.randn(5, 30))
+    Zq[:, :10] = 0
+    torch.testing.assert_close(sparse_product(Zq, Zd), Zq @ Zd.T)
+
+
+# ------------------------------------------------------------------------------------------ schedules, batches
+def test_lr_schedule_and_pec_probability():
+    total = 100
+    assert [lr_factor(s, total) for s in (0, 9, 19, 20, 60, 99)] == pytest.approx([0.05, 0.5, 1.0, 1.0, 0.5, 1 / 80])
+    assert lr_factor(0, 1) == 1.0  # a one-step run still takes a full step
+    assert pec_probability(0, 20) == 1.0 and pec_probability(19, 20) == 0.0
+    assert pec_probability(10, 20) == pytest.approx(1 - 10 / 19)
+
+
+def test_batches_have_each_image_once():
+    feats = tiny_features(n_img=25)
+    g = torch.Generator().manual_seed(0)
+    batches = epoch_batches(feats, 8, g)
+    assert len(batches) == steps_per_epoch(feats, tiny_cfg(batch_size=8)) == 3  # 25 = 8 + 8 + 9 (last 1 merged)
+    imgs = torch.cat([b[1] for b in batches])
+    assert sorted(imgs.tolist()) == list(range(25))
+    for caps, im in batches:
+        assert len(set(im.tolist())) == len(im)
+        assert (torch.as_tensor(feats.caption_to_image)[caps] == im).all()
+
+
+def test_caption_sampling_drops_duplicate_images():
+    feats = tiny_features(n_img=6, caps=4)
+    g = torch.Generator().manual_seed(0)
+    for caps, im in epoch_batches(feats, 8, g, sampling="captions", drop_duplicates=True):
+        assert len(set(im.tolist())) == len(im)
+    kept = epoch_batches(feats, 8, torch.Generator().manual_seed(0), sampling="captions", drop_duplicates=False)
+    assert sum(len(c) for c, _ in kept) == 24
+    with pytest.raises(ValueError, match="sampling"):
+        epoch_batches(feats, 8, g, sampling="pairs")
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_training_improves_and_keeps_best(tmp_path):
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    res = train_jsd(tr, va, tiny_cfg(epochs=4), run_dir=tmp_path / "run", progress=False, E_init=tiny_E())
+    hist = res["history"]
+    assert len(hist) == 4 and hist[-1]["loss"] < hist[0]["loss"]
+    assert res["best"]["val"]["sparse"]["R@1"] == max(h["val"]["sparse"]["R@1"] for h in hist)
+    assert 1e-3 <= float(res["model"].tau.detach()) <= 0.5
+    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_sparsity_budget_selects_only_sparse_epochs():
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    res = train_jsd(tr, va, tiny_cfg(epochs=3, max_terms_q=0.0), progress=False, E_init=tiny_E(), log=lambda *a: None)
+    assert not any(h["within_budget"] for h in res["history"]) and res["best"]["epoch"] == 3
+    res = train_jsd(tr, va, tiny_cfg(epochs=3, max_terms_q=1e9, max_terms_d=1e9), progress=False, E_init=tiny_E())
+    assert all(h["within_budget"] for h in res["history"])
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    cfg = tiny_cfg(epochs=4, patience=10)
+    full = train_jsd(tr, va, cfg, run_dir=tmp_path / "a", progress=False, E_init=tiny_E())
+    part = train_jsd(tr, va, cfg, run_dir=tmp_path / "b", progress=False, E_init=tiny_E(), stop_after_epoch=2)
+    assert part["stopped_at"] == 2
+    resumed = train_jsd(tr, va, cfg, run_dir=tmp_path / "b", progress=False, E_init=tiny_E(), log=lambda *a: None)
+    sa, sb = full["model"].state_dict(), resumed["model"].state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
+    assert strip(full["history"]) == strip(resumed["history"])
+    with pytest.raises(ValueError, match="another run"):
+        train_jsd(tr, va, cfg.replace(lr=2e-2), run_dir=tmp_path / "b", progress=False, E_init=tiny_E())
+
+
+def test_d2s_trains_only_the_head():
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    cfg = tiny_cfg(epochs=2)
+    torch.manual_seed(cfg.seed)
+    m0 = build_model(tr, cfg, tiny_E())
+    res = train_d2s(tr, va, cfg, progress=False, E_init=tiny_E())
+    m = res["model"]
+    for name in ("text_proj.weight", "text_proj.bias", "image_proj.weight", "image_proj.bias"):
+        assert torch.equal(m.state_dict()[name], m0.state_dict()[name]), name
+    assert float(m.tau.detach()) == pytest.approx(1e-3)
+    assert not torch.equal(m.head.E, m0.head.E)
+
+
+def test_d2s_loss_and_pec():
+    S_s, S_d = torch.randn(4, 4), torch.randn(4, 4)
+    Z = torch.relu(torch.randn(4, 5))
+    loss, p = d2s_loss(S_s, S_d, 1e-3, Z, Z)
+    T = S_d / 1e-3
+    expected = 0.5 * (F.cross_entropy(S_s, torch.softmax(T, 1)) + F.cross_entropy(S_s.T, torch.softmax(T.T, 1)))
+    torch.testing.assert_close(loss, expected)
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    ids = [torch.tensor([i % V, (3 * i) % V]) for i in range(len(tr.caption_to_image))]
+    with pytest.raises(ValueError, match="caption_token_ids"):
+        train_d2s(tr, va, tiny_cfg(pec=True, epochs=1), progress=False, E_init=tiny_E())
+    res = train_d2s(tr, va, tiny_cfg(pec=True, epochs=2), progress=False, E_init=tiny_E(), caption_token_ids=ids)
+    assert len(res["history"]) == 2
+
+
+def test_run_methods_all_rows():
+    tr, va, te = tiny_features(seed=0), tiny_features(n_img=12, seed=0), tiny_features(n_img=10, seed=0)
+    out = run_methods(METHODS, tr, va, te, tiny_cfg(epochs=1), seed=3, E_init=tiny_E(), log=lambda *a: None)
+    assert list(out) == list(METHODS)
+    for name, r in out.items():
+        assert set(r["t2i"]) == {"R@1", "R@5", "R@10", "MRR@10"}, name
+        assert r["rr"].shape == (20,) and r["flops"] >= 0 and r["terms_q"] >= 0, name
+    assert out["dense_original"]["flops"] == D
+    assert out["jsd_sparse"]["best_epoch"] == out["jsd_dense"]["best_epoch"]
+    with pytest.raises(ValueError, match="unknown method"):
+        run_methods(["bm25"], tr, va, te, tiny_cfg())
+
+
+def test_mask_special_tokens_needs_ids():
+    feats = tiny_features()
+    with pytest.raises(ValueError, match="special_ids"):
+        build_model(feats, tiny_cfg(mask_special_tokens=True), tiny_E())
+    m = build_model(feats, tiny_cfg(mask_special_tokens=True), tiny_E(), special_ids=[0, 1])
+    assert (m.head(torch.randn(5, D))[:, :2] == 0).all()
+
+
+def test_model_input_errors():
+    feats = tiny_features()
+    m = build_model(feats, tiny_cfg(), tiny_E())
+    with pytest.raises(ValueError, match="width"):
+        m(feats.image[:2], feats.image[:2])
+    with pytest.raises(KeyError):
+        JSDModel({"W_t": torch.zeros(D, DT)}, V, e)
+    with pytest.raises(ValueError, match="E_init"):
+        build_model(feats, tiny_cfg(vocab_size=None, emb_dim=None))
+
+
+# ------------------------------------------------------------------------------------------ presets
+def test_paper_presets_verbatim():
+    table = {  # spec jsd.md §4: lr, w1, w2, lam1, lam2, eta_t, eta_i
+        "blip-coco": (5e-5, 0.1, 0.1, 0.9, 0.3, 5e-4, 3e-5),
+        "blip-flickr": (1e-5, 0.1, 0.2, 0.7, 0.7, 1e-4, 2e-5),
+        "albef-coco": (5e-5, 0.2, 0.5, 0.9, 0.3, 1e-5, 3e-5),
+        "albef-flickr": (1e-5, 0.1, 0.2, 0.3, 0.3, 1e-4, 2e-5),
+    }
+    assert set(PAPER_PRESETS) == set(table)
+    for name, row in table.items():
+        c = get_preset(name)
+        assert (c.lr, c.w1, c.w2, c.lam1, c.lam2, c.eta_t, c.eta_i) == row
+        shared = (c.batch_size, c.epochs, c.patience, c.seed, c.weight_decay, c.grad_clip)
+        assert shared == (256, 200, 20, 42, 0.05, 1.0)
+        assert c.betas == (0.9, 0.999) and c.eps == 1e-8 and c.tau_init == 0.07
+        assert not c.detach_teacher and not c.teacher_transpose_quirk
+    assert get_preset("cpu-emoji").batch_size == 128
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="sampling"):
+        tiny_cfg(sampling="pairs")
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_cfg(batch_size=1)
+    with pytest.raises(TypeError, match="no field"):
+        tiny_cfg().replace(learning_rate=1.0)
+    with pytest.raises(KeyError, match="unknown preset"):
+        get_preset("blip-xyz")
+    assert tiny_cfg().digest() == tiny_cfg(device="cpu", threads=1).digest() != tiny_cfg(lr=1.0).digest()
+
+
+# ------------------------------------------------------------------------------------------ released features
+def released(split, **kw):
+    return load_released_features(FIX / "text_embs_before_proj_blip.parquet", FIX / "img_embs_before_proj_blip.parquet",
+                                  FIX / "dataset_meta.json", split, **kw)
+
+
+def test_released_feature_loader_matches_ids():
+    import pandas as pd
+
+    tr = released("train")
+    assert tr.text.shape == (10, 768) and tr.image.shape == (5, 768)  # 4 train + 1 restval images
+    assert tr.proj["W_t"].shape == (256, 768) and "random" in tr.meta["projection"]
+    df = pd.read_parquet(FIX / "img_embs_before_proj_blip.parquet")
+    row = df[df["id"] == "2"].iloc[0]  # imgid 2 is the restval image, the 3rd train image
+    torch.testing.assert_close(tr.image[2], torch.tensor(np.asarray(row["emb"], dtype=np.float32)))
+    dt = pd.read_parquet(FIX / "text_embs_before_proj_blip.parquet")
+    row = dt[dt["id"] == "105"].iloc[0]  # sentid 105: caption 1 of imgid 2
+    torch.testing.assert_close(tr.text[5], torch.tensor(np.asarray(row["emb"], dtype=np.float32)))
+    assert list(tr.caption_to_image) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    te = released("test", projection={"W_t": torch.eye(256, 768), "b_t": torch.zeros(256),
+                                       "W_v": torch.eye(256, 768), "b_v": torch.zeros(256)})
+    assert te.text.shape == (4, 768) and te.meta["projection"] == "given"
+    with pytest.raises(ValueError, match="do not take"):
+        released("test", projection={"W_t": torch.eye(256, 10), "b_t": torch.zeros(256),
+                                     "W_v": torch.eye(256, 768), "b_v": torch.zeros(256)})
+
+
+def test_one_training_step_of_a_paper_preset_on_released_features():
+    tr, va = released("train"), released("test")
+    cfg = get_preset("blip-flickr", epochs=1, batch_size=8, vocab_size=V, emb_dim=e)
+    assert steps_per_epoch(tr, cfg) == 1
+    torch.manual_seed(cfg.seed)
+    m0 = build_model(tr, cfg, None)
+    res = train_jsd(tr, va, cfg, progress=False)
+    assert len(res["history"]) == 1 and np.isfinite(res["history"][0]["loss"])
+    m = res["model"]
+    assert not torch.equal(m.text_proj.weight, m0.text_proj.weight)
+    assert not torch.equal(m.head.E, m0.head.E)
