@@ -10,7 +10,10 @@ export TOKENIZERS_PARALLELISM := false
 
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: setup run test test-fast notebooks standin clean-cache
+DEBS   := .cache/debs
+export JSDLIB_DEBS := $(abspath $(DEBS))
+
+.PHONY: setup run test test-fast notebooks standin debs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +28,15 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/jsdlib eval dense
 
+## The Debian packages the emoji set is built from (for the rebuild test); best effort off Debian.
+debs:
+	@mkdir -p $(DEBS)
+	@ls $(DEBS)/fonts-noto-color-emoji_*.deb $(DEBS)/unicode-cldr-core_*.deb >/dev/null 2>&1 \
+	  || (cd $(DEBS) && apt-get download fonts-noto-color-emoji unicode-cldr-core) \
+	  || echo "note: could not download the Debian packages; the emoji rebuild test will be skipped"
+
 ## The whole test suite: unit tests + every notebook under nbval.
-test: setup
+test: setup debs
 	$(BIN)/python -m pytest $(NBVAL_FLAGS) --durations=15 tests notebooks
 
 test-fast: setup

@@ -1,8 +1,9 @@
 """The bundled emoji set (data/emoji/) and its build script (jsdlib/emoji_build.py).
 
 The first tests check the committed artefact; the rebuild test checks that it is what the script
-produces. The rebuild needs the two Debian packages: from the folder in $JSDLIB_DEBS if it has them,
-else through `apt-get download` (a package registry); it is skipped, saying why, when neither works.
+produces. The rebuild needs the two Debian packages in the folder $JSDLIB_DEBS (`make debs` / `.ci/run`
+download them with `apt-get download` before the tests; the tests themselves never touch the network); it
+is skipped, saying why, when they are not there.
 """
 from __future__ import annotations
 
@@ -156,20 +157,15 @@ def test_missing_sources_name_the_packages(tmp_path, capsys):
 
 # --------------------------------------------------------------------------------------- rebuild
 @pytest.fixture(scope="module")
-def debs(tmp_path_factory) -> Path:
-    """A folder with the two .deb files ($JSDLIB_DEBS, else `apt-get download`), or skip saying why."""
+def debs() -> Path:
+    """The folder $JSDLIB_DEBS with the two .deb files, or skip saying why (no download from a test)."""
     if shutil.which("dpkg") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("rebuild check needs dpkg/dpkg-deb (a Debian-based system) to unpack the packages")
     env_dir = os.environ.get("JSDLIB_DEBS")
-    if env_dir and len(eb.find_debs(Path(env_dir))) == len(eb.PACKAGES):
-        return Path(env_dir)
-    if shutil.which("apt-get") is None:
-        pytest.skip("rebuild check needs the .debs in $JSDLIB_DEBS or apt-get to download them")
-    try:
-        found = eb.fetch_debs(tmp_path_factory.mktemp("emoji_debs"))
-    except RuntimeError as e:
-        pytest.skip(f"rebuild check: could not get the Debian packages: {e}")
-    return next(iter(found.values())).parent
+    if not env_dir or len(eb.find_debs(Path(env_dir))) != len(eb.PACKAGES):
+        pytest.skip(f"rebuild check needs {', '.join(eb.PACKAGES)} .deb files in $JSDLIB_DEBS "
+                    "(run `make debs`, which sets it for `make test`)")
+    return Path(env_dir)
 
 
 def test_rebuild_matches_committed(dataset, debs, tmp_path):
