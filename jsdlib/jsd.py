@@ -23,9 +23,7 @@ negatives to drop. ``sampling="captions"`` walks over all captions instead; then
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import restore_state, save_atomic, save_state
 from .metrics import ranks, reciprocal_ranks, t2i_metrics
 from .presets import JSDConfig
 from .sparse import SparseHead, bag_mask, reg_weight, regulariser, term_shares
@@ -411,12 +410,6 @@ def within_budget(val: dict, cfg: JSDConfig) -> bool:
             and (cfg.max_terms_d is None or val["terms_d"] <= cfg.max_terms_d))
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _data_id(feats) -> str:
     return f"{getattr(feats, 'key', '')}:{tuple(feats.text.shape)}:{tuple(feats.image.shape)}"
 
@@ -449,16 +442,8 @@ def _fit(kind: str, model: JSDModel, step_loss: Callable, feats_train, feats_val
         run_dir.mkdir(parents=True, exist_ok=True)
         last = run_dir / "last.pt"
         if resume and last.exists():
-            ck = torch.load(last, weights_only=True, map_location="cpu")
-            if ck["ident"] != ident:
-                raise ValueError(f"{last} belongs to another run ({ck['ident']} != {ident}); use a new run_dir "
-                                 "or resume=False")
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            scaler.load_state_dict(ck["scaler"])
-            gen.set_state(ck["generator"])
-            state = json.loads(ck["state"])
+            state, extra = restore_state(last, ident, model, opt, sched, gen)
+            scaler.load_state_dict(extra["scaler"])
             log(f"{kind}: resumed from {last} after epoch {state['epoch']}")
         best_path = run_dir / "best.pt"
         if state["best"] is not None and best_path.exists():
@@ -504,7 +489,7 @@ def _fit(kind: str, model: JSDModel, step_loss: Callable, feats_train, feats_val
             state["best"], state["bad_epochs"] = row, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if run_dir is not None:
-                _save_atomic(best_state, run_dir / "best.pt")
+                save_atomic(best_state, run_dir / "best.pt")
         elif state["best"] is not None:  # patience runs from the first selectable epoch
             state["bad_epochs"] += 1
         state["epoch"] = epoch
@@ -515,9 +500,7 @@ def _fit(kind: str, model: JSDModel, step_loss: Callable, feats_train, feats_val
                f"dense R@1 {val['dense']['R@1']:.2f}  terms q/d {val['terms_q']:.0f}/{val['terms_d']:.0f}  "
                f"{row['epoch_s']:.1f}s")
         if run_dir is not None:
-            _save_atomic({"ident": ident, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                          "generator": gen.get_state(), "state": json.dumps(state)}, run_dir / "last.pt")
+            save_state(run_dir / "last.pt", ident, model, opt, sched, gen, state, scaler=scaler.state_dict())
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs and not state["done"]:
             return {"model": model, "stopped_at": epoch, **state}
     if best_state is not None:

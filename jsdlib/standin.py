@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import vlp as vlp_mod
+from .checkpoint import restore_state, save_state
 from .data import load_emoji
 from .metrics import t2i_metrics
 
@@ -130,10 +131,14 @@ def evaluate(model, images: torch.Tensor, text_pooled: torch.Tensor, caption_to_
     return t2i_metrics((t @ v.T).numpy(), caption_to_image)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class _Trained:
+    """Checkpoint view of the stand-in: only its trained part (the MiniLM body comes from its package)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def state_dict(self):
+        return vlp_mod.standin_state_dict(self.model)
 
 
 def save_standin(model, path: Path, arch: dict, info: dict) -> None:
@@ -191,15 +196,8 @@ def train_standin(cfg: StandinConfig | None = None, out: str | Path | None = Non
     last = run_dir / "last.pt"
     best_path = run_dir / "best.safetensors"
     if resume and last.exists():
-        ck = torch.load(last, weights_only=True)
-        if ck["config"] != cfg.digest():
-            raise ValueError(f"{last} belongs to another configuration; use a new run_dir or resume=False")
-        model.load_state_dict(ck["model"], strict=False)
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["torch_rng"])
-        state = json.loads(ck["state"])
+        state, extra = restore_state(last, cfg.digest(), model, opt, sched, gen, strict=False)
+        torch.set_rng_state(extra["torch_rng"])
         log(f"resumed from {last} after epoch {state['epoch']}")
 
     t0 = time.time()
@@ -231,10 +229,7 @@ def train_standin(cfg: StandinConfig | None = None, out: str | Path | None = Non
             state["best"] = row
             save_standin(model, best_path, cfg.arch(), {"epoch": epoch, "val": metrics})
         state["epoch"] = epoch
-        _save_atomic({"config": cfg.digest(), "model": vlp_mod.standin_state_dict(model),
-                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                      "state": json.dumps(state)}, last)
+        save_state(last, cfg.digest(), _Trained(model), opt, sched, gen, state, torch_rng=torch.get_rng_state())
         log(f"epoch {epoch:3d}  loss {row['loss']:.3f}  val t2i R@1 {metrics['R@1']:.1f}  R@5 {metrics['R@5']:.1f}")
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
             return {"stopped_at": epoch, **state}

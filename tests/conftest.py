@@ -51,3 +51,14 @@ socket.socket.connect_ex = _guarded_connect_ex
 def offline_guard():
     """The guard is installed at import; this fixture documents the dependency in tests that rely on it."""
     return NetworkAccessError
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP barrier waits (10x slower on a busy 2-core machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

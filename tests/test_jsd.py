@@ -18,13 +18,7 @@ V, e, D, DT, DV = 60, 8, 16, 12, 10
 FIX = Path(__file__).parent / "fixtures" / "released_features"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier waits (10x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_features(n_img=24, caps=2, seed=0) -> Features:

@@ -12,13 +12,7 @@ from jsdlib.sparse import (SparseHead, Vocabulary, active_terms, bag_mask, capti
 V, e, D = 40, 6, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier waits (10x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_head(seed=0, **kw):

@@ -1,0 +1,44 @@
+"""Resumable training state: atomic checkpoint files and restoring a run where it stopped.
+
+Trainers (the stand-in VLP, JSD, D2S) save after every epoch with :func:`save_state`: model, optimiser,
+scheduler, the batch generator's RNG state and a JSON blob of the loop's own bookkeeping, tagged with an
+identity string (configuration digest + data). :func:`restore_state` loads it back with
+``torch.load(..., weights_only=True)`` and refuses a file that belongs to another run, so a killed run
+resumes bit for bit and a stale one is never picked up by mistake.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+
+def save_atomic(obj, path: str | Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves a half-written checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_state(path, ident: str, model, opt, sched, gen: torch.Generator, state: dict, **extra) -> None:
+    """Everything needed to continue a training loop after its last finished epoch."""
+    save_atomic({"ident": ident, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "generator": gen.get_state(), "state": json.dumps(state),
+                 **extra}, path)
+
+
+def restore_state(path, ident: str, model, opt, sched, gen: torch.Generator, strict: bool = True) -> tuple[dict, dict]:
+    """Load a :func:`save_state` file into the given objects; returns (loop state, the file's extra entries)."""
+    ck = torch.load(path, weights_only=True, map_location="cpu")
+    if ck.get("ident") != ident:
+        raise ValueError(f"{path} belongs to another run ({ck.get('ident')} != {ident}); use a new run folder "
+                         "or resume=False")
+    model.load_state_dict(ck["model"], strict=strict)
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    gen.set_state(ck["generator"])
+    extra = {k: v for k, v in ck.items() if k not in ("ident", "model", "optimizer", "scheduler", "generator", "state")}
+    return json.loads(ck["state"]), extra
