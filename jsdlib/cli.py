@@ -101,6 +101,35 @@ def cmd_jsd_compare(args) -> int:
     return 0
 
 
+def cmd_jsd_sweep(args) -> int:
+    from .experiments import emoji_features, l1_sweep, write_json
+    from .metrics import format_table
+    from .presets import get_preset
+
+    _set_threads(args.threads)
+    cfg = get_preset(args.preset, **({"epochs": args.epochs} if args.epochs else {}))
+    fs = emoji_features(progress=not args.quiet)
+    log = (lambda *a: None) if args.quiet else print
+    rows = []
+    for method in args.methods:
+        for pec in ([False, True] if (args.pec and method == "d2s") else [False]):
+            rows += l1_sweep(fs, cfg.replace(pec=pec), method, args.scales, seed=args.seed, run_root=args.run_root,
+                             log=log)
+    table = {f"{r['method']}{' +PEC' if r['pec'] else ''} L1 x{r['scale']:g}":
+             {k: r[k] for k in ("val_R@1", "val_flops", "test_R@1", "test_flops", "test_terms_q", "test_terms_d")}
+             for r in rows}
+    print(format_table(table, name_header="run", digits=2))
+    if args.json:
+        write_json({"rows": rows, "preset": cfg.name, "seed": args.seed}, args.json)
+        print(f"wrote {args.json}")
+    if args.png:
+        from .viz import r1_vs_flops
+
+        r1_vs_flops(rows).savefig(args.png, dpi=120)
+        print(f"wrote {args.png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jsdlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_jsd_compare)
+    w = j.add_parser("sweep", help="R@1 vs FLOPs as the L1 weights change (the paper's Figure 2)")
+    w.add_argument("--preset", default="cpu-emoji")
+    w.add_argument("--methods", nargs="+", default=["jsd", "d2s"], choices=["jsd", "d2s"])
+    w.add_argument("--scales", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0],
+                   help="multipliers of the preset's L1 weights (eta_t, eta_i)")
+    w.add_argument("--pec", action="store_true", help="also run D2S with probabilistic expansion control")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--epochs", type=int)
+    w.add_argument("--run-root", help="resumable run folders")
+    w.add_argument("--json")
+    w.add_argument("--png", help="save the R@1-vs-FLOPs plot here")
+    w.add_argument("--threads", type=int, default=None)
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(func=cmd_jsd_sweep)
     return p
 
 

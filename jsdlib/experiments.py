@@ -124,7 +124,10 @@ def write_json(result: dict, path) -> None:
 
 def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float], seed: int | None = None,
              run_root=None, progress: bool = False, log=print) -> list[dict]:
-    """Train ``method`` ("jsd" or "d2s") with the L1 weights scaled by each of ``scales``.
+    """Train ``method`` ("jsd" or "d2s") with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
+
+    Both methods scale the same base (JSD's weights; D2S's own ``d2s_eta_*`` are ignored here), so one scale
+    means one L1 weight on both curves.
 
     Returns one row per scale with validation *and* test R@1, active terms and FLOPs: the R@1-vs-FLOPs trade-off
     of the paper's Figure 2. Pick operating points on the validation numbers only.
@@ -141,9 +144,7 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
             train = train_jsd
             kw = {}
         else:
-            base_t = cfg.eta_t if cfg.d2s_eta_t is None else cfg.d2s_eta_t
-            base_i = cfg.eta_i if cfg.d2s_eta_i is None else cfg.d2s_eta_i
-            c = cfg.replace(d2s_eta_t=base_t * scale, d2s_eta_i=base_i * scale)
+            c = cfg.replace(d2s_eta_t=cfg.eta_t * scale, d2s_eta_i=cfg.eta_i * scale)
             train = train_d2s
             kw = {"caption_token_ids": fs.caption_token_ids}
         rd = None if run_root is None else Path(run_root) / f"{method}-l1x{scale:g}-seed{c.seed if seed is None else seed}"

@@ -76,3 +76,47 @@ def training_curve(history: Sequence[dict], metric: str = "R@1", figsize=(7, 3))
     b.set_ylabel(f"val t2i {metric} (%)")
     fig.tight_layout()
     return fig
+
+
+def r1_vs_flops(rows, split: str = "test", figsize=(6, 4)):
+    """R@1 against FLOPs for each method of an L1 sweep (the paper's Figure 2 trade-off), log-scaled FLOPs.
+
+    ``rows``: :func:`jsdlib.experiments.l1_sweep` rows (keys ``method``, ``pec``, ``{split}_R@1``, ``{split}_flops``).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=figsize)
+    groups: dict[str, list] = {}
+    for r in rows:
+        label = r["method"].upper() + (" + PEC" if r.get("pec") else "")
+        groups.setdefault(label, []).append(r)
+    for label, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r[f"{split}_flops"])
+        ax.plot([r[f"{split}_flops"] for r in rs], [r[f"{split}_R@1"] for r in rs], marker="o", label=label)
+        for r in rs:
+            ax.annotate(f"x{r['scale']:g}", (r[f"{split}_flops"], r[f"{split}_R@1"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per query-document pair (D2S definition, log scale)")
+    ax.set_ylabel(f"{split} t2i R@1 (%)")
+    ax.set_title("Effectiveness vs efficiency as the L1 weight changes")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def score_heatmaps(mats: dict, labels: Sequence[str] | None = None, figsize=(12, 3.8)):
+    """Side-by-side heat maps of in-batch score matrices (rows = images, columns = captions)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(mats), figsize=figsize, squeeze=False)
+    for ax, (title, m) in zip(axes[0], mats.items()):
+        m = np.asarray(m.detach().cpu() if hasattr(m, "detach") else m)
+        im = ax.imshow(m, cmap="viridis")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("caption")
+        ax.set_ylabel("image")
+        if labels is not None:
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=90, fontsize=6)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
