@@ -44,7 +44,7 @@ def load_split(args):
 
 
 def cmd_eval_dense(args) -> int:
-    from .metrics import evaluate_split, format_table
+    from .metrics import evaluate_split, format_table, report_rows
     from .vlp import cached_features, encode_split, load_vlp
 
     _set_threads(args.threads)
@@ -56,10 +56,7 @@ def cmd_eval_dense(args) -> int:
     res = evaluate_split(feats.dense_scores().numpy(), split.caption_to_image, split.image_to_captions,
                          split.image_meta)
     res.update({"model": vlp.name, "weights": vlp.weights, "dataset": split.dataset, "split": split.split})
-    rows = {"all queries": {**{f"t2i {k}": v for k, v in res["t2i"].items()},
-                            **{f"i2t {k}": v for k, v in res["i2t"].items()}, "RSUM": res["rsum"]}}
-    if res.get("unseen_concept", {}).get("t2i"):
-        rows["unseen-concept queries"] = {f"t2i {k}": v for k, v in res["unseen_concept"]["t2i"].items()}
+    rows = report_rows(res)
     print(f"dense retrieval: {vlp.name} ({vlp.weights}) on {split.dataset}/{split.split}: "
           f"{res['n_images']} images, {res['n_captions']} captions (recalls in %)")
     print(format_table(rows, name_header="queries", digits=2))

@@ -209,6 +209,15 @@ def evaluate_split(scores_t2i, caption_to_image, image_to_captions, image_meta=N
     return out
 
 
+def report_rows(res: dict) -> dict:
+    """Table rows of an :func:`evaluate_split` result: all queries (t2i, i2t, RSUM) and unseen-concept queries."""
+    rows = {"all queries": {**{f"t2i {k}": v for k, v in res["t2i"].items()},
+                            **{f"i2t {k}": v for k, v in res["i2t"].items()}, "RSUM": res["rsum"]}}
+    if (res.get("unseen_concept") or {}).get("t2i"):
+        rows["unseen-concept queries"] = {f"t2i {k}": v for k, v in res["unseen_concept"]["t2i"].items()}
+    return rows
+
+
 def paired_test(a, b, method: str = "t", n_boot: int = 10000, seed: int = 0) -> float:
     """Two-sided p-value that paired per-query values ``a`` and ``b`` have the same mean.
 
@@ -286,4 +295,4 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 __all__ = ["ranks", "recall_at_k", "mrr_at_k", "reciprocal_ranks", "t2i_metrics", "i2t_metrics",
-           "retrieval_metrics", "evaluate_split", "unseen_concept_queries", "paired_test", "format_table"]
+           "retrieval_metrics", "evaluate_split", "report_rows", "unseen_concept_queries", "paired_test", "format_table"]
