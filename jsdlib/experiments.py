@@ -5,7 +5,8 @@ aggregates them into the schema of ``jsdlib jsd compare --json``::
 
     {"methods": {NAME: {"t2i": {"R@1": {"mean", "std"}, "R@5": ..., "R@10": ..., "MRR@10": ...},
                         "flops", "terms_q", "terms_d", "per_seed": [...]}},
-     "tests": {"jsd_sparse_vs_NAME": {"p", "test", "n_pairs", "mean_rr_diff"}}, "config": ..., "seeds": [...]}
+     "tests": {"jsd_sparse_vs_NAME": {"p", "test", "n_pairs", "mean_rr_diff"},
+               "jsd_dense_vs_dense_original": {...}}, "config": ..., "seeds": [...]}
 
 Significance: a paired t-test on per-query reciprocal ranks (MRR@10 terms), **pooled over seeds**: each
 (seed, caption) is one pair, JSD sparse's value against the other method's for the same caption and seed.
@@ -78,6 +79,10 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
             b = np.concatenate([r[n]["rr"] for r in per_seed])
             tests[f"jsd_sparse_vs_{n}"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
                                            "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+    if {"jsd_dense", "dense_original"} <= set(names):  # the paper's "JSD dense > dense original"
+        a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in ("jsd_dense", "dense_original"))
+        tests["jsd_dense_vs_dense_original"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
+                                                "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
     return {"methods": methods, "tests": tests}
 
 

@@ -515,20 +515,30 @@ def _fit(kind: str, model: JSDModel, step_loss: Callable, feats_train, feats_val
 
 def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
               seed: int | None = None, E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
-              stop_after_epoch: int | None = None, log=print) -> dict:
+              caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
+              log=print) -> dict:
     """Train JSD on cached features; returns ``{"model" (best checkpoint), "history", "best", ...}``.
 
     ``seed`` overrides ``cfg.seed`` (model init and the batch generator). ``run_dir``: resumable checkpoints
     (``last.pt`` each epoch, ``best.pt``); a killed run resumes bit for bit. ``stop_after_epoch`` ends the
-    call early on purpose (tests).
+    call early on purpose (tests). ``cfg.pec``: probabilistic expansion control on the captions, as in
+    :func:`train_d2s` (needs ``caption_token_ids``); off in the paper presets, on for the bundled model.
     """
     cfg = cfg if seed is None else cfg.replace(seed=seed)
     _set_threads(cfg)
+    _check_pec(cfg, caption_token_ids, feats_train)
     torch.manual_seed(cfg.seed)
     model = build_model(feats_train, cfg, E_init, special_ids)
+    pec = {"p": 0.0}
+
+    def epoch_hook(e0):
+        pec["p"] = pec_probability(e0, cfg.epochs, cfg.pec_decay_frac) if cfg.pec else 0.0
 
     def step_loss(m, h_t, h_i, caps, step, total, gen):
-        d_t, d_i, z_t, z_i = m(h_t, h_i, active_only=True)
+        d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
+        z, cols = m.head.forward_active(torch.cat([d_t, d_i]))
+        z_t, z_i = z[:len(d_t)], z[len(d_t):]
+        z_t = _pec_mask(z_t, cols, caps, caption_token_ids, pec["p"], gen, m.head.vocab_size)
         S_d = dense_score(d_i, d_t, m.tau)
         S_s = sparse_score(z_i, z_t)
         return jsd_loss(S_d, S_s, z_t, z_i, w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam1, lam2=cfg.lam2,
@@ -538,7 +548,28 @@ def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
                         teacher_transpose_quirk=cfg.teacher_transpose_quirk, reg=cfg.regulariser)
 
     return _fit("jsd", model, step_loss, feats_train, feats_val, cfg, lr=cfg.lr, w1=cfg.w1, w2=cfg.w2,
-                run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
+                run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log,
+                epoch_hook=epoch_hook)
+
+
+def _check_pec(cfg: JSDConfig, caption_token_ids, feats_train) -> None:
+    if cfg.pec and (caption_token_ids is None or len(caption_token_ids) != len(feats_train.caption_to_image)):
+        raise ValueError("cfg.pec=True needs caption_token_ids: one id tensor per training caption "
+                         "(jsdlib.sparse.caption_token_ids(captions, jsdlib.sparse.minilm_tokenizer()))")
+
+
+def _pec_mask(z_t: torch.Tensor, cols: torch.Tensor, caps: torch.Tensor, caption_token_ids, p: float,
+              gen: torch.Generator, vocab_size: int) -> torch.Tensor:
+    """Probabilistic expansion control (D2S): with probability ``p`` (one draw per batch) every caption's ``z``
+    is masked to the vocabulary ids of its own tokens, ``z_t <- z_t * 1[j in tokens(caption)]``.
+
+    ``z_t`` holds only the active columns ``cols``. With ``p = 0`` nothing is drawn (runs without PEC keep
+    their random stream).
+    """
+    if p <= 0 or float(torch.rand((), generator=gen)) >= p:
+        return z_t
+    mask = bag_mask([caption_token_ids[c] for c in caps.tolist()], vocab_size)[:, cols.cpu()]
+    return z_t * mask.to(z_t.device)
 
 
 def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
@@ -555,9 +586,7 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
     """
     cfg = cfg if seed is None else cfg.replace(seed=seed)
     _set_threads(cfg)
-    if cfg.pec and (caption_token_ids is None or len(caption_token_ids) != len(feats_train.caption_to_image)):
-        raise ValueError("cfg.pec=True needs caption_token_ids: one id tensor per training caption "
-                         "(jsdlib.sparse.caption_token_ids(captions, jsdlib.sparse.minilm_tokenizer()))")
+    _check_pec(cfg, caption_token_ids, feats_train)
     torch.manual_seed(cfg.seed)
     model = build_model(feats_train, cfg, E_init, special_ids, freeze_final=True, tau_init=cfg.d2s_tau)
     model.tau.requires_grad_(False)  # no gradient reaches it (teacher under no_grad); keep it out of AdamW
@@ -573,9 +602,7 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
             d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
         z, cols = m.head.forward_active(torch.cat([d_t, d_i]))
         z_t, z_i = z[:len(d_t)], z[len(d_t):]
-        if pec["p"] > 0 and float(torch.rand((), generator=gen)) < pec["p"]:
-            mask = bag_mask([caption_token_ids[c] for c in caps.tolist()], m.head.vocab_size)[:, cols.cpu()]
-            z_t = z_t * mask.to(z_t.device)
+        z_t = _pec_mask(z_t, cols, caps, caption_token_ids, pec["p"], gen, m.head.vocab_size)
         return d2s_loss(sparse_score(z_i, z_t), d_i @ d_t.T, m.tau, z_t, z_i,
                         eta_t=reg_weight(step, total, eta_t, cfg.reg_warmup_frac),
                         eta_i=reg_weight(step, total, eta_i, cfg.reg_warmup_frac), reg=cfg.regulariser)
@@ -639,7 +666,7 @@ def run_methods(names: Sequence[str], feats_train, feats_val, feats_test, cfg: J
         out["d2s"] = _result(sparse_product(enc["Z_t"], enc["Z_i"]), feats_test, efficiency(enc), _trained_summary(res))
     jsd_names = [n for n in _JSD_SCORE if n in names]
     if jsd_names:
-        res = train_jsd(feats_train, feats_val, cfg, run_dir=rd("jsd"), **common)
+        res = train_jsd(feats_train, feats_val, cfg, run_dir=rd("jsd"), caption_token_ids=caption_token_ids, **common)
         enc = encode(res["model"], feats_test, cfg.eval_batch, cfg.device)
         S = score_matrices(enc, float(res["model"].tau.detach()), cfg.w1, cfg.w2)
         eff = efficiency(enc)
@@ -652,7 +679,8 @@ def run_methods(names: Sequence[str], feats_train, feats_val, feats_test, cfg: J
             out[n] = _result(S[kind], feats_test, e, _trained_summary(res))
     for n, change in (("jsd_no_kd", {"self_kd": False}), ("jsd_frozen_final", {"freeze_final": True})):
         if n in names:
-            res = train_jsd(feats_train, feats_val, cfg.replace(**change), run_dir=rd(n), **common)
+            res = train_jsd(feats_train, feats_val, cfg.replace(**change), run_dir=rd(n),
+                            caption_token_ids=caption_token_ids, **common)
             enc = encode(res["model"], feats_test, cfg.eval_batch, cfg.device)
             out[n] = _result(sparse_product(enc["Z_t"], enc["Z_i"]), feats_test, efficiency(enc), _trained_summary(res))
     return {n: out[n] for n in names}

@@ -29,7 +29,8 @@ def test_aggregate_schema_and_pooled_tests():
         assert set(m["t2i"]["R@1"]) == {"mean", "std"}
         assert {"flops", "terms_q", "terms_d"} <= set(m)
     assert res["methods"]["d2s"]["t2i"]["R@1"] == pytest.approx({"mean": 42.0, "std": 1.0})
-    assert set(res["tests"]) == {f"jsd_sparse_vs_{n}" for n in METHODS if n != "jsd_sparse"}
+    assert set(res["tests"]) == {f"jsd_sparse_vs_{n}" for n in METHODS if n != "jsd_sparse"} | {
+        "jsd_dense_vs_dense_original"}
     t = res["tests"]["jsd_sparse_vs_d2s"]
     assert t["n_pairs"] == 150 and 0 <= t["p"] <= 1
     json.dumps(res)  # serialisable

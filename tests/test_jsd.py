@@ -290,6 +290,31 @@ def test_d2s_loss_and_pec():
     assert len(res["history"]) == 2
 
 
+def test_pec_mask_keeps_only_caption_tokens():
+    from jsdlib.jsd import _pec_mask
+
+    z = torch.rand(2, 4) + 0.1                      # two captions, active columns [1, 3, 5, 7] of a V=8 vocabulary
+    cols = torch.tensor([1, 3, 5, 7])
+    ids = [torch.tensor([3, 6]), torch.tensor([1, 5, 7])]
+    g = torch.Generator().manual_seed(0)
+    out = _pec_mask(z, cols, torch.tensor([0, 1]), ids, 1.0, g, 8)
+    assert torch.equal(out != 0, torch.tensor([[False, True, False, False], [True, False, True, True]]))
+    state = g.get_state()
+    assert _pec_mask(z, cols, torch.tensor([0, 1]), ids, 0.0, g, 8) is z      # p = 0: untouched, nothing drawn
+    assert torch.equal(g.get_state(), state)
+
+
+def test_jsd_with_pec():
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    ids = [torch.tensor([i % V, (3 * i) % V]) for i in range(len(tr.caption_to_image))]
+    with pytest.raises(ValueError, match="caption_token_ids"):
+        train_jsd(tr, va, tiny_cfg(pec=True, epochs=1), progress=False, E_init=tiny_E())
+    a = train_jsd(tr, va, tiny_cfg(pec=True, epochs=2), progress=False, E_init=tiny_E(), caption_token_ids=ids)
+    b = train_jsd(tr, va, tiny_cfg(epochs=2), progress=False, E_init=tiny_E(), caption_token_ids=ids)
+    assert len(a["history"]) == 2
+    assert a["history"][0]["loss"] != b["history"][0]["loss"]            # the mask changed the training
+
+
 def test_run_methods_all_rows():
     tr, va, te = tiny_features(seed=0), tiny_features(n_img=12, seed=0), tiny_features(n_img=10, seed=0)
     out = run_methods(METHODS, tr, va, te, tiny_cfg(epochs=1), seed=3, E_init=tiny_E(), log=lambda *a: None)
