@@ -296,3 +296,53 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 __all__ = ["ranks", "recall_at_k", "mrr_at_k", "reciprocal_ranks", "t2i_metrics", "i2t_metrics",
            "retrieval_metrics", "evaluate_split", "report_rows", "unseen_concept_queries", "paired_test", "format_table"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Entity-linking metrics over ranked candidate lists (CMC, spec cmc.md §5)
+# ----------------------------------------------------------------------------------------------
+def list_ranks(ranked, gold) -> np.ndarray:
+    """0-based position of ``gold[q]`` in row ``ranked[q]`` (candidate ids, best first); ``len(row)`` if absent.
+
+    The rows are rankings already (no ties to break); an absent gold gets a rank past the list, so it is a
+    miss at every k <= len(row).
+    """
+    r, g = _to_numpy(ranked), _to_numpy(gold)
+    if r.ndim != 2 or g.ndim != 1 or r.shape[0] != g.shape[0]:
+        raise ValueError(f"list_ranks: ranked must be (N, K) and gold (N,), got {r.shape} and {g.shape}")
+    hit = r == g[:, None]
+    return np.where(hit.any(1), hit.argmax(1), r.shape[1]).astype(np.int64)
+
+
+def linking_accuracy(ranks, n_reranked: int, domains: Sequence[str] | None = None) -> dict:
+    """Unnormalized and normalized top-1 accuracy (%), per domain, macro over domains and micro over queries.
+
+    - unnormalized: correct top-1 / all mentions;
+    - normalized: correct top-1 / mentions whose gold is among the ``n_reranked`` candidates the reranker saw
+      (rank < n_reranked); ``nan`` for a domain where no gold was retrieved.
+
+    Returns ``{"per_domain": {d: {"acc_unnorm", "acc_norm", "n", "n_in"}}, "macro": {...}, "micro": {...}}``;
+    macro is the plain mean over domains (ZeSHEL's convention), micro pools all mentions.
+    """
+    r = _check_ranks(ranks)
+    n_reranked = _check_k(n_reranked)
+    domains = ["all"] * len(r) if domains is None else list(domains)
+    if len(domains) != len(r):
+        raise ValueError(f"linking_accuracy: {len(domains)} domain names for {len(r)} ranks")
+    dom = np.asarray(domains, dtype=object)
+
+    def acc(mask) -> dict:
+        rr = r[mask]
+        inside = rr < n_reranked
+        correct = rr == 0
+        return {"acc_unnorm": float(100.0 * correct.mean()),
+                "acc_norm": float(100.0 * correct[inside].mean()) if inside.any() else float("nan"),
+                "n": int(mask.sum()), "n_in": int(inside.sum())}
+
+    per = {d: acc(dom == d) for d in sorted(set(domains))}
+    macro = {k: float(np.nanmean([p[k] for p in per.values()])) if any(not np.isnan(p[k]) for p in per.values())
+             else float("nan") for k in ("acc_unnorm", "acc_norm")}
+    return {"per_domain": per, "macro": macro, "micro": acc(np.ones(len(r), dtype=bool))}
+
+
+__all__ += ["list_ranks", "linking_accuracy"]

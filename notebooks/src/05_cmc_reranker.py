@@ -1,0 +1,301 @@
+# %% [markdown]
+# # 05 — CMC: comparing many candidates together
+#
+# **What you will learn.** Why a reranker should look at the candidates *together* (a hand-made case where
+# the other candidates change the answer); the CMC model built up from one plain transformer layer —
+# `[q; c_1..c_K]` without positions, two half-residual layers, dot-product scores — and why it is
+# permutation-equivariant; its loss (0.2 CE + 0.8 KL to the retriever) and its 64-candidate sampling, by hand;
+# training it on top of the JSD retriever of notebook 02; the pipelines BE, BE-CE, BE-CMC, BE-CMC-CE and CMC as
+# the final reranker on two tasks (WordNet sense linking and emoji text -> image); and the speed curve CMC
+# vs cross-encoder.
+#
+# **Time:** about 2 minutes on a laptop CPU (the head is trained on a fast subset: 1,000 emoji training
+# captions, 3 epochs; the three-seed tables and the speed curve are read from the committed results of
+# `jsdlib cmc compare` and `benchmarks/cmc_speed.py`; `JSDLIB_FULL=1` recomputes the emoji table, about
+# 20 minutes, and the WordNet table if its bi-encoder retrieval is cached, about an hour).
+# **Needs:** notebook 02's bundled JSD model (committed, `jsdlib/assets/jsd_cpu_emoji.safetensors`) and
+# notebook 01's stand-in features (cached on first use).
+#
+# Paper: Song, Jin, Zhao, McCallum, Lee. *Comparing Neighbors Together Makes it Easy: Jointly Comparing
+# Multiple Candidates for Efficient and Effective Retrieval*, EMNLP 2024 (spec: `cmc.md`).
+
+# %%
+import json
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jsdlib import cmc, metrics
+
+SEED = 0
+FULL = os.environ.get("JSDLIB_FULL") == "1"
+RESULTS = Path("results")            # committed outputs of `jsdlib cmc compare` and benchmarks/cmc_speed.py
+torch.manual_seed(SEED)
+torch.set_num_threads(2)
+cfg_fast = cmc.get_cmc_preset("cpu-fast", seed=SEED)
+print("fast preset:", {k: getattr(cfg_fast, k) for k in ("encoders", "lr", "batch_size", "epochs", "alpha", "T",
+                                                         "n_hard", "n_random", "pool", "max_train_queries")})
+
+# %% [markdown]
+# ## 1. Why compare candidates together
+#
+# A bi-encoder or a cross-encoder scores each candidate **on its own**: `s(q, c_k)` never sees `c_j`. Some
+# answers depend on the other candidates. A hand-made case: every candidate list is about one random "topic"
+# direction `t` (all but one candidate lie near `t`) and the query asks for the one that is **not** about the
+# list's topic — the odd one out. Which candidate that is depends entirely on the others, so no pointwise
+# scorer can do better than guess from a candidate's look alone; a model that reads the list can.
+
+# %%
+def odd_one_out(n, d=16, K=8, seed=0):
+    """Lists of K candidates, all near a random topic t except the gold; the query is the same for every list."""
+    g = torch.Generator().manual_seed(seed)
+    t = F.normalize(torch.randn(n, 1, d, generator=g), dim=-1)
+    c = 0.5 * torch.randn(n, K, d, generator=g) + 2.0 * t
+    y = torch.randint(0, K, (n,), generator=g)
+    c[torch.arange(n), y] = 0.5 * torch.randn(n, d, generator=g) + 2.0 * F.normalize(torch.randn(n, d, generator=g), dim=-1)
+    return torch.ones(n, d) / d ** 0.5, c, y
+
+
+class Pointwise(torch.nn.Module):
+    """s(q, c_k) = MLP([q, c_k, q * c_k]): each candidate on its own (what a BE or CE computes)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.f = torch.nn.Sequential(torch.nn.Linear(3 * d, 128), torch.nn.ReLU(), torch.nn.Linear(128, 1))
+
+    def forward(self, q, c):
+        qq = q[:, None].expand_as(c)
+        return self.f(torch.cat([qq, c, qq * c], -1)).squeeze(-1)
+
+
+def fit(model, q, c, y, epochs=5, seed=0):
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(y))
+        for s in range(0, len(y), 64):
+            i = perm[s:s + 64]
+            loss = F.cross_entropy(model(q[i], c[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+q_tr, c_tr, y_tr = odd_one_out(3000, seed=1)
+q_te, c_te, y_te = odd_one_out(500, seed=2)
+torch.manual_seed(SEED)
+toy_cmc = fit(cmc.CMCHead(16, dropout=0.0), q_tr, c_tr, y_tr)
+torch.manual_seed(SEED)
+toy_point = fit(Pointwise(16), q_tr, c_tr, y_tr)
+with torch.no_grad():
+    acc_cmc = float((toy_cmc(q_te, c_te).argmax(1) == y_te).float().mean() * 100)
+    acc_point = float((toy_point(q_te, c_te).argmax(1) == y_te).float().mean() * 100)
+print(f"odd one out of 8 (chance 12.5 %): CMC head {acc_cmc:.1f} %, pointwise scorer {acc_point:.1f} %")
+assert acc_cmc > 60 and acc_point < 35 and acc_cmc > acc_point + 30
+
+# %% [markdown]
+# The same two candidates `a` and `b`, the same query, two different companion sets: with companions about
+# `a`'s topic the model picks `b`, with companions about `b`'s topic it picks `a`. A pointwise scorer gives
+# `a` and `b` the same scores in both lists, so its choice between them cannot flip.
+
+# %%
+g = torch.Generator().manual_seed(5)
+t_a, t_b = F.normalize(torch.randn(2, 16, generator=g), dim=-1)
+a = 2.0 * t_a + 0.5 * torch.randn(16, generator=g)
+b = 2.0 * t_b + 0.5 * torch.randn(16, generator=g)
+near = lambda t: 2.0 * t + 0.5 * torch.randn(6, 16, generator=g)  # noqa: E731
+lists = {"companions about a": torch.cat([a[None], b[None], near(t_a)]),
+         "companions about b": torch.cat([a[None], b[None], near(t_b)])}
+with torch.no_grad():
+    for name, cands in lists.items():
+        s_cmc = toy_cmc(q_te[:1], cands[None])[0]
+        s_pt = toy_point(q_te[:1], cands[None])[0]
+        print(f"{name}: CMC prefers {'a' if s_cmc[0] > s_cmc[1] else 'b'} "
+              f"(s_a - s_b = {float(s_cmc[0] - s_cmc[1]):+.2f}); pointwise s_a - s_b = {float(s_pt[0] - s_pt[1]):+.2f}")
+    d1 = toy_cmc(q_te[:1], lists["companions about a"][None])[0]
+    d2 = toy_cmc(q_te[:1], lists["companions about b"][None])[0]
+    p1 = toy_point(q_te[:1], lists["companions about a"][None])[0]
+    p2 = toy_point(q_te[:1], lists["companions about b"][None])[0]
+assert d1[1] > d1[0] and d2[0] > d2[1]                         # the answer flips with the companions
+assert torch.allclose(p1[:2], p2[:2])                            # a pointwise scorer cannot flip
+
+# %% [markdown]
+# ## 2. The model, built up from one transformer layer
+#
+# Spec §2: the input is `X = [q; c_1; ...; c_K]` (B, 1+K, d) — no positional, type or separator embeddings, no
+# mask. Each of the two layers is a standard post-LN encoder layer (4 heads, FFN `2048 d / 768`, dropout 0.1,
+# ReLU) mixed half-and-half with its input, and the score of candidate k is the dot product of the
+# contextualised query and candidate:
+#
+# $$X \leftarrow \tfrac12\,\mathrm{Layer}(X) + \tfrac12\,X \quad(\times 2), \qquad s_k = X_0 \cdot X_k .$$
+
+# %%
+d = 32
+torch.manual_seed(SEED)
+head = cmc.CMCHead(d).eval()
+layer = head.layers[0]
+print(type(layer).__name__, "| heads", layer.self_attn.num_heads, "| FFN", layer.linear1.out_features,
+      "| post-LN:", not layer.norm_first, "| params per layer", sum(p.numel() for p in layer.parameters()))
+q, c = torch.randn(2, d), torch.randn(2, 10, d)
+with torch.no_grad():
+    X = torch.cat([q[:, None], c], 1)                 # [q; c_1..c_K], no positions
+    for L in head.layers:
+        X = 0.5 * L(X) + 0.5 * X                      # the half residual
+    s_by_hand = (X[:, :1] * X[:, 1:]).sum(-1)         # s_k = q_out . c_k,out
+    s_lib = head(q, c)
+    perm = torch.randperm(10)
+    s_perm = head(q, c[:, perm])
+print("scores by hand == library:", torch.allclose(s_by_hand, s_lib, atol=1e-5))
+print("shuffle the candidates -> the scores shuffle the same way:", torch.allclose(s_perm, s_lib[:, perm], atol=1e-5))
+assert torch.allclose(s_by_hand, s_lib, atol=1e-5) and torch.allclose(s_perm, s_lib[:, perm], atol=1e-5)
+
+# %% [markdown]
+# ## 3. Training signal: 64 candidates and 0.2 CE + 0.8 KL
+#
+# Per training query CMC sees 64 candidates taken from the retriever's top-1024: the gold (inserted if the
+# retriever missed it), the 31 best-ranked others (hard negatives) and 32 drawn uniformly from the rest. The loss
+# mixes the gold's cross-entropy with the KL divergence to the retriever's own distribution over the same
+# candidates (`T = 1`):
+#
+# $$L = \alpha\,\mathrm{CE}(s, y) + (1-\alpha)\,\mathrm{KL}\big(\mathrm{softmax}(t/T)\,\|\,\mathrm{softmax}(s/T)\big), \quad \alpha = 0.2 .$$
+
+# %%
+ranking = torch.arange(100, 1124)                    # a retriever's top-1024 (catalogue rows, best first)
+sample = cmc.sample_candidates(ranking, gold=7, gen=torch.Generator().manual_seed(SEED))
+print("gold first:", int(sample[0]), "| 31 hard:", sample[1:6].tolist(), "... | 32 random:", sample[32:37].tolist(), "...")
+assert len(sample) == 64 == len(set(sample.tolist())) and int(sample[0]) == 7 and sample[1:32].tolist() == list(range(100, 131))
+
+s = torch.tensor([[0.0, np.log(3.0)]])               # student: softmax = [1/4, 3/4]
+t = torch.tensor([[np.log(3.0), 0.0]])               # teacher: softmax = [3/4, 1/4]
+loss, parts = cmc.cmc_loss(s, torch.tensor([0]), t)
+by_hand = 0.2 * np.log(4.0) + 0.8 * (0.75 * np.log(3.0) - 0.25 * np.log(3.0))
+print(f"CE = ln 4 = {float(parts['ce']):.4f}, KL = ln(3)/2 = {float(parts['kl']):.4f}, L = {float(loss):.4f} "
+      f"(by hand {by_hand:.4f})")
+assert abs(float(loss) - by_hand) < 1e-6
+
+# %% [markdown]
+# ## 4. CMC on top of the JSD retriever (emoji text -> image)
+#
+# The retriever is notebook 02's bundled JSD model with the **integrated** score `w1 S_d + w2 S_s`; it ranks all
+# images of a split for every caption. CMC's vectors are JSD's dense vectors `d_t` (captions) and `d_i` (images),
+# 256-d: the retriever's own embedding space, as CMC's encoders start from the BE checkpoint; the variant is
+# **frozen encoders, head only**. CMC trains on the train split (JSD has seen those caption-image pairs in its own
+# training, so the retriever's train rankings are better than its test rankings), selects the epoch on
+# validation accuracy and reranks the test split's top-K. The fast path here: 1,000 training captions, 3 epochs,
+# K = 64 at validation and test (`JSDLIB_FULL=1` and the committed table: all 5,270, 5 epochs, K = 500).
+
+# %%
+data = {s: cmc.emoji_task(s) for s in ("train", "val", "test")}
+for s, dd in data.items():
+    print(f"{s:5s}: {len(dd)} captions, {dd.cand_emb.shape[0]} images, top-{dd.k}, vectors {dd.query_emb.shape[1]}-d")
+res = cmc.train_cmc(data["train"], data["val"], cfg_fast, progress=False, log=lambda *a: None)
+print("best epoch", res["best"]["epoch"], "| val accuracy per epoch:", [round(h["val_acc"], 1) for h in res["history"]])
+
+# %%
+# fast path: CMC reranks the JSD top-64 (the committed tables below use K = 500, every test image)
+out = cmc.run_pipelines(data["test"], res["model"], None, k=64, k_ce=16, names=("be", "be_cmc", "cmc_final"))
+keys = ("R@1", "R@4", "R@16", "R@64", "MRR@10", "acc_norm")
+print(metrics.format_table({n: {k: out[n][k] for k in keys} for n in out}, name_header="pipeline (fast subset)"))
+train_top1 = cmc.top1_accuracy(data["train"].topk, data["train"].gold)
+print(f"JSD's own top-1 on the training captions: {train_top1:.1f} % (on test: {out['be']['R@1']:.1f} %)")
+# what holds here: CMC stays within a few points of the retriever -- it has little to learn from training
+# rankings that are already nearly perfect (JSD was trained on these very pairs)
+assert abs(out["be_cmc"]["R@1"] - out["be"]["R@1"]) < 3 and train_top1 > out["be"]["R@1"] + 20
+
+# %% [markdown]
+# ## 5. The pipeline tables (three seeds, committed)
+#
+# `jsdlib cmc compare --task emoji|wordnet --seeds 0 1 2 --json ...` trains CMC (preset `cpu-frozen`) and the
+# cross-encoder per seed and runs every pipeline; the tables below are read from `notebooks/results/`.
+
+# %%
+tables = {}
+for task in ("emoji", "wordnet"):
+    path = RESULTS / f"cmc_compare_{task}.json"
+    if FULL and (task == "emoji" or os.environ.get("JSDLIB_CMC_WORDNET") == "1"):
+        r = cmc.compare(task, [0, 1, 2], progress=False, log=lambda *a: None)
+    else:
+        r = json.loads(path.read_text())
+    tables[task] = r
+    print(f"\n{task}: {r['data']}, {r['n_test_queries']} test queries, K = {r['k']}, K' = {r['k_ce']}, "
+          f"CMC encoders: {r['variant']}")
+    print(metrics.format_table(cmc.summary_table(r), name_header="pipeline"))
+
+# %% [markdown]
+# What holds here of the paper's aims (spec §1; the paper's own numbers are on ZeSHEL with BERT-base, not
+# comparable in level): BE-CMC raises R@16 and R@64 over the BE; BE-CMC-CE beats BE-CE; CMC as the final
+# reranker is far faster than the CE.
+
+# %%
+def claims(r):
+    p = r["pipelines"]
+    m = lambda n, k: p[n][k]["mean"]  # noqa: E731
+    return {"BE-CMC R@16 > BE R@16": m("be_cmc", "R@16") > m("be", "R@16"),
+            "BE-CMC R@64 > BE R@64": m("be_cmc", "R@64") > m("be", "R@64"),
+            "BE-CMC-CE acc > BE-CE acc": m("be_cmc_ce", "acc_unnorm") > m("be_ce", "acc_unnorm"),
+            "CMC final >= 5x faster than CE": m("be_ce", "ms_per_query") >= 5 * m("cmc_final", "ms_per_query")}
+
+
+held = {task: claims(r) for task, r in tables.items()}
+for task, h in held.items():
+    print(task, {k: "holds" if v else "does not hold" for k, v in h.items()})
+# WordNet: CMC makes the BE a better retriever at K' = 16 and 64 (about +3 points each). Emoji: CMC stays at the
+# retriever's level (its training rankings are nearly perfect, section 4). The CE trained on 128 queries does not
+# learn (its loss stays at ln 16), so BE-CE and BE-CMC-CE are below the BE and neither beats the other reliably.
+# CMC as the final reranker costs a small fraction of the CE's time on both tasks.
+assert list(held["wordnet"].values()) == [True, True, False, True]
+assert list(held["emoji"].values()) == [False, False, False, True]
+
+# %% [markdown]
+# ## 6. Speed: CMC vs the cross-encoder as the candidate list grows
+#
+# `python benchmarks/cmc_speed.py --json notebooks/results/cmc_speed.json` (committed): milliseconds per query
+# on this CPU, one thread, query encoding included, warm-up excluded, medians. The CE runs one MiniLM pass per
+# candidate; CMC runs MiniLM once (the query) and then a 2-layer head over `1 + N` vectors, whose attention grows
+# as `N^2`.
+
+# %%
+speed = json.loads((RESULTS / "cmc_speed.json").read_text())
+ns = [r["n"] for r in speed["rows"]]
+fig, ax = plt.subplots(figsize=(6, 4))
+ax.loglog(ns, [r["cmc_ms"] for r in speed["rows"]], "o-", label="CMC (head over precomputed vectors)")
+ax.loglog(ns, [r["ce_ms"] for r in speed["rows"]], "s-", label="cross-encoder (one pass per candidate)")
+ax.set_xlabel("candidates per query")
+ax.set_ylabel("ms per query")
+ax.legend()
+ax.grid(True, which="both", alpha=0.3)
+plt.show()
+
+# %%
+for r in speed["rows"]:
+    print(f"{r['n']:6d} candidates: CMC {r['cmc_ms']:9.0f} ms, CE {r['ce_ms']:9.0f} ms"
+          f"{'' if r['ce_measured'] else ' (extrapolated)'}, CE/CMC {r['ce_over_cmc']:6.1f}")
+assert all(r["ce_ms"] > r["cmc_ms"] for r in speed["rows"])   # CMC is faster at every list length measured
+
+# %% [markdown]
+# ## Exercise
+#
+# CMC learns from two signals: the gold (CE) and the retriever's distribution (KL). Train the fast model once
+# with `alpha = 1.0` (CE only) and once with `alpha = 0.0` (KL only), and compare their validation accuracy
+# with the default `alpha = 0.2`. Which signal carries most of the gain over the retriever?
+#
+# <details><summary>Solution</summary>
+#
+# ```python
+# for alpha in (1.0, 0.2, 0.0):
+#     r = cmc.train_cmc(data["train"], data["val"], cfg_fast.replace(alpha=alpha), progress=False, log=lambda *a: None)
+#     print(alpha, round(r["best"]["val_acc"], 1))
+# be_val = cmc.top1_accuracy(data["val"].topk, data["val"].gold)
+# print("retriever top-1 on val:", round(be_val, 1))
+# ```
+# Read the three numbers against the retriever's own top-1: `alpha = 0` (KL only) can at best reproduce the
+# retriever's ranking, so any gain over it has to come from the gold's cross-entropy; here the retriever's
+# training-split rankings are already nearly perfect (JSD was trained on those pairs), which limits what either
+# signal can teach.
+#
+# </details>

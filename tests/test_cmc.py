@@ -1,0 +1,383 @@
+"""CMC: the model (equivariance), sampling, the loss, training (resume), the CE, pipelines and metrics."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from jsdlib import cmc
+from jsdlib.cmc import (CMC, CMCConfig, CMCHead, CEConfig, CrossEncoder, RerankData, cmc_loss, cmc_rerank,
+                        gold_positions, run_pipelines, sample_candidates, teacher_scores, train_ce, train_cmc)
+from jsdlib.metrics import linking_accuracy, list_ranks
+
+
+@pytest.fixture(autouse=True)
+def _threads(one_thread):
+    yield
+
+
+def synthetic(n=40, m=120, d=16, k=100, seed=0, noise=1.0, texts=False) -> RerankData:
+    """Queries near their gold candidate; the 'retriever' is the dot product, ranked over the whole catalogue."""
+    g = torch.Generator().manual_seed(seed)
+    C = torch.randn(m, d, generator=g)
+    gold = torch.randint(0, m, (n,), generator=g)
+    Q = C[gold] + noise * torch.randn(n, d, generator=g)
+    S = Q @ C.T
+    sc, top = torch.sort(S, dim=1, descending=True, stable=True)
+    dom = ["a" if i % 2 else "b" for i in range(n)]
+    qt = [f"query about item {int(x)}" for x in gold] if texts else None
+    ct = [f"item {i}" for i in range(m)] if texts else None
+    return RerankData(Q, C, top[:, :k].contiguous(), sc[:, :k].contiguous(), gold, S[torch.arange(n), gold], dom,
+                      qt, ct, name=f"syn{seed}")
+
+
+# ------------------------------------------------------------------------------------------ model
+def test_head_shape_ffn_and_layers():
+    h = CMCHead(384)
+    assert len(h.layers) == 2 and h.layers[0].linear1.out_features == 1024 == cmc.ffn_dim(384)
+    assert cmc.ffn_dim(768) == 2048
+    assert h.layers[0].self_attn.num_heads == 4 and not h.layers[0].norm_first
+    with pytest.raises(ValueError, match="divisible"):
+        CMCHead(30)
+
+
+def test_permutation_equivariance():
+    torch.manual_seed(0)
+    h = CMCHead(16).eval()
+    q, c = torch.randn(3, 16), torch.randn(3, 10, 16)
+    perm = torch.randperm(10)
+    s = h(q, c)
+    s_perm = h(q, c[:, perm])
+    torch.testing.assert_close(s_perm, s[:, perm], rtol=1e-5, atol=1e-5)
+    # and the candidates do interact: changing one candidate changes the others' scores
+    c2 = c.clone()
+    c2[:, 0] += 5.0
+    assert not torch.allclose(h(q, c2)[:, 1:], s[:, 1:])
+
+
+def test_head_formula_matches_manual():
+    torch.manual_seed(1)
+    h = CMCHead(8).eval()
+    q, c = torch.randn(2, 8), torch.randn(2, 5, 8)
+    X = torch.cat([q[:, None], c], 1)
+    for layer in h.layers:
+        X = 0.5 * layer(X) + 0.5 * X
+    torch.testing.assert_close(h(q, c), (X[:, :1] * X[:, 1:]).sum(-1))
+
+
+def test_head_rejects_bad_shapes():
+    h = CMCHead(8)
+    with pytest.raises(ValueError, match="expects q"):
+        h(torch.randn(2, 8), torch.randn(3, 4, 8))
+    with pytest.raises(ValueError, match="built for d = 8"):
+        h(torch.randn(2, 12), torch.randn(2, 4, 12))
+    with pytest.raises(ValueError, match="one of"):
+        CMC(8, encoders="partly")
+    with pytest.raises(ValueError, match="needs a query_encoder"):
+        CMC(8, encoders="finetuned")
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def test_sampling_counts_gold_inserted_no_duplicates_deterministic():
+    row = torch.arange(1000, 2024)  # a ranking of 1024 rows
+    gold_in = 1005
+    s1 = sample_candidates(row, gold_in, torch.Generator().manual_seed(0))
+    s2 = sample_candidates(row, gold_in, torch.Generator().manual_seed(0))
+    s3 = sample_candidates(row, gold_in, torch.Generator().manual_seed(1))
+    assert torch.equal(s1, s2) and not torch.equal(s1, s3)
+    assert len(s1) == 64 and len(torch.unique(s1)) == 64 and s1[0] == gold_in
+    hard = row[row != gold_in][:31]
+    assert torch.equal(s1[1:32], hard)                           # the 31 best-ranked others
+    rand = set(s1[32:].tolist())
+    assert len(rand) == 32 and rand <= set(row[row != gold_in][31:].tolist())  # 32 from the rest of the pool
+    # gold missing from the pool: inserted first, still 64 distinct
+    s4 = sample_candidates(row, 7, torch.Generator().manual_seed(0))
+    assert s4[0] == 7 and len(torch.unique(s4)) == 64 and torch.equal(s4[1:32], row[:31])
+    # only the first `pool` entries are eligible
+    s5 = sample_candidates(row, 7, torch.Generator().manual_seed(0), pool=100)
+    assert set(s5[32:].tolist()) <= set(row[31:100].tolist())
+    with pytest.raises(ValueError, match="fewer than"):
+        sample_candidates(row[:50], 7, torch.Generator())
+    with pytest.raises(ValueError, match="twice"):
+        sample_candidates(torch.cat([row[:70], row[:10]]), 7, torch.Generator())
+
+
+def test_uniform_part_covers_the_rest_of_the_pool():
+    row = torch.arange(200)
+    g = torch.Generator().manual_seed(0)
+    seen = np.zeros(200)
+    for _ in range(300):
+        seen[sample_candidates(row, 0, g, pool=200)[32:].numpy()] += 1
+    rest = seen[32:]  # rows 32..199 (the gold is row 0, hard = 1..31)
+    assert (rest > 0).all() and seen[1:32].sum() == 0
+    assert rest.max() / rest.min() < 3.0  # roughly uniform: expected 300 * 32 / 168 ~ 57 each
+
+
+def test_teacher_scores_use_retriever_scores_and_gold_score():
+    d = synthetic(k=20, noise=3.0)
+    missing = torch.nonzero(gold_positions(d.topk, d.gold) == d.k).squeeze(1)
+    assert len(missing)  # some golds are outside the top-20: their teacher score comes from gold_score
+    q = int(missing[0])
+    cands = torch.cat([d.gold[q:q + 1], d.topk[q, :5][d.topk[q, :5] != d.gold[q]]])
+    t = teacher_scores(d, q, cands)
+    torch.testing.assert_close(t, (d.query_emb[q] * d.cand_emb[cands]).sum(1), rtol=1e-5, atol=1e-4)
+    with pytest.raises(KeyError, match="neither"):
+        teacher_scores(d, q, torch.tensor([_absent(d, q)]))
+
+
+def _absent(d, q):
+    present = set(d.topk[q].tolist()) | {int(d.gold[q])}
+    return next(i for i in range(d.cand_emb.shape[0]) if i not in present)
+
+
+# ------------------------------------------------------------------------------------------ loss
+def test_loss_hand_computed():
+    # s = [0, ln 3] -> q = [1/4, 3/4]; gold 0 -> CE = ln 4
+    # t = [ln 3, 0] -> p = [3/4, 1/4]; KL(p || q) = 3/4 ln 3 - 1/4 ln 3 = ln(3) / 2
+    s = torch.tensor([[0.0, math.log(3.0)]])
+    t = torch.tensor([[math.log(3.0), 0.0]])
+    loss, parts = cmc_loss(s, torch.tensor([0]), t, alpha=0.2, T=1.0)
+    assert parts["ce"].item() == pytest.approx(math.log(4.0), abs=1e-6)
+    assert parts["kl"].item() == pytest.approx(0.5 * math.log(3.0), abs=1e-6)
+    assert loss.item() == pytest.approx(0.2 * math.log(4.0) + 0.8 * 0.5 * math.log(3.0), abs=1e-6)  # 0.716704
+    assert loss.item() == pytest.approx(0.716704, abs=1e-6)
+    # KL is zero when the student matches the teacher; alpha = 1 is plain CE
+    _, p2 = cmc_loss(t, torch.tensor([0]), t)
+    assert p2["kl"].item() == pytest.approx(0.0, abs=1e-7)
+    l3, _ = cmc_loss(s, torch.tensor([0]), t, alpha=1.0)
+    assert l3.item() == pytest.approx(math.log(4.0), abs=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        cmc_loss(s, torch.tensor([0]), t, alpha=1.5)
+    with pytest.raises(ValueError, match="teacher"):
+        cmc_loss(s, torch.tensor([0]), torch.zeros(1, 3))
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_list_ranks_and_accuracy_definitions():
+    ranked = np.array([[5, 1, 2], [3, 4, 5], [9, 8, 7], [1, 2, 3]])
+    gold = np.array([5, 5, 6, 2])
+    r = list_ranks(ranked, gold)
+    assert r.tolist() == [0, 2, 3, 1]  # absent gold -> len(row)
+    acc = linking_accuracy(r, 3, ["x", "x", "y", "y"])
+    # unnormalized: 1 correct of 4; normalized: 1 correct of the 3 whose gold was among the candidates
+    assert acc["micro"]["acc_unnorm"] == pytest.approx(25.0)
+    assert acc["micro"]["acc_norm"] == pytest.approx(100.0 / 3)
+    assert acc["per_domain"]["x"] == {"acc_unnorm": 50.0, "acc_norm": 50.0, "n": 2, "n_in": 2}
+    assert acc["per_domain"]["y"]["acc_unnorm"] == 0.0 and acc["per_domain"]["y"]["n_in"] == 1
+    assert acc["macro"]["acc_unnorm"] == pytest.approx(25.0) and acc["macro"]["acc_norm"] == pytest.approx(25.0)
+    # macro != micro when domains differ in size
+    acc2 = linking_accuracy(np.array([0, 0, 0, 5]), 3, ["x", "x", "x", "y"])
+    assert acc2["micro"]["acc_unnorm"] == 75.0 and acc2["macro"]["acc_unnorm"] == 50.0
+    assert math.isnan(acc2["per_domain"]["y"]["acc_norm"]) and acc2["macro"]["acc_norm"] == 100.0
+    with pytest.raises(ValueError, match="domain names"):
+        linking_accuracy(r, 3, ["x"])
+    with pytest.raises(ValueError, match="list_ranks"):
+        list_ranks(ranked, gold[:2])
+
+
+def test_rerank_data_validation():
+    d = synthetic()
+    with pytest.raises(ValueError, match="topk"):
+        RerankData(d.query_emb, d.cand_emb, d.topk[:3], d.scores, d.gold, d.gold_score)
+    with pytest.raises(IndexError, match="catalogue"):
+        RerankData(d.query_emb, d.cand_emb[:10], d.topk, d.scores, d.gold, d.gold_score)
+    assert len(d.subset([0, 3])) == 2 and d.subset([0, 3]).domain == [d.domain[0], d.domain[3]]
+
+
+# ------------------------------------------------------------------------------------------ training
+def tiny_cfg(**kw):
+    base = dict(lr=3e-3, epochs=3, batch_size=8, eval_k=100, n_hard=7, n_random=8, pool=100, dropout=0.0)
+    base.update(kw)
+    return CMCConfig(**base)
+
+
+def test_training_learns_and_selects_on_val(tmp_path):
+    # separate synthetic catalogues are fine: the head only ever sees vectors
+    tr, va = synthetic(n=200, seed=0, noise=1.5), synthetic(n=60, seed=5, noise=1.5)
+    res = train_cmc(tr, va, tiny_cfg(epochs=4), run_dir=tmp_path / "r", progress=False, log=lambda *a: None)
+    h = res["history"]
+    assert len(h) == 4 and h[-1]["loss"] < h[0]["loss"]
+    assert res["best"]["val_acc"] == max(x["val_acc"] for x in h) and res["variant"] == "frozen"
+    assert (tmp_path / "r" / "last.pt").exists() and (tmp_path / "r" / "best.pt").exists()
+    # two runs give identical weights
+    res2 = train_cmc(tr, va, tiny_cfg(epochs=4), progress=False, log=lambda *a: None)
+    for k, v in res["model"].state_dict().items():
+        assert torch.equal(v, res2["model"].state_dict()[k]), k
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    tr, va = synthetic(n=64, seed=0), synthetic(n=30, seed=2)
+    cfg = tiny_cfg(epochs=3, dropout=0.1)
+    full = train_cmc(tr, va, cfg, run_dir=tmp_path / "a", progress=False, log=lambda *a: None)
+    part = train_cmc(tr, va, cfg, run_dir=tmp_path / "b", progress=False, stop_after_epoch=1, log=lambda *a: None)
+    assert part["stopped_at"] == 1
+    resumed = train_cmc(tr, va, cfg, run_dir=tmp_path / "b", progress=False, log=lambda *a: None)
+    for k, v in full["model"].state_dict().items():
+        assert torch.equal(v, resumed["model"].state_dict()[k]), k
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
+    assert strip(full["history"]) == strip(resumed["history"])
+    with pytest.raises(ValueError, match="another run"):
+        train_cmc(tr, va, cfg.replace(lr=1e-2), run_dir=tmp_path / "b", progress=False, log=lambda *a: None)
+
+
+def test_save_load_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    m = CMC(16).eval()
+    p = cmc.save_cmc(m, tmp_path / "h.safetensors", {"note": "x"}, half=False)
+    m2, meta = cmc.load_cmc(p)
+    q, c = torch.randn(2, 16), torch.randn(2, 7, 16)
+    torch.testing.assert_close(m(q, c), m2(q, c))
+    assert meta == {"note": "x"}
+    m3, _ = cmc.load_cmc(cmc.save_cmc(m, tmp_path / "h16.safetensors"))  # float16 file
+    torch.testing.assert_close(m(q, c), m3(q, c), rtol=0.05, atol=0.05)
+    with pytest.raises(FileNotFoundError):
+        cmc.load_cmc(tmp_path / "nope.safetensors")
+
+
+# ------------------------------------------------------------------------------------------ CE and pipelines
+def tiny_bert():
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from jsdlib.vlp import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    return BertModel(cfg), tok
+
+
+def test_cross_encoder_text_and_vector_candidates():
+    bert, tok = tiny_bert()
+    ce = CrossEncoder(bert, tok, max_len=16).eval()
+    s = ce.pair_scores(["a dog", "a dog"], ["dog : an animal", "cat : an animal"])
+    assert s.shape == (2,) and not torch.allclose(s[0], s[1])
+    bert2, _ = tiny_bert()
+    cev = CrossEncoder(bert2, tok, max_len=16, cand_dim=5).eval()
+    v = torch.randn(3, 5)
+    sv = cev.pair_scores(["x", "x", "x"], v)
+    assert sv.shape == (3,) and torch.allclose(cev.pair_scores(["x"], v[1:2]), sv[1:2], atol=1e-5)
+
+
+def test_ce_trains_and_pipelines_report_every_metric():
+    d = synthetic(n=24, m=80, k=64, texts=True, noise=0.5)
+    bert, tok = tiny_bert()
+    ce = CrossEncoder(bert, tok, max_len=16)
+    res = train_ce(d, CEConfig(max_train_queries=6, n_candidates=4, lr=1e-3, max_len=16), ce=ce, progress=False,
+                   log=lambda *a: None)
+    assert res["n_train_queries"] == 6 and len(res["losses"]) == 6
+    torch.manual_seed(0)
+    m = CMC(16).eval()
+    out = run_pipelines(d, m, res["model"], k=64, k_ce=8)
+    assert set(out) == set(cmc.PIPELINES)
+    for name, r in out.items():
+        for key in ("R@1", "R@16", "R@64", "MRR@10", "acc_unnorm", "acc_norm", "ms_per_query"):
+            assert key in r and np.isfinite(r[key]), (name, key)
+    # BE's R@k is the retriever's; CE reranking only the top 8 leaves R@8 and beyond unchanged
+    g = gold_positions(d.topk[:, :64], d.gold)
+    assert out["be"]["R@1"] == pytest.approx(100 * float((g == 0).float().mean()))
+    for k in (8, 16, 64):
+        assert out["be_ce"][f"R@{k}"] == pytest.approx(out["be"][f"R@{k}"])
+        assert out["be_cmc_ce"][f"R@{k}"] == pytest.approx(out["be_cmc"][f"R@{k}"])
+        assert out["cmc_final"][f"R@{k}"] == pytest.approx(out["be"][f"R@{k}"])
+    assert out["be_cmc"]["R@64"] == pytest.approx(out["be"]["R@64"])  # same 64 candidates, reordered
+    assert out["be_ce"]["n_reranked"] == 8 and out["be_cmc"]["n_reranked"] == 64
+    # a shared pair cache gives the same rankings and scores only new pairs
+    cache = cmc.PairCache()
+    again = run_pipelines(d, m, res["model"], k=64, k_ce=8, ce_cache=cache)
+    n_first = cache.pairs
+    assert n_first <= 2 * 8 * len(d) and cache.ms_per_pair > 0
+    third = run_pipelines(d, m, res["model"], k=64, k_ce=8, ce_cache=cache)
+    assert cache.pairs == n_first
+    for name in ("be_ce", "be_cmc_ce"):
+        assert again[name]["R@1"] == out[name]["R@1"] == third[name]["R@1"]
+        assert again[name]["MRR@10"] == third[name]["MRR@10"]
+    with pytest.raises(ValueError, match="cross-encoder"):
+        run_pipelines(d, m, None, k=64, k_ce=8)
+
+
+def test_cmc_rerank_is_a_permutation_of_the_top_k():
+    d = synthetic()
+    torch.manual_seed(0)
+    rows, sc = cmc_rerank(CMC(16), d, k=30)
+    assert rows.shape == (len(d), 30)
+    for q in range(len(d)):
+        assert sorted(rows[q].tolist()) == sorted(d.topk[q, :30].tolist())
+    assert (sc[:, :-1] >= sc[:, 1:]).all()
+
+
+def test_finetuned_variant_trains_its_encoders(tmp_path):
+    bert_q, tok = tiny_bert()
+    bert_c, _ = tiny_bert()
+    tr = synthetic(n=12, m=80, k=64, texts=True)
+    va = synthetic(n=6, m=80, k=64, texts=True, seed=3)
+    m = CMC(32, "finetuned", cmc.TextEncoder(bert_q, tok, 16), cmc.TextEncoder(bert_c, tok, 16))
+    before = {k: v.clone() for k, v in m.state_dict().items() if "bert" in k}
+    cfg = tiny_cfg(encoders="finetuned", epochs=1, batch_size=4, eval_k=20)
+    res = train_cmc(tr, va, cfg, model=m, progress=False, log=lambda *a: None)
+    after = res["model"].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoders moved
+    q, c = cmc.catalogue_vectors(res["model"], va)
+    assert q.shape == (6, 32) and c.shape == (80, 32)                  # the catalogue is re-encoded
+    with pytest.raises(ValueError, match="finetuned variant needs"):
+        train_cmc(tr, va, cfg)
+
+
+def test_padded_short_lists_are_never_sampled_or_reranked():
+    d = synthetic(n=10, m=120, k=100)
+    valid = torch.ones_like(d.topk, dtype=torch.bool)
+    valid[:3, 40:] = False                       # three queries from a 40-entity domain: padding after them
+    d = RerankData(d.query_emb, d.cand_emb, d.topk, d.scores, d.gold, d.gold_score, valid=valid)
+    torch.manual_seed(0)
+    rows, sc = cmc_rerank(CMC(16), d, k=100)
+    for q in range(3):
+        assert sorted(rows[q, :40].tolist()) == sorted(d.topk[q, :40].tolist())
+        assert torch.equal(rows[q, 40:], d.topk[q, 40:]) and torch.isinf(sc[q, 40:]).all()
+    cfg = tiny_cfg(n_hard=7, n_random=8)
+    idx = cmc._training_queries(d, cfg.replace(n_hard=31, n_random=32))
+    assert set(idx.tolist()) == set(range(3, 10))  # 40 real entries < 64 candidates: not trainable
+    with pytest.raises(ValueError, match="valid"):
+        RerankData(d.query_emb, d.cand_emb, d.topk, d.scores, d.gold, d.gold_score, valid=valid[:, :5])
+
+
+def test_cli_parses_cmc_commands():
+    from jsdlib.cli import build_parser
+
+    a = build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--seeds", "0", "1", "2", "--json", "o.json"])
+    assert a.func.__name__ == "cmd_cmc_compare" and a.seeds == [0, 1, 2] and a.task == "wordnet"
+    assert a.preset == "cpu-frozen" and a.n_eval is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["cmc", "compare", "--task", "msmarco"])
+    assert build_parser().parse_args(["cmc", "export"]).func.__name__ == "cmd_cmc_export"
+
+
+def test_presets_and_compare_schema_on_synthetic_data():
+    assert cmc.get_cmc_preset("spec").lr == 1e-5 and cmc.get_cmc_preset("spec").batch_size == 4
+    with pytest.raises(KeyError, match="unknown CMC preset"):
+        cmc.get_cmc_preset("gpu-huge")
+    data = {"train": synthetic(n=80, seed=0), "val": synthetic(n=20, seed=1), "test": synthetic(n=20, seed=2)}
+    cmc.PRESETS["tiny-test"] = tiny_cfg(name="tiny-test", epochs=1)
+    try:
+        res = cmc.compare("emoji", [0, 1], preset="tiny-test", names=("be", "be_cmc"), data=data, n_eval=None,
+                          log=lambda *a: None)
+    finally:
+        del cmc.PRESETS["tiny-test"]
+    for name in ("be", "be_cmc"):
+        for key in ("R@1", "R@16", "R@64", "acc_unnorm", "acc_norm", "ms_per_query"):
+            assert set(res["pipelines"][name][key]) == {"mean", "std"}
+    assert res["pipelines"]["be"]["R@1"]["std"] == 0.0          # the retriever does not depend on the seed
+    assert res["variant"] == "frozen" and res["seeds"] == [0, 1] and len(res["per_seed"]) == 2
+
+
+def test_bundled_wordnet_head_loads():
+    m, meta = cmc.load_bundled()
+    assert m.encoders == "frozen" and m.head.dim == 384 and not m.training
+    assert meta["task"] == "wordnet" and meta["preset"] == "cpu-frozen" and meta["seed"] == 0
+    assert meta["val_acc"] == pytest.approx(meta["val_acc_fp32"], abs=1.0)  # float16 storage costs ~nothing
+    torch.manual_seed(0)
+    q, c = torch.randn(2, 384), torch.randn(2, 9, 384)
+    perm = torch.randperm(9)
+    torch.testing.assert_close(m(q, c[:, perm]), m(q, c)[:, perm], rtol=1e-4, atol=1e-3)
+    assert cmc.CMC_WORDNET_ASSET.stat().st_size < 8e6
