@@ -1,0 +1,55 @@
+"""`jsdlib reproduce`: paper presets stop at once without data; steps are reused; report numbers = JSON numbers."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from jsdlib import reproduce
+from jsdlib.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_paper_preset_without_data_stops_at_once(tmp_path, capsys):
+    with pytest.raises(reproduce.MissingDataError, match="needs --data DIR holding dataset_coco.json, "
+                                                         "text_embs_before_proj_blip.parquet"):
+        reproduce.check_paper_data("blip-coco", None)
+    (tmp_path / "dataset_flickr30k.json").write_text("{}")
+    with pytest.raises(reproduce.MissingDataError, match=r"missing .*text_embs_before_proj_albef.parquet.*released"):
+        reproduce.check_paper_data("albef-flickr", tmp_path)
+    assert main(["reproduce", "--preset", "blip-coco", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "holi-lab/mm-sparse-retrieval" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="unknown step"):
+        reproduce.cpu_steps(["nope"])
+
+
+def test_dense_step_runs_then_is_reused(tmp_path):
+    logs = []
+    doc = reproduce.run(tmp_path, only=["dense"], progress=False, log=logs.append)
+    assert (tmp_path / "steps" / "dense.json").is_file() and (tmp_path / "results.json").is_file()
+    again = reproduce.run(tmp_path, only=["dense"], progress=False, log=logs.append)
+    assert any("dense: reusing" in m for m in logs)
+    assert again["results"] == doc["results"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    report = (tmp_path / "report.md").read_text()
+    for k, v in saved["results"]["dense"]["t2i"].items():
+        assert f"{v:.2f}" in report, k
+    assert f"{saved['results']['dense']['rsum']:.2f}" in report
+
+
+def test_report_from_committed_results(tmp_path):
+    res = ROOT / "notebooks" / "results"
+    doc = {"preset": "cpu", "seeds": [0, 1, 2], "environment": reproduce.environment(), "steps": {},
+           "results": {"jsd_compare": json.loads((res / "jsd_compare_cpu-emoji.json").read_text()),
+                       "jsd_sweep": json.loads((res / "jsd_sweep_cpu-emoji.json").read_text())}}
+    from jsdlib.tables import write_report
+
+    text = write_report(doc, tmp_path).read_text()
+    assert (tmp_path / "jsd_sweep.png").stat().st_size > 1000
+    m = doc["results"]["jsd_compare"]["methods"]["jsd_sparse"]["t2i"]["R@1"]
+    assert f"{m['mean']:.1f} ± {m['std']:.1f}" in text
+    assert "JSD sparse > D2S" in text and "57.6 (secondary)" in text
+    # every number of the paper column is in the reference file; "—" where unknown
+    assert re.search(r"\| VisualSparta \|.*— \|", text)

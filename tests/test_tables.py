@@ -1,0 +1,71 @@
+"""Reference numbers (only those of paper_numbers.md), paper tables beside ours, claims check."""
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from jsdlib import tables
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPARE = ROOT / "notebooks" / "results" / "jsd_compare_cpu-emoji.json"
+
+
+def _spec_numbers():
+    for base in (os.environ.get("JSDLIB_SPEC"), ROOT.parent / "shared" / "spec", Path("/work/shared/spec")):
+        if base and (Path(base) / "paper_numbers.md").is_file():
+            return (Path(base) / "paper_numbers.md").read_text()
+    pytest.skip("paper_numbers.md (the project's spec) is not on this machine; set JSDLIB_SPEC to its folder")
+
+
+def test_every_reference_value_is_quoted_from_paper_numbers():
+    text = _spec_numbers()
+    ref = tables.load_reference()
+    known = ref[ref.value_text != ""]
+    assert len(known) >= 20
+    for _, r in known.iterrows():
+        num = re.sub(r"[^0-9.]", "", r["value_text"])
+        assert num and re.search(rf"(?<![0-9.]){re.escape(num)}(?![0-9])", text), (r["row"], r["value_text"])
+        assert r["source"], r["row"]
+    # the cells the spec lists as unknown are stored as missing
+    t1 = ref[(ref.table == "table1") & (ref.row == "VisualSparta")]
+    assert len(t1) == 6 and t1.value.isna().all()
+
+
+def test_tables_from_the_committed_compare_result():
+    res = json.loads(COMPARE.read_text())
+    t1 = tables.jsd_table1(res)
+    assert t1.loc["jsd_sparse / JSD sparse (BLIP)", "paper coco5k R@1"] == "57.6 (secondary)"
+    assert t1.loc["VisualSparta", "paper flickr1k R@5"] == tables.DASH
+    ours = [c for c in t1.columns if c.startswith("ours") and c.endswith("R@1")][0]
+    assert "emoji test" in ours
+    m = res["methods"]["jsd_sparse"]["t2i"]["R@1"]
+    assert t1.loc["jsd_sparse / JSD sparse (BLIP)", ours] == f"{m['mean']:.1f} ± {m['std']:.1f}"
+    t3 = tables.jsd_table3(res)
+    assert t3.loc["jsd_frozen_final / frozen final layer", "paper flickr1k R@1"] == tables.DASH
+    md = tables.to_markdown(tables.jsd_table2(res), "method")
+    assert md.count("\n") == 2 + 3 and "58.7 (secondary)" in md
+
+
+def test_claims_are_orderings_on_our_numbers():
+    res = json.loads(COMPARE.read_text())
+    c = tables.jsd_claims(res)
+    m = {n: v["t2i"]["R@1"]["mean"] for n, v in res["methods"].items()}
+    assert (c.loc["JSD sparse > D2S", "verdict"] == "holds") == (m["jsd_sparse"] > m["d2s"])
+    assert (c.loc["JSD sparse >= dense original (comparable or better)", "verdict"] == "holds") == (
+        m["jsd_sparse"] >= m["dense_original"])
+    assert c.loc["JSD sparse > D2S", "p"] == f"{res['tests']['jsd_sparse_vs_d2s']['p']:.2g}"
+    # flip a result: the verdict follows the numbers
+    res["methods"]["d2s"]["t2i"]["R@1"]["mean"] = 99.0
+    assert tables.jsd_claims(res).loc["JSD sparse > D2S", "verdict"] == "does not hold"
+
+
+def test_reference_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reference table not found"):
+        tables.load_reference(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("paper,table,row,dataset,metric,value,source,note\nJSD,t,r,d,m,1.0,,\n")
+    with pytest.raises(ValueError, match="has no source tag"):
+        tables.load_reference(bad)
