@@ -28,12 +28,15 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/jsdlib eval dense
 
-## The Debian packages the emoji set is built from (for the rebuild test); best effort off Debian.
+## The Debian packages the emoji and WordNet sets are built from (for the rebuild tests); best effort off Debian.
 debs:
 	@mkdir -p $(DEBS)
 	@ls $(DEBS)/fonts-noto-color-emoji_*.deb $(DEBS)/unicode-cldr-core_*.deb >/dev/null 2>&1 \
 	  || (cd $(DEBS) && apt-get download fonts-noto-color-emoji unicode-cldr-core) \
 	  || echo "note: could not download the Debian packages; the emoji rebuild test will be skipped"
+	@ls $(DEBS)/wordnet-base_*.deb >/dev/null 2>&1 \
+	  || (cd $(DEBS) && apt-get download wordnet-base) \
+	  || echo "note: could not download wordnet-base; the WordNet rebuild test will be skipped"
 
 ## The whole test suite: unit tests + every notebook under nbval.
 test: setup debs

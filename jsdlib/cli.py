@@ -1,8 +1,14 @@
 """``jsdlib`` command line: data building, stand-in training, evaluation (the headless main job).
 
     jsdlib data build-emoji            build the bundled emoji set from Debian packages
+    jsdlib data build-wordnet          build the bundled WordNet sense-linking set (ZeSHEL format) from wordnet-base
     jsdlib vlp train-standin           (re)train the stand-in VLP, resumable
     jsdlib eval dense                  dense text->image / image->text retrieval on a Karpathy-format split
+    jsdlib cmc compare --task T        the CMC pipelines (BE, BE-CE, BE-CMC, BE-CMC-CE, CMC final) over seeds
+    jsdlib terms --image ID --k 20     the top-k vocabulary terms of an emoji image under the bundled JSD model
+    jsdlib index build|search          exact / faiss / Seismic / Milvus search over the emoji images
+    jsdlib jsd compare|sweep|export    the JSD table over seeds, the L1 trade-off, the bundled JSD model
+    jsdlib reproduce --out DIR         everything above in one resumable run -> DIR/report.md, DIR/results.json
 """
 from __future__ import annotations
 
@@ -98,6 +104,15 @@ def cmd_jsd_compare(args) -> int:
     return 0
 
 
+def cmd_jsd_export(args) -> int:
+    from .bundled import train_bundled_jsd
+
+    _set_threads(args.threads)
+    train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
+                      progress=not args.quiet)
+    return 0
+
+
 def cmd_jsd_sweep(args) -> int:
     from .experiments import emoji_features, l1_sweep, write_json
     from .metrics import format_table
@@ -109,7 +124,9 @@ def cmd_jsd_sweep(args) -> int:
     log = (lambda *a: None) if args.quiet else print
     rows = []
     for method in args.methods:
-        for pec in ([False, True] if (args.pec and method == "d2s") else [False]):
+        pecs = [True] if (args.pec_only and method == "d2s") else [False, True] if (args.pec and method == "d2s") \
+            else [False]
+        for pec in pecs:
             rows += l1_sweep(fs, cfg.replace(pec=pec), method, args.scales, seed=args.seed, run_root=args.run_root,
                              log=log)
     table = {f"{r['method']}{' +PEC' if r['pec'] else ''} L1 x{r['scale']:g}":
@@ -127,6 +144,87 @@ def cmd_jsd_sweep(args) -> int:
     return 0
 
 
+# ---- CMC (jsdlib.cmc) -------------------------------------------------------------------------
+def cmd_cmc_compare(args) -> int:
+    from .cmc import compare, summary_table
+    from .experiments import write_json
+    from .metrics import format_table
+
+    _set_threads(args.threads)
+    res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root,
+                  n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
+                  progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
+    print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
+          f"queries, K = {res['k']}, K' (CE) = {res['k_ce']}, CMC encoders {res['variant']} (preset "
+          f"{res['preset']['name']}); mean ± std over seeds {res['seeds']}; accuracies macro over domains")
+    print(format_table(summary_table(res), name_header="pipeline"))
+    if args.json:
+        write_json(res, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_cmc_export(args) -> int:
+    from .cmc import export_wordnet_head
+
+    _set_threads(args.threads)
+    export_wordnet_head(args.out, preset=args.preset, seed=args.seed, progress=not args.quiet)
+    return 0
+
+
+# ---- terms (jsdlib.explorer) ------------------------------------------------------------------
+def cmd_terms(args) -> int:
+    from .bundled import load_jsd
+    from .explorer import image_terms_by_id
+
+    _set_threads(args.threads)
+    model = load_jsd(args.model)[0] if args.model else None
+    try:
+        info = image_terms_by_id(args.image, args.k, model=model)
+    except KeyError as e:
+        raise SystemExit(f"jsdlib terms: {e.args[0]}")
+    print(f"image {info['image_id']} ({info['split']} split, {info['file']}): {' | '.join(info['captions'])}")
+    print(f"{info['active']} active terms; top {len(info['terms'])}:")
+    for rank, (term, w) in enumerate(info["terms"], 1):
+        print(f"{rank:3d}  {term:<20s} {w:.4f}")
+    if args.png:
+        from .viz import image_terms
+
+        fig = image_terms(info["image"], info["terms"], titles=[info["captions"][0]], panel=(5.5, 0.9 + 0.2 * args.k))
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.png, dpi=120)
+        print(f"wrote {args.png}")
+    return 0
+
+
+# ---- index (jsdlib.index) ---------------------------------------------------------------------
+def cmd_index_build(args) -> int:
+    from .index import build_backend, emoji_vectors
+
+    _set_threads(args.threads)
+    docs, _, _, es = emoji_vectors(args.split)
+    build_backend(args.backend, docs, args.path)
+    print(f"{args.backend}: indexed {len(docs)} emoji {args.split} images ({docs.dim}-d dense, "
+          f"{docs.sparse.nnz / len(docs):.1f} active terms each) -> {args.path}")
+    return 0
+
+
+def cmd_index_search(args) -> int:
+    from .index import HybridWeights, Vectors, open_backend
+    from .bundled import EmojiSearch
+
+    _set_threads(args.threads)
+    es = EmojiSearch(args.split)
+    b = open_backend(args.backend, args.path)
+    d, z = es.encode_query(args.query)
+    res = b.search(Vectors(d, z), args.k, args.mode, hybrid=HybridWeights(es.w1, es.w2, es.tau))
+    print(f"{args.backend} {args.mode} search of {args.query!r} over the emoji {args.split} images:")
+    for rank, (i, s) in enumerate(zip(res.ids[0], res.scores[0]), 1):
+        if i >= 0:
+            print(f"{rank:3d}  image {int(i):4d}  {float(s):9.4f}  {' | '.join(es.split.captions_of(int(i)))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jsdlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = data.add_parser("build-emoji", add_help=False,
                         help="build data/emoji from Debian's Noto Color Emoji and CLDR packages (--help: options)")
     b.add_argument("options", nargs=argparse.REMAINDER)
+    bw = data.add_parser("build-wordnet", add_help=False,
+                         help="build data/wordnet_zeshel from Debian's wordnet-base package (--help: options)")
+    bw.add_argument("options", nargs=argparse.REMAINDER)
 
     v = sub.add_parser("vlp", help="vision-language models").add_subparsers(dest="cmd", required=True)
     t = v.add_parser("train-standin", help="train the stand-in VLP (MiniLM + small ViT) on the emoji train split")
@@ -180,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--scales", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0],
                    help="multipliers of the preset's L1 weights (eta_t, eta_i)")
     w.add_argument("--pec", action="store_true", help="also run D2S with probabilistic expansion control")
+    w.add_argument("--pec-only", action="store_true",
+                   help="run D2S with probabilistic expansion control only (not plain D2S again)")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--epochs", type=int)
     w.add_argument("--run-root", help="resumable run folders")
@@ -188,7 +291,97 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--threads", type=int, default=None)
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(func=cmd_jsd_sweep)
+    x = j.add_parser("export", help="train the bundled JSD model (cpu-emoji, seed 0) and write its checkpoint")
+    x.add_argument("--out", default=None, help="default: jsdlib/assets/jsd_cpu_emoji.safetensors (the committed one)")
+    x.add_argument("--preset", default="cpu-emoji")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--no-pec", action="store_true",
+                   help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
+    x.add_argument("--run-dir", help="resumable run folder")
+    x.add_argument("--threads", type=int, default=None)
+    x.add_argument("--quiet", action="store_true")
+    x.set_defaults(func=cmd_jsd_export)
+    cm = sub.add_parser("cmc", help="the CMC reranker and its pipelines").add_subparsers(dest="cmd", required=True)
+    cc = cm.add_parser("compare", help="BE, BE-CE, BE-CMC, BE-CMC-CE and CMC-final over several seeds")
+    cc.add_argument("--task", required=True, choices=["wordnet", "emoji"])
+    cc.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.PRESETS)")
+    cc.add_argument("--n-eval", type=int, default=None,
+                    help="test queries to evaluate (default: the task's documented subset; 0 = all)")
+    cc.add_argument("--run-root", help="resumable CMC run folders")
+    cc.add_argument("--json", help="write the results here")
+    cc.add_argument("--threads", type=int, default=None)
+    cc.add_argument("--quiet", action="store_true")
+    cc.set_defaults(func=cmd_cmc_compare)
+    ce_ = cm.add_parser("export", help="train the frozen-encoder CMC head for WordNet and write its checkpoint")
+    ce_.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")
+    ce_.add_argument("--preset", default="cpu-frozen")
+    ce_.add_argument("--seed", type=int, default=0)
+    ce_.add_argument("--threads", type=int, default=None)
+    ce_.add_argument("--quiet", action="store_true")
+    ce_.set_defaults(func=cmd_cmc_export)
+    tm = sub.add_parser("terms", help="the top-k vocabulary terms the bundled JSD model gives an emoji image")
+    tm.add_argument("--image", required=True,
+                    help='an image id (imgid), a file name or an exact caption of the bundled set, e.g. "dog face"')
+    tm.add_argument("--k", type=int, default=20, help="how many terms (default 20)")
+    tm.add_argument("--png", help="also save the image beside a bar chart of its terms here")
+    tm.add_argument("--model", help="a JSD checkpoint written by `jsdlib jsd export` (default: the bundled one)")
+    tm.add_argument("--threads", type=int, default=None)
+    tm.set_defaults(func=cmd_terms)
+    ix = sub.add_parser("index", help="search back ends over the emoji images (jsdlib.index)").add_subparsers(
+        dest="cmd", required=True)
+    for name, helptext, func in (("build", "index the bundled JSD model's vectors of an emoji split", cmd_index_build),
+                                 ("search", "search a saved index with a caption", cmd_index_search)):
+        a = ix.add_parser(name, help=helptext)
+        a.add_argument("--backend", default="exact", choices=["exact", "brute", "faiss", "seismic", "milvus"])
+        a.add_argument("--path", required=True,
+                       help="index folder (milvus: a Milvus Lite file ending in .db, or a server URI)")
+        a.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+        a.add_argument("--threads", type=int, default=None)
+        if name == "search":
+            a.add_argument("--query", required=True)
+            a.add_argument("--mode", default="sparse", choices=["sparse", "dense", "hybrid"])
+            a.add_argument("--k", type=int, default=10)
+        a.set_defaults(func=func)
+    rp = sub.add_parser("reproduce", help="the headless main job: every experiment of the course, resumable, "
+                                          "into OUT/report.md and OUT/results.json")
+    rp.add_argument("--preset", default="cpu", choices=["cpu", "blip-coco", "blip-flickr", "albef-coco", "albef-flickr"])
+    rp.add_argument("--out", default="results", help="output folder (a second run reuses finished steps)")
+    rp.add_argument("--only", nargs="+", help="run only these steps (cpu: dense jsd_compare jsd_sweep search "
+                                              "cmc_wordnet cmc_emoji cmc_speed)")
+    rp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    rp.add_argument("--retrain-standin", action="store_true", help="retrain the stand-in VLP instead of loading "
+                                                                   "the committed checkpoint (~10 min)")
+    rp.add_argument("--data", help="paper presets: folder with the released features and Karpathy JSON")
+    rp.add_argument("--projection", help="paper presets: the VLP's final projection weights (W_t, b_t, W_v, b_v)")
+    rp.add_argument("--word-embeddings", help="paper presets: the text tower's word embeddings (|V| x e)")
+    rp.add_argument("--threads", type=int, default=None)
+    rp.add_argument("--quiet", action="store_true")
+    rp.set_defaults(func=cmd_reproduce)
     return p
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import MissingDataError, run
+
+    _set_threads(args.threads)
+    standin = None
+    if args.retrain_standin:
+        if args.preset != "cpu":
+            raise SystemExit("--retrain-standin belongs to the cpu preset")
+        from .standin import StandinConfig, train_standin
+
+        standin = Path(args.out) / "standin_vlp.safetensors"
+        if not standin.is_file():
+            train_standin(StandinConfig(), out=standin, run_dir=Path(args.out) / "runs" / "standin",
+                          progress=not args.quiet)
+    try:
+        run(args.out, preset=args.preset, only=args.only, seeds=args.seeds, data_dir=args.data, standin=standin,
+            projection=args.projection, word_embeddings=args.word_embeddings, progress=not args.quiet)
+    except MissingDataError as e:
+        print(f"jsdlib reproduce: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv=None) -> int:
@@ -198,6 +391,10 @@ def main(argv=None) -> int:
         from .emoji_build import main as build_main
 
         return build_main(argv[2:])
+    if argv[:2] == ["data", "build-wordnet"]:  # its own parser (python -m jsdlib.wordnet_build)
+        from .wordnet_build import main as build_wordnet_main
+
+        return build_wordnet_main(argv[2:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 
