@@ -310,8 +310,14 @@ if numba is not None:
             return size
         hs[0] = s
         hd[0] = d
+        _sift_down(hs, hd, size)
+        return size
+
+    @njit(cache=True)
+    def _sift_down(hs, hd, size):
+        """Restore the heap of ``size`` items after its root was replaced (the worst item climbs to the root)."""
         i = 0
-        while True:  # sift down
+        while True:
             l, r, m = 2 * i + 1, 2 * i + 2, i
             if l < size and _worse(hs[l], hd[l], hs[m], hd[m]):
                 m = l
@@ -322,7 +328,6 @@ if numba is not None:
             hs[i], hs[m] = hs[m], hs[i]
             hd[i], hd[m] = hd[m], hd[i]
             i = m
-        return size
 
     @njit(cache=True)
     def _search_range(q0, q1, q_ptr, q_idx, q_val, ptr, docs, w, n_docs, k, acc, out_ids, out_s, out_work):
@@ -354,18 +359,7 @@ if numba is not None:
                 last = size - 1
                 hs[0], hd[0] = hs[last], hd[last]
                 size -= 1
-                i = 0
-                while True:
-                    l, r, m = 2 * i + 1, 2 * i + 2, i
-                    if l < size and _worse(hs[l], hd[l], hs[m], hd[m]):
-                        m = l
-                    if r < size and _worse(hs[r], hd[r], hs[m], hd[m]):
-                        m = r
-                    if m == i:
-                        break
-                    hs[i], hs[m] = hs[m], hs[i]
-                    hd[i], hd[m] = hd[m], hd[i]
-                    i = m
+                _sift_down(hs, hd, size)
             out_work[qi] = work
 
     @njit(cache=True, parallel=True)
