@@ -21,6 +21,7 @@
 
 # %%
 import json
+import math
 import os
 from pathlib import Path
 
@@ -244,10 +245,16 @@ def claims(r):
 held = {task: claims(r) for task, r in tables.items()}
 for task, h in held.items():
     print(task, {k: "holds" if v else "does not hold" for k, v in h.items()})
-# WordNet: CMC makes the BE a better retriever at K' = 16 and 64 (about +3 points each). Emoji: CMC stays at the
-# retriever's level (its training rankings are nearly perfect, section 4). The CE trained on 128 queries does not
-# learn (its loss stays at ln 16), so BE-CE and BE-CMC-CE are below the BE and neither beats the other reliably.
-# CMC as the final reranker costs a small fraction of the CE's time on both tasks.
+# WordNet: CMC makes the BE a better retriever at K' = 16 and 64 (about +3 points each). The CE (500 training
+# queries, lr 1e-4) now learns -- its training loss falls far below ln 16 -- and reranking the BE top-16 it
+# nearly doubles the BE's R@1. BE-CMC-CE and BE-CE are then about level: CMC's extra golds in the top 16 do not
+# turn into a higher macro accuracy for the CE here (R@1 within one std), so the paper's "BE-CMC-CE beats BE-CE"
+# is not shown on this data. Emoji: CMC stays at the retriever's level (its training rankings are nearly
+# perfect, section 4); that table is still from the earlier run, whose image-candidate CE did not learn (loss at
+# ln 16), so its CE rows are below the BE. CMC as the final reranker costs a small fraction of the CE's time.
+wn = tables["wordnet"]
+assert wn["ce"]["final_loss"] < 0.5 * math.log(wn["k_ce"])                      # the CE learned
+assert wn["pipelines"]["be_ce"]["R@1"]["mean"] > wn["pipelines"]["be"]["R@1"]["mean"] + 10
 assert list(held["wordnet"].values()) == [True, True, False, True]
 assert list(held["emoji"].values()) == [False, False, False, True]
 
