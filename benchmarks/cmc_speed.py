@@ -20,20 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import torch
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up (excluded)
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000.0 * statistics.median(ts)
 
 
 def main(argv=None) -> int:
@@ -45,83 +33,27 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
 
-    from jsdlib.cmc import CMC, CrossEncoder, TextEncoder
+    from jsdlib.cmc import speed_curve, speed_table
 
-    enc = TextEncoder(max_len=64).eval()
-    cmc = CMC(enc.dim).eval()
-    ce = CrossEncoder(max_len=64).eval()
-    tok = enc.tokenizer
-    words = "the quick brown fox jumps over a lazy dog near river bank in the cold morning light".split()
-    query = " ".join((words * 3)[:22])          # 22 words
-    cand = " ".join((words * 4)[:38])           # 38 words
-    n_q = len(tok(query)["input_ids"])
-    n_c = len(tok(cand)["input_ids"])
-    catalogue = torch.nn.functional.normalize(torch.randn(max(*args.ns, 10000), enc.dim), dim=-1)
-
-    @torch.no_grad()
-    def run_cmc(n):
-        ids = torch.arange(n)
-        q = enc([query])
-        return cmc(q, catalogue[ids][None])
-
-    @torch.no_grad()
-    def run_ce(n):
-        out = []
-        for s in range(0, n, args.ce_batch):
-            m = min(args.ce_batch, n - s)
-            out.append(ce.pair_scores([query] * m, [cand] * m))
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def run_be(n):
-        q = catalogue[:1]
-        return torch.topk(q @ catalogue.T, n, dim=1)
-
-    rows = []
-    ce_last = None
-    for n in args.ns:
-        row = {"n": n, "cmc_ms": _median_ms(lambda: run_cmc(n), 5), "be_topk_ms": _median_ms(lambda: run_be(n), 5)}
-        if n <= args.ce_max:
-            row["ce_ms"] = _median_ms(lambda: run_ce(n), 3 if n <= 256 else 1)
-            row["ce_measured"] = True
-            ce_last = (n, row["ce_ms"])
-        else:
-            row["ce_ms"] = ce_last[1] * n / ce_last[0]
-            row["ce_measured"] = False
-        row["ce_over_cmc"] = row["ce_ms"] / row["cmc_ms"]
-        rows.append(row)
-        print(f"N={n:6d}  CMC {row['cmc_ms']:9.1f} ms  CE {row['ce_ms']:10.1f} ms"
-              f"{'' if row['ce_measured'] else ' (extrapolated)'}  BE top-N {row['be_topk_ms']:.2f} ms", flush=True)
-
+    res = speed_curve(args.ns, ce_max=args.ce_max, ce_batch=args.ce_batch, log=lambda m: print(m, flush=True))
+    n_q, n_c = res["pair_tokens"]
     print(f"\nms per query, {platform.processor() or platform.machine()}, {args.threads} thread(s), torch "
           f"{torch.__version__}; MiniLM-L6 (d = 384); CE pairs of {n_q} + {n_c} word pieces; CMC query encoding "
           "included, candidate vectors precomputed; warm-up excluded; medians")
-    print("| candidates | CMC ms | CE ms | CE / CMC | BE top-N ms |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        ce_s = f"{r['ce_ms']:.1f}" + ("" if r["ce_measured"] else " (extrapolated)")
-        print(f"| {r['n']} | {r['cmc_ms']:.1f} | {ce_s} | {r['ce_over_cmc']:.1f} | {r['be_topk_ms']:.2f} |")
-    by_n = {r["n"]: r for r in rows}
-    claims = {}
-    if 16 in by_n and max(by_n) >= 4000:
-        big = max(by_n)
-        ratio = by_n[big]["cmc_ms"] / by_n[16]["ce_ms"]
-        claims["cmc_at_max_vs_ce_at_16"] = {"n": big, "cmc_ms": by_n[big]["cmc_ms"], "ce16_ms": by_n[16]["ce_ms"],
-                                            "ratio": ratio}
-        print(f"\nclaim 1 (paper: CMC with ~10k candidates takes about as long as the CE with 16): CMC at {big} "
-              f"= {by_n[big]['cmc_ms']:.0f} ms vs CE at 16 = {by_n[16]['ce_ms']:.0f} ms -> ratio {ratio:.2f} "
-              f"({'holds' if 0.5 <= ratio <= 2.0 else 'does not hold'} within a factor 2 here)")
-    if 64 in by_n:
-        sp = by_n[64]["ce_ms"] / by_n[64]["cmc_ms"]
-        claims["ce_over_cmc_at_64"] = sp
+    print(speed_table(res))
+    c = res["claims"]
+    if "cmc_at_max_vs_ce_at_16" in c:
+        x = c["cmc_at_max_vs_ce_at_16"]
+        print(f"\nclaim 1 (paper: CMC with ~10k candidates takes about as long as the CE with 16): CMC at {x['n']} "
+              f"= {x['cmc_ms']:.0f} ms vs CE at 16 = {x['ce16_ms']:.0f} ms -> ratio {x['ratio']:.2f} "
+              f"({'holds' if x['holds_within_2x'] else 'does not hold'} within a factor 2 here)")
+    if "ce_over_cmc_at_64" in c:
         print(f"claim 2 (paper: CMC 11x faster than the CE as a direct reranker): at 64 candidates the CE takes "
-              f"{sp:.1f}x CMC's time here")
+              f"{c['ce_over_cmc_at_64']:.1f}x CMC's time here")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "claims": claims, "threads": args.threads, "torch": torch.__version__,
-                       "pair_tokens": [n_q, n_c]}, f, indent=1)
+            json.dump(res, f, indent=1)
     return 0
 
 

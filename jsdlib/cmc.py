@@ -1106,3 +1106,88 @@ def lr_sweep(train: RerankData, val: RerankData, lrs: Sequence[float], preset: s
                      "history": [h["val_acc"] for h in res["history"]], "train_time_s": res["train_time_s"]})
         log(f"lr {lr:g}: val acc {rows[-1]['val_acc']:.2f} (epoch {rows[-1]['best_epoch']}) {rows[-1]['history']}")
     return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Speed: ms per query against the number of candidates (spec §5)
+# ----------------------------------------------------------------------------------------------
+def _median_ms(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` in ms over ``repeats`` calls, after one warm-up call (excluded)."""
+    import statistics
+
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000.0 * statistics.median(ts)
+
+
+@torch.no_grad()
+def speed_curve(ns: Sequence[int] = (16, 64, 256, 1000, 4000, 10000), ce_max: int = 10000, ce_batch: int = 64,
+                max_len: int = 64, log=print) -> dict:
+    """Milliseconds per query of CMC and of the cross-encoder for each number of candidates ``N`` in ``ns``.
+
+    Same MiniLM for both, same process, warm-up excluded, medians (CMC 5 repeats; CE 3 up to 256 candidates, 1
+    above). **CMC** (frozen-encoder variant, d = 384): encode the query, look the N candidate vectors up in a
+    precomputed catalogue, run the head over ``[q; c_1..c_N]`` (query encoding included). **CE**: N pair passes
+    ``[CLS] q [SEP] c [SEP]`` in batches of ``ce_batch`` (a 22-word query, a 38-word candidate: the WordNet
+    setting). BE retrieval (dense top-N over a 10,000-vector catalogue) is timed separately. Above ``ce_max`` the
+    CE is *extrapolated linearly* from the largest measured N (N independent passes) and marked so.
+
+    Returns ``{"rows": [{"n", "cmc_ms", "ce_ms", "ce_measured", "ce_over_cmc", "be_topk_ms"}], "claims": {...},
+    "pair_tokens": [query, candidate], "threads", "torch"}`` with the paper's two speed claims evaluated.
+    """
+    torch.manual_seed(0)
+    enc = TextEncoder(max_len=max_len).eval()
+    cmc = CMC(enc.dim).eval()
+    ce = CrossEncoder(max_len=max_len).eval()
+    words = "the quick brown fox jumps over a lazy dog near river bank in the cold morning light".split()
+    query, cand = " ".join((words * 3)[:22]), " ".join((words * 4)[:38])
+    n_q, n_c = len(enc.tokenizer(query)["input_ids"]), len(enc.tokenizer(cand)["input_ids"])
+    catalogue = F.normalize(torch.randn(max(*ns, 10000), enc.dim), dim=-1)
+
+    def run_cmc(n):
+        return cmc(enc([query]), catalogue[torch.arange(n)][None])
+
+    def run_ce(n):
+        return torch.cat([ce.pair_scores([query] * min(ce_batch, n - s), [cand] * min(ce_batch, n - s))
+                          for s in range(0, n, ce_batch)])
+
+    def run_be(n):
+        return torch.topk(catalogue[:1] @ catalogue.T, n, dim=1)
+
+    rows, ce_last = [], None
+    for n in ns:
+        row = {"n": n, "cmc_ms": _median_ms(lambda: run_cmc(n), 5), "be_topk_ms": _median_ms(lambda: run_be(n), 5)}
+        if n <= ce_max:
+            row["ce_ms"], row["ce_measured"] = _median_ms(lambda: run_ce(n), 3 if n <= 256 else 1), True
+            ce_last = (n, row["ce_ms"])
+        elif ce_last is None:
+            raise ValueError(f"speed_curve: ce_max={ce_max} is below every N in {list(ns)}")
+        else:
+            row["ce_ms"], row["ce_measured"] = ce_last[1] * n / ce_last[0], False
+        row["ce_over_cmc"] = row["ce_ms"] / row["cmc_ms"]
+        rows.append(row)
+        log(f"N={n:6d}  CMC {row['cmc_ms']:9.1f} ms  CE {row['ce_ms']:10.1f} ms"
+            f"{'' if row['ce_measured'] else ' (extrapolated)'}  BE top-N {row['be_topk_ms']:.2f} ms")
+    by_n, claims = {r["n"]: r for r in rows}, {}
+    if 16 in by_n and max(by_n) >= 4000:
+        big = max(by_n)
+        ratio = by_n[big]["cmc_ms"] / by_n[16]["ce_ms"]
+        claims["cmc_at_max_vs_ce_at_16"] = {"n": big, "cmc_ms": by_n[big]["cmc_ms"], "ce16_ms": by_n[16]["ce_ms"],
+                                            "ratio": ratio, "holds_within_2x": bool(0.5 <= ratio <= 2.0)}
+    if 64 in by_n:
+        claims["ce_over_cmc_at_64"] = by_n[64]["ce_ms"] / by_n[64]["cmc_ms"]
+    return {"rows": rows, "claims": claims, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "pair_tokens": [n_q, n_c]}
+
+
+def speed_table(result: dict) -> str:
+    """The speed rows as a Markdown table with the CE / CMC ratio."""
+    lines = ["| candidates | CMC ms | CE ms | CE / CMC | BE top-N ms |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        ce_s = f"{r['ce_ms']:.1f}" + ("" if r["ce_measured"] else " (extrapolated)")
+        lines.append(f"| {r['n']} | {r['cmc_ms']:.1f} | {ce_s} | {r['ce_over_cmc']:.1f} | {r['be_topk_ms']:.2f} |")
+    return "\n".join(lines)

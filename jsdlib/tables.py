@@ -204,6 +204,18 @@ def report_sections(doc: dict, out=None) -> list[str]:
         from .index import ratio_table
 
         parts.append(_section("Search back ends", ratio_table(res["search"]["rows"]), "steps/search.json"))
+    for task, title in (("wordnet", "CMC on WordNet sense linking"), ("emoji", "CMC on emoji retrieval after JSD")):
+        r = res.get(f"cmc_{task}")
+        if r:
+            from .cmc import summary_table
+
+            body = (f"CMC variant: {r.get('variant')} encoders; {r.get('n_test_queries')} test queries; K = {r.get('k')}, "
+                    f"K' = {r.get('k_ce')}; seeds {r.get('seeds')}.\n\n" + format_table(summary_table(r), name_header="pipeline"))
+            parts.append(_section(title, body, f"steps/cmc_{task}.json"))
+    if "cmc_speed" in res:
+        from .cmc import speed_table
+
+        parts.append(_section("CMC vs cross-encoder speed", speed_table(res["cmc_speed"]), "steps/cmc_speed.json"))
     return parts
 
 

@@ -403,3 +403,16 @@ def test_ce_training_reduces_the_loss_on_a_learnable_case():
     assert res["loss_first"] > 0.8 * math.log(4)
     assert res["loss_last"] < 0.3 * math.log(4)
     assert runs[1]["losses"] == pytest.approx(res["losses"], abs=1e-5)   # seeded: the same run twice
+
+
+def test_speed_curve_rows_extrapolation_and_table():
+    from jsdlib.cmc import speed_curve, speed_table
+
+    res = speed_curve((16, 32), ce_max=16, log=lambda *a: None)
+    a, b = res["rows"]
+    assert a["ce_measured"] and not b["ce_measured"]
+    assert b["ce_ms"] == pytest.approx(2 * a["ce_ms"])              # linear extrapolation from N = 16
+    assert a["cmc_ms"] > 0 and a["ce_over_cmc"] == pytest.approx(a["ce_ms"] / a["cmc_ms"])
+    assert "32 |" in speed_table(res) and "(extrapolated)" in speed_table(res)
+    with pytest.raises(ValueError, match="below every N"):
+        speed_curve((16,), ce_max=8, log=lambda *a: None)

@@ -43,7 +43,9 @@ def test_report_from_committed_results(tmp_path):
     res = ROOT / "notebooks" / "results"
     doc = {"preset": "cpu", "seeds": [0, 1, 2], "environment": reproduce.environment(), "steps": {},
            "results": {"jsd_compare": json.loads((res / "jsd_compare_cpu-emoji.json").read_text()),
-                       "jsd_sweep": json.loads((res / "jsd_sweep_cpu-emoji.json").read_text())}}
+                       "jsd_sweep": json.loads((res / "jsd_sweep_cpu-emoji.json").read_text()),
+                       "cmc_wordnet": json.loads((res / "cmc_compare_wordnet.json").read_text()),
+                       "cmc_speed": json.loads((res / "cmc_speed.json").read_text())}}
     from jsdlib.tables import write_report
 
     text = write_report(doc, tmp_path).read_text()
@@ -53,3 +55,5 @@ def test_report_from_committed_results(tmp_path):
     assert "JSD sparse > D2S" in text and "57.6 (secondary)" in text
     # every number of the paper column is in the reference file; "—" where unknown
     assert re.search(r"\| VisualSparta \|.*— \|", text)
+    w = doc["results"]["cmc_wordnet"]["pipelines"]["be_cmc"]["R@16"]
+    assert f"{w['mean']:.1f} ± {w['std']:.1f}" in text and "CMC vs cross-encoder speed" in text
