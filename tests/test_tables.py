@@ -1,6 +1,5 @@
 """Reference numbers (only those of paper_numbers.md), paper tables beside ours, claims check."""
 import json
-import math
 import os
 import re
 from pathlib import Path
