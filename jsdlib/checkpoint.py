@@ -42,3 +42,24 @@ def restore_state(path, ident: str, model, opt, sched, gen: torch.Generator, str
     gen.set_state(ck["generator"])
     extra = {k: v for k, v in ck.items() if k not in ("ident", "model", "optimizer", "scheduler", "generator", "state")}
     return json.loads(ck["state"]), extra
+
+
+def open_run(run_dir, ident: str, model, opt, sched, gen: torch.Generator, state: dict, resume: bool = True,
+             kind: str = "run", log=print) -> tuple[Path | None, dict, dict, dict | None]:
+    """Prepare a run folder: resume from ``run_dir/last.pt`` if asked and present, and load ``best.pt``.
+
+    Returns ``(run_dir or None, loop state, the checkpoint's extra entries, best weights or None)``; with
+    ``run_dir=None`` nothing is read and ``state`` comes back as given.
+    """
+    if run_dir is None:
+        return None, state, {}, None
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    extra, best = {}, None
+    last = run_dir / "last.pt"
+    if resume and last.exists():
+        state, extra = restore_state(last, ident, model, opt, sched, gen)
+        log(f"{kind}: resumed from {last} after epoch {state['epoch']}")
+    if state["best"] is not None and (run_dir / "best.pt").exists():
+        best = torch.load(run_dir / "best.pt", weights_only=True, map_location="cpu")
+    return run_dir, state, extra, best

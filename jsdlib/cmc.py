@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import restore_state, save_atomic, save_state
+from .checkpoint import open_run, save_atomic, save_state
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 CMC_WORDNET_ASSET = ASSETS / "cmc_wordnet.safetensors"
@@ -488,18 +488,10 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg.warmup_frac))
     gen = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "history": [], "best": None, "step": 0}
-    best_state = None
     ident = f"cmc:{cfg.digest()}:{train.fingerprint()}:{val.fingerprint()}"
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        last = run_dir / "last.pt"
-        if resume and last.exists():
-            state, extra = restore_state(last, ident, model, opt, sched, gen)
-            torch.set_rng_state(extra["torch_rng"])
-            log(f"cmc: resumed from {last} after epoch {state['epoch']}")
-        if state["best"] is not None and (run_dir / "best.pt").exists():
-            best_state = torch.load(run_dir / "best.pt", weights_only=True, map_location="cpu")
+    run_dir, state, extra, best_state = open_run(run_dir, ident, model, opt, sched, gen, state, resume, "cmc", log)
+    if "torch_rng" in extra:
+        torch.set_rng_state(extra["torch_rng"])
 
     Q, C = train.query_emb.float(), train.cand_emb.float()
     t0 = time.time()

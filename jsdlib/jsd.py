@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import restore_state, save_atomic, save_state
+from .checkpoint import open_run, save_atomic, save_state
 from .metrics import ranks, reciprocal_ranks, t2i_metrics
 from .presets import JSDConfig
 from .sparse import SparseHead, bag_mask, reg_weight, regulariser, term_shares
@@ -434,20 +434,11 @@ def _fit(kind: str, model: JSDModel, step_loss: Callable, feats_train, feats_val
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     gen = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "done": False, "step": 0}
-    best_state = None
     ident = f"{kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
 
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        last = run_dir / "last.pt"
-        if resume and last.exists():
-            state, extra = restore_state(last, ident, model, opt, sched, gen)
-            scaler.load_state_dict(extra["scaler"])
-            log(f"{kind}: resumed from {last} after epoch {state['epoch']}")
-        best_path = run_dir / "best.pt"
-        if state["best"] is not None and best_path.exists():
-            best_state = torch.load(best_path, weights_only=True, map_location="cpu")
+    run_dir, state, extra, best_state = open_run(run_dir, ident, model, opt, sched, gen, state, resume, kind, log)
+    if "scaler" in extra:
+        scaler.load_state_dict(extra["scaler"])
 
     h_t, h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
     t0 = time.time()
