@@ -575,6 +575,16 @@ def hybrid_scores(S_d_raw: np.ndarray, S_s: np.ndarray, hw: HybridWeights) -> np
 # ----------------------------------------------------------------------------------------------
 # Back ends
 # ----------------------------------------------------------------------------------------------
+def _optional(module: str, backend: str, pip_name: str):
+    """Import an engine's module, or say which package the back end needs."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:  # pragma: no cover - the engines are dependencies
+        raise ImportError(f"the {backend} back end needs {pip_name} (pip install {pip_name})") from e
+
+
 class Backend:
     """One small interface over every search back end.
 
@@ -771,11 +781,7 @@ class FaissBackend(Backend):
 
     @staticmethod
     def _faiss():
-        try:
-            import faiss
-        except ImportError as e:  # pragma: no cover
-            raise ImportError("the faiss back end needs faiss-cpu (pip install faiss-cpu)") from e
-        return faiss
+        return _optional("faiss", "faiss", "faiss-cpu")
 
     @classmethod
     def build(cls, docs: Vectors, path=None) -> "FaissBackend":
@@ -844,11 +850,7 @@ class SeismicBackend(Backend):
 
     @staticmethod
     def _seismic():
-        try:
-            import seismic
-        except ImportError as e:  # pragma: no cover
-            raise ImportError("the seismic back end needs pyseismic-lsr (pip install pyseismic-lsr)") from e
-        return seismic
+        return _optional("seismic", "seismic", "pyseismic-lsr")
 
     @classmethod
     def build(cls, docs: Vectors, path=None, n_postings: int | None = None, centroid_fraction: float = 0.1,
