@@ -615,59 +615,111 @@ class CrossEncoder(nn.Module):
     Pooling: the last-layer [CLS] hidden state, not BERT's ``pooler`` (dense + tanh): all-MiniLM-L6-v2 is a
     mean-pooling sentence-embedding model whose pooler weights its training never used. The [CLS] state is
     fine-tuned together with the head (``train_ce``); the query/candidate markers ``[unused0..2]`` stay whole
-    tokens (:func:`jsdlib.biencoder.minilm_tokenizer`) and the pair gets token types 0 / 1.
-
-    ``cand_dim``: candidates are vectors (image features) instead of texts; each becomes one input embedding
-    ``W c + b`` placed right after [CLS] (``[CLS] <image> query [SEP]``). ``bert``/``tokenizer`` default to
-    the pretrained MiniLM (tests pass a tiny random BERT).
+    tokens (:func:`jsdlib.biencoder.minilm_tokenizer`) and the pair gets token types 0 / 1. ``bert`` /
+    ``tokenizer`` default to the pretrained MiniLM (tests pass a tiny random BERT). Image candidates: see
+    :class:`ImageCrossEncoder`.
     """
 
-    def __init__(self, bert=None, tokenizer=None, max_len: int = 64, cand_dim: int | None = None):
+    def __init__(self, bert=None, tokenizer=None, max_len: int = 64):
         super().__init__()
-        from transformers import AutoModel
-
-        from .vlp import minilm_path, quiet_loading
-
-        if bert is None:
-            with quiet_loading():
-                bert = AutoModel.from_pretrained(minilm_path())
-        self.bert = bert
+        self.bert = bert if bert is not None else _pretrained_minilm()
         self.tokenizer = tokenizer if tokenizer is not None else _tokenizer()
         self.max_len = max_len
-        h = bert.config.hidden_size
-        self.score = nn.Linear(h, 1)
-        self.cand_proj = nn.Linear(cand_dim, h) if cand_dim else None
+        self.score = nn.Linear(self.bert.config.hidden_size, 1)
 
-    def pair_scores(self, queries: Sequence[str], candidates) -> torch.Tensor:
-        """Scores (P,) of P pairs: ``queries[p]`` with ``candidates[p]`` (texts, or a (P, cand_dim) tensor)."""
-        if self.cand_proj is None:
-            t = self.tokenizer(list(queries), list(candidates), padding=True, truncation="longest_first",
-                               max_length=self.max_len, return_tensors="pt")
-            out = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
-                            token_type_ids=t.get("token_type_ids"))
-        else:
-            t = self.tokenizer(list(queries), padding=True, truncation=True, max_length=self.max_len - 1,
-                               return_tensors="pt")
-            emb = self.bert.get_input_embeddings()(t["input_ids"])
-            img = self.cand_proj(torch.as_tensor(candidates).float()).unsqueeze(1)
-            emb = torch.cat([emb[:, :1], img, emb[:, 1:]], dim=1)
-            mask = torch.cat([t["attention_mask"][:, :1], torch.ones_like(t["attention_mask"][:, :1]),
-                              t["attention_mask"][:, 1:]], dim=1)
-            out = self.bert(inputs_embeds=emb, attention_mask=mask)
+    def pair_scores(self, queries: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
+        """Scores (P,) of P pairs: ``queries[p]`` with the text ``candidates[p]``."""
+        t = self.tokenizer(list(queries), list(candidates), padding=True, truncation="longest_first",
+                           max_length=self.max_len, return_tensors="pt")
+        out = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
+                        token_type_ids=t.get("token_type_ids"))
         return self.score(out.last_hidden_state[:, 0]).squeeze(-1)
 
     def rerank_scores(self, data: RerankData, q: int, rows: torch.Tensor) -> torch.Tensor:
         """Scores of catalogue ``rows`` for query ``q`` of ``data``."""
-        if data.query_texts is None:
-            raise ValueError("CrossEncoder: the data has no query_texts")
-        qs = [data.query_texts[q]] * len(rows)
-        if self.cand_proj is None:
-            if data.cand_texts is None:
-                raise ValueError("CrossEncoder: text candidates need data.cand_texts")
-            return self.pair_scores(qs, [data.cand_texts[r] for r in rows.tolist()])
-        if data.cand_feats is None:
-            raise ValueError("CrossEncoder: vector candidates need data.cand_feats")
-        return self.pair_scores(qs, data.cand_feats[rows])
+        if data.query_texts is None or data.cand_texts is None:
+            raise ValueError("CrossEncoder: the data needs query_texts and cand_texts (image candidates: "
+                             "ImageCrossEncoder)")
+        return self.pair_scores([data.query_texts[q]] * len(rows), [data.cand_texts[r] for r in rows.tolist()])
+
+
+def _pretrained_minilm():
+    from transformers import AutoModel
+
+    from .vlp import minilm_path, quiet_loading
+
+    with quiet_loading():
+        return AutoModel.from_pretrained(minilm_path())
+
+
+class ImageCrossEncoder(nn.Module):
+    """The cross-encoder of the text -> image task: query tokens and the image attend to each other jointly.
+
+    An image is not text, so MiniLM cannot read it as a pair. This is the early-fusion reranker of
+    vision-language models (ViLT; BLIP's image-text matching head), built on the course's own encoders::
+
+        T = MiniLM(query) W_t + e_text          (L, d)   frozen pretrained MiniLM token states, projected
+        v = h_i W_v + e_image                   (1, d)   the image's pre-projection VLP feature h_i, projected
+        X = Fusion([CLS; v; T])                          ``layers`` post-LN transformer layers, full attention
+        s = w . X_0 + b                                   one score per (query, image) pair
+
+    Unlike CMC (one query vector and K candidate vectors in one sequence), every pair is its own sequence in
+    which each query token can attend to the image: the query is re-read for every candidate, which is what
+    makes a cross-encoder expensive. MiniLM stays frozen (its token states of a query are computed once and
+    cached); the projections, the type embeddings, [CLS] and the fusion layers are trained by :func:`train_ce`.
+
+    An earlier version fed the projected image as one extra input embedding of a fine-tuned MiniLM
+    (``[CLS] <image> query [SEP]``): in the CPU budget (500 queries) its loss stayed at chance (2.77 = ln 16)
+    and it reranked the top-16 to R@1 3-4 %; so did a text CE reading the image's top JSD terms.
+    """
+
+    def __init__(self, cand_dim: int, dim: int = 256, layers: int = 2, heads: int = 4, dropout: float = 0.1,
+                 bert=None, tokenizer=None, max_len: int = 32):
+        super().__init__()
+        self.bert = bert if bert is not None else _pretrained_minilm()
+        self.bert.requires_grad_(False)
+        self.tokenizer = tokenizer if tokenizer is not None else _tokenizer()
+        self.max_len = max_len
+        self.text_in = nn.Linear(self.bert.config.hidden_size, dim)
+        self.image_in = nn.Linear(cand_dim, dim)
+        self.types = nn.Parameter(torch.randn(2, dim) * 0.02)
+        self.cls = nn.Parameter(torch.randn(dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, ffn_dim(dim), dropout, batch_first=True)
+        self.fusion = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.score = nn.Linear(dim, 1)
+        self._tokens: dict[str, torch.Tensor] = {}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.bert.eval()  # frozen: no dropout in the token states, whatever the mode
+        return self
+
+    @torch.no_grad()
+    def query_tokens(self, text: str) -> torch.Tensor:
+        """MiniLM's last-layer token states (L, 384) of one query (cached)."""
+        if text not in self._tokens:
+            t = self.tokenizer([text], truncation=True, max_length=self.max_len, return_tensors="pt")
+            self._tokens[text] = self.bert(**t).last_hidden_state[0]
+        return self._tokens[text]
+
+    def pair_scores(self, queries: Sequence[str], candidates) -> torch.Tensor:
+        """Scores (P,) of P pairs: ``queries[p]`` with the image feature ``candidates[p]`` ((P, cand_dim))."""
+        toks = [self.query_tokens(q) for q in queries]
+        L = max(len(t) for t in toks)
+        T = torch.zeros(len(toks), L, toks[0].shape[1])
+        pad = torch.ones(len(toks), 2 + L, dtype=torch.bool)
+        pad[:, :2] = False
+        for p, t in enumerate(toks):
+            T[p, :len(t)] = t
+            pad[p, 2:2 + len(t)] = False
+        v = self.image_in(torch.as_tensor(candidates).float()) + self.types[1]
+        x = torch.cat([self.cls.expand(len(toks), 1, -1), v[:, None], self.text_in(T) + self.types[0]], 1)
+        return self.score(self.fusion(x, src_key_padding_mask=pad)[:, 0]).squeeze(-1)
+
+    def rerank_scores(self, data: RerankData, q: int, rows: torch.Tensor) -> torch.Tensor:
+        if data.query_texts is None or data.cand_feats is None:
+            raise ValueError("ImageCrossEncoder: the data needs query_texts and cand_feats")
+        return self.pair_scores([data.query_texts[q]] * len(rows), data.cand_feats[rows])
 
 
 @dataclass
@@ -721,8 +773,8 @@ def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, p
 
     torch.manual_seed(cfg.seed)
     if ce is None:
-        ce = CrossEncoder(max_len=cfg.max_len, cand_dim=None if train.cand_feats is None
-                          else train.cand_feats.shape[1])
+        ce = (CrossEncoder(max_len=cfg.max_len) if train.cand_feats is None
+              else ImageCrossEncoder(train.cand_feats.shape[1], max_len=cfg.max_len))
     g = torch.Generator().manual_seed(cfg.seed)
     qidx = torch.randperm(len(train), generator=g)[:cfg.max_train_queries].tolist()
     params = [p for p in ce.parameters() if p.requires_grad]
@@ -846,6 +898,8 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     ``ms per scored pair x pairs it scores`` (:class:`PairCache`); query encoding is not included (it is the
     same for every pipeline; ``benchmarks/cmc_speed.py`` measures it).
     """
+    from .metrics import list_ranks
+
     n = len(data)
     k = min(k, data.k)
     if k_ce > k:
@@ -884,7 +938,9 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
             "cmc_final": (lambda: torch.cat([cmc16, be[:, k_ce:]], 1), k_ce, ["be", "cmc16"])}
     for name in names:
         get, n_re, stages = plan[name]
-        m = ranking_metrics(get(), data.gold, n_re, data.domain)
+        ranked = get()
+        m = ranking_metrics(ranked, data.gold, n_re, data.domain)
+        m["ranks"] = list_ranks(ranked, data.gold).tolist()   # per query, 0-based (for paired tests)
         m["ms_per_query"] = 1000.0 * sum(secs[s] for s in stages) / n
         m["n_reranked"] = n_re
         out[name] = m
@@ -910,6 +966,29 @@ def aggregate_pipelines(per_seed: Sequence[dict]) -> dict:
         row["per_domain"] = {d: {k: _mean_std([r["per_domain"][d][k] for r in runs]) for k in ("acc_unnorm", "acc_norm")}
                              | {"n": runs[0]["per_domain"][d]["n"]} for d in runs[0]["per_domain"]}
         out[name] = row
+    return out
+
+
+# (test name, pipeline a, pipeline b, k): "gold within the top k" per query, a vs b
+PIPELINE_TESTS = (("be_cmc_vs_be_R@16", "be_cmc", "be", 16), ("be_cmc_vs_be_R@64", "be_cmc", "be", 64),
+                  ("be_cmc_ce_vs_be_ce_R@1", "be_cmc_ce", "be_ce", 1), ("be_ce_vs_be_R@1", "be_ce", "be", 1),
+                  ("cmc_final_vs_be_ce_R@1", "cmc_final", "be_ce", 1))
+
+
+def pipeline_tests(per_seed: Sequence[dict]) -> dict:
+    """Paired t-tests between pipelines on the per-query hit ``[rank < k]``, pooled over seeds (each seed's test
+    queries are the same, so query q of seed s is paired with query q of seed s):
+    ``{name: {"a", "b", "k", "mean_a", "mean_b", "diff", "p", "n"}}`` (means in %)."""
+    from .metrics import paired_test
+
+    out = {}
+    for name, a, b, k in PIPELINE_TESTS:
+        if not all(a in r and b in r and "ranks" in r[a] for r in per_seed):
+            continue
+        ha = np.concatenate([np.asarray(r[a]["ranks"]) < k for r in per_seed]).astype(float)
+        hb = np.concatenate([np.asarray(r[b]["ranks"]) < k for r in per_seed]).astype(float)
+        out[name] = {"a": a, "b": b, "k": k, "mean_a": 100 * float(ha.mean()), "mean_b": 100 * float(hb.mean()),
+                     "diff": 100 * float((ha - hb).mean()), "p": paired_test(ha, hb), "n": int(len(ha))}
     return out
 
 
@@ -1053,14 +1132,15 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
                                       ce_cache=cache))
         info.append({"seed": s, "best_epoch": res["best"]["epoch"], "val_acc": res["best"]["val_acc"],
                      "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]})
-    return {"pipelines": aggregate_pipelines(per_seed), "task": task, "variant": get_cmc_preset(preset).encoders,
+    return {"pipelines": aggregate_pipelines(per_seed), "tests": pipeline_tests(per_seed), "task": task, "variant": get_cmc_preset(preset).encoders,
             "preset": dataclasses.asdict(get_cmc_preset(preset)), "ce_config": dataclasses.asdict(ce_cfg),
             "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], "seeds": list(seeds), "seed_info": info,
             "ce": ce_info | {"ms_per_pair": cache.ms_per_pair, "pairs_scored": cache.pairs,
                              "note": "the CE is trained once (first seed) and shared by every CMC seed"},
             "n_test_queries": len(test), "n_test_total": len(data["test"]), "n_train_queries": len(data["train"]),
             "catalogue_size": int(test.cand_emb.shape[0]), "data": test.name,
-            "per_seed": [{n: {k: v for k, v in m.items() if k != "per_domain"} for n, m in r.items()} for r in per_seed]}
+            "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
+                         for r in per_seed]}
 
 
 def export_wordnet_head(out=None, preset: str = "cpu-frozen", seed: int = 0, be_kind: str = "asis",
@@ -1183,3 +1263,63 @@ def speed_table(result: dict) -> str:
         ce_s = f"{r['ce_ms']:.1f}" + ("" if r["ce_measured"] else " (extrapolated)")
         lines.append(f"| {r['n']} | {r['cmc_ms']:.1f} | {ce_s} | {r['ce_over_cmc']:.1f} | {r['be_topk_ms']:.2f} |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Link one mention: the bundled pipeline BE -> CMC, for the quickstart
+# ----------------------------------------------------------------------------------------------
+class Linker:
+    """Link mentions of one WordNet-set domain: the MiniLM bi-encoder's top-``k`` senses, reranked by CMC.
+
+    ``linker = Linker("noun.shape")`` encodes the domain's senses once with the as-is bi-encoder (cached), and
+    loads the committed CMC head (``jsdlib/assets/cmc_wordnet.safetensors``, frozen encoders, trained on the
+    train domains). ``linker.link(i)`` ranks the senses for mention ``i``: first by the bi-encoder's
+    ``cos(q, c_k)`` of mean-pooled MiniLM vectors, then by CMC's ``s_k = X^(2)_0 . X^(2)_k`` over
+    ``[q; c_1..c_K]`` read jointly.
+    ``data_dir`` reads any ZeSHEL-format folder (real ZeSHEL included) instead of the bundled set.
+    """
+
+    def __init__(self, domain: str, split: str = "test", k: int = 64, data_dir=None, model=None, be=None,
+                 progress: bool = False):
+        from .biencoder import load_biencoder, retrieve
+        from .data import load_zeshel, wordnet_dir
+
+        self.zset = load_zeshel(data_dir or wordnet_dir(), split, domains=[domain])
+        if not len(self.zset):
+            raise ValueError(f"domain {domain!r} has no {split} mentions")
+        ret = retrieve(be or load_biencoder("asis"), self.zset, k=k, progress=progress)
+        self.data = RerankData.from_retrieval(ret, self.zset, name=f"{domain}-{split}")
+        docs = [self.zset.document(w, c) for w, c in zip(ret.cand_domain, ret.cand_ids)]
+        # senses can share a title (WordNet's "take" has dozens): label each with the start of its gloss
+        self.titles = [f"{d['title']} ({' '.join(d['text'].split()[:6])}...)" for d in docs]
+        self.model, self.meta = (model, {}) if model is not None else load_bundled()
+        self.k = self.data.k
+
+    def __len__(self) -> int:
+        return len(self.zset)
+
+    def mention(self, i: int) -> str:
+        """Mention ``i`` in its context window, the mention itself in ``[[ ]]``."""
+        from .data import MENTION_END, MENTION_START
+
+        return self.zset.query_text(i).replace(MENTION_START, "[[").replace(MENTION_END, "]]")
+
+    @torch.no_grad()
+    def link(self, i: int, top: int = 5) -> dict:
+        """``{"mention", "gold", "be": [(title, score)], "cmc": [(title, score)], "be_rank", "cmc_rank"}``.
+
+        Ranks are 1-based positions of the gold (``None`` when it is outside the bi-encoder's top-``k``).
+        """
+        if not 0 <= i < len(self):
+            raise IndexError(f"mention {i} outside [0, {len(self)})")
+        one = self.data.subset([i])
+        rows, scores = cmc_rerank(self.model, one, self.k)
+        be_rows, be_scores = one.topk[0][one.valid[0]], one.scores[0][one.valid[0]]
+        gold = int(one.gold[0])
+        rank = lambda r: (r.tolist().index(gold) + 1) if gold in r.tolist() else None  # noqa: E731
+        keep = torch.isfinite(scores[0])
+        return {"mention": self.mention(i), "gold": self.titles[gold],
+                "be": [(self.titles[r], float(s)) for r, s in zip(be_rows[:top].tolist(), be_scores[:top])],
+                "cmc": [(self.titles[r], float(s)) for r, s in zip(rows[0][keep][:top].tolist(),
+                                                                    scores[0][keep][:top])],
+                "be_rank": rank(be_rows), "cmc_rank": rank(rows[0][keep])}

@@ -255,10 +255,15 @@ def test_cross_encoder_text_and_vector_candidates():
     s = ce.pair_scores(["a dog", "a dog"], ["dog : an animal", "cat : an animal"])
     assert s.shape == (2,) and not torch.allclose(s[0], s[1])
     bert2, _ = tiny_bert()
-    cev = CrossEncoder(bert2, tok, max_len=16, cand_dim=5).eval()
+    cev = cmc.ImageCrossEncoder(5, dim=16, heads=2, bert=bert2, tokenizer=tok, max_len=16).eval()
     v = torch.randn(3, 5)
-    sv = cev.pair_scores(["x", "x", "x"], v)
-    assert sv.shape == (3,) and torch.allclose(cev.pair_scores(["x"], v[1:2]), sv[1:2], atol=1e-5)
+    sv = cev.pair_scores(["x", "a longer query", "x"], v)
+    assert sv.shape == (3,) and torch.allclose(cev.pair_scores(["a longer query"], v[1:2]), sv[1:2], atol=1e-5)
+    # padding of a shorter query in the batch does not change its score; the image changes it
+    assert torch.allclose(cev.pair_scores(["x"], v[:1]), sv[:1], atol=1e-5) and not torch.allclose(sv[0], sv[2])
+    # MiniLM stays frozen: only the fusion side trains
+    assert not any(p.requires_grad for p in cev.bert.parameters())
+    assert all(p.requires_grad for n, p in cev.named_parameters() if not n.startswith("bert."))
 
 
 def test_ce_trains_and_pipelines_report_every_metric():
@@ -416,3 +421,17 @@ def test_speed_curve_rows_extrapolation_and_table():
     assert "32 |" in speed_table(res) and "(extrapolated)" in speed_table(res)
     with pytest.raises(ValueError, match="below every N"):
         speed_curve((16,), ce_max=8, log=lambda *a: None)
+
+
+def test_pipeline_tests_pair_queries_across_seeds():
+    from jsdlib.cmc import pipeline_tests
+
+    # two seeds, three queries; be_cmc puts the gold in the top 16 where the BE did not for query 0
+    seed = {"be": {"ranks": [20, 3, 0]}, "be_cmc": {"ranks": [5, 3, 0]}}
+    t = pipeline_tests([seed, seed])
+    r = t["be_cmc_vs_be_R@16"]
+    assert (r["n"], r["mean_a"], r["mean_b"]) == (6, 100.0, pytest.approx(200 / 3))
+    assert r["diff"] == pytest.approx(100 / 3) and 0 <= r["p"] <= 1
+    assert "be_cmc_ce_vs_be_ce_R@1" not in t          # pipelines not run are not tested
+    same = pipeline_tests([{"be": {"ranks": [1, 2]}, "be_cmc": {"ranks": [1, 2]}}])
+    assert same["be_cmc_vs_be_R@64"]["p"] == 1.0

@@ -68,3 +68,33 @@ def test_reference_errors(tmp_path):
     bad.write_text("paper,table,row,dataset,metric,value,source,note\nJSD,t,r,d,m,1.0,,\n")
     with pytest.raises(ValueError, match="has no source tag"):
         tables.load_reference(bad)
+
+
+def _cmc_result(be16, cmc16, be_acc, cmc_ce_acc, ms):
+    """A minimal ``cmc.compare`` result: the metrics the claims read (mean only; std 0)."""
+    ms_of = {"be": 1.0, "be_ce": ms["be_ce"], "be_cmc": 5.0, "be_cmc_ce": ms["be_cmc_ce"], "cmc_final": ms["cmc_final"]}
+    pl = {}
+    for n in ("be", "be_ce", "be_cmc", "be_cmc_ce", "cmc_final"):
+        cm = n in ("be_cmc", "be_cmc_ce")
+        vals = {"R@1": 30.0, "R@16": cmc16 if cm else be16, "R@64": (cmc16 if cm else be16) + 10,
+                "acc_unnorm": {"be_ce": be_acc, "be_cmc_ce": cmc_ce_acc}.get(n, 30.0), "ms_per_query": ms_of[n]}
+        pl[n] = {k: {"mean": v, "std": 0.0} for k, v in vals.items()}
+    return {"pipelines": pl, "tests": {"be_cmc_vs_be_R@16": {"p": 0.01}}}
+
+
+def test_cmc_claims_are_orderings_with_the_paper_value_beside_them():
+    res = {"wordnet": _cmc_result(60.0, 64.0, 70.0, 69.0, {"be_ce": 100.0, "be_cmc_ce": 105.0, "cmc_final": 2.0})}
+    speed = {"claims": {"cmc_at_max_vs_ce_at_16": {"n": 10000, "ratio": 75.0}}}
+    df = tables.cmc_claims(res, speed)
+    row = df.loc["[wordnet] BE-CMC raises R@16 over the BE (= BE-CMC-CE vs BE-CE R@16)"]
+    assert row["verdict"] == "holds" and row["p"] == "0.01" and "+4.0" in row["ours"]
+    assert row["paper"].startswith("6.7 ")                          # the reference value, from reference.csv
+    assert df.loc["[wordnet] BE-CMC-CE beats BE-CE (macro top-1 accuracy; p on per-query top-1)", "verdict"] \
+        == "does not hold"                                          # 69 < 70
+    assert df.loc["[wordnet] BE-CMC-CE costs < 7 % more time than BE-CE", "verdict"] == "holds"   # +5 %
+    assert df.loc["[wordnet] CMC as the final reranker is faster than the CE (same K')", "ours"] == "50.0x"
+    speed_row = df.loc["[speed] CMC over 10,000 candidates takes about as long as the CE over 16"]
+    assert speed_row["verdict"] == "does not hold" and speed_row["paper"].startswith("about 1")
+    # claims we cannot measure offline are listed, not judged
+    assert (df.loc[df.ours.str.startswith("not run")].verdict == tables.DASH).all()
+    assert tables.to_markdown(df, "claim").count("\n") == len(df) + 1
