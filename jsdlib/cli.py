@@ -146,12 +146,13 @@ def cmd_jsd_sweep(args) -> int:
 
 # ---- CMC (jsdlib.cmc) -------------------------------------------------------------------------
 def cmd_cmc_compare(args) -> int:
-    from .cmc import compare, summary_table
+    from .cmc import PIPELINES, compare, summary_table
     from .experiments import write_json
     from .metrics import format_table
 
     _set_threads(args.threads)
     res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root,
+                  names=PIPELINES if args.with_ce else None,
                   n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
                   progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
     print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.PRESETS)")
     cc.add_argument("--n-eval", type=int, default=None,
                     help="test queries to evaluate (default: the task's documented subset; 0 = all)")
+    cc.add_argument("--with-ce", action="store_true",
+                    help="run every pipeline, the cross-encoder ones included (emoji leaves them out by default: "
+                         "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.TASKS)")
     cc.add_argument("--run-root", help="resumable CMC run folders")
     cc.add_argument("--json", help="write the results here")
     cc.add_argument("--threads", type=int, default=None)

@@ -200,6 +200,10 @@ def cmc_claims(results: dict, speed: dict | None = None, ref: pd.DataFrame | Non
             t = tests.get(f"be_cmc_vs_be_R@{k}")
             add(task, f"BE-CMC raises R@{k} over the BE (= BE-CMC-CE vs BE-CE R@{k})", row,
                 f"{m('be_cmc', f'R@{k}'):.1f} vs {m('be', f'R@{k}'):.1f} ({d:+.1f})", d > 0, t and t["p"])
+        if "be_ce" not in pl or "be_cmc_ce" not in pl:
+            why = (r.get("ce") or {}).get("note", "no cross-encoder rows")
+            add(task, "BE-CMC-CE beats BE-CE; CMC-final faster than the CE", None, f"not run ({why})", None)
+            continue
         t = tests.get("be_cmc_ce_vs_be_ce_R@1")
         add(task, "BE-CMC-CE beats BE-CE (macro top-1 accuracy; p on per-query top-1)", None,
             f"{m('be_cmc_ce', 'acc_unnorm'):.1f} vs {m('be_ce', 'acc_unnorm'):.1f} (micro R@1 "

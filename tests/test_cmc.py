@@ -367,6 +367,7 @@ def test_presets_and_compare_schema_on_synthetic_data():
     try:
         res = cmc.compare("emoji", [0, 1], preset="tiny-test", names=("be", "be_cmc"), data=data, n_eval=None,
                           log=lambda *a: None)
+        default = cmc.compare("emoji", [0], preset="tiny-test", data=data, n_eval=None, log=lambda *a: None)
     finally:
         del cmc.PRESETS["tiny-test"]
     for name in ("be", "be_cmc"):
@@ -374,6 +375,11 @@ def test_presets_and_compare_schema_on_synthetic_data():
             assert set(res["pipelines"][name][key]) == {"mean", "std"}
     assert res["pipelines"]["be"]["R@1"]["std"] == 0.0          # the retriever does not depend on the seed
     assert res["variant"] == "frozen" and res["seeds"] == [0, 1] and len(res["per_seed"]) == 2
+    # paired tests between pipelines come with the table (R@16 / R@64: BE-CMC vs BE)
+    assert 0 <= res["tests"]["be_cmc_vs_be_R@16"]["p"] <= 1 and res["tests"]["be_cmc_vs_be_R@16"]["n"] == 2 * 20
+    # emoji's default leaves the cross-encoder rows out, and says why
+    assert default["names"] == ["be", "be_cmc", "cmc_final"] and set(default["pipelines"]) == set(default["names"])
+    assert default["ce"]["skipped"] and "chance" in default["ce"]["note"] and default["ce_config"] is None
 
 
 def test_bundled_wordnet_head_loads():
