@@ -21,9 +21,10 @@ the 31 best-ranked others and 32 drawn uniformly from the rest -- and the loss::
 with ``t`` the retriever's scores of the same candidates (the teacher).
 
 The cross-encoder baseline (spec §4) reads ``[CLS] query [SEP] candidate [SEP]`` through MiniLM, a linear layer
-on the [CLS] output gives the score, softmax CE over the candidate list. For image candidates (the emoji task)
-the candidate is one extra input embedding, a linear map of the image feature, placed after [CLS]:
-``[CLS] <image> query [SEP]`` -- the same early-fusion idea, since an image is not text.
+on the [CLS] output gives the score, softmax CE over the candidate list. For image candidates
+(:class:`ImageCrossEncoder`) the query's MiniLM tokens and the projected image attend to each other in a small
+fusion transformer (the ViLT / BLIP image-text-matching idea); on the emoji task no image CE we could train on a
+CPU reranks above chance, so that table leaves the CE rows out by default (:data:`TASKS`).
 
 Data is generic over tensors (:class:`RerankData`), so the same code serves entity linking (a bi-encoder's
 :class:`jsdlib.biencoder.Retrieval`) and text -> image (JSD retrieval over image vectors).
