@@ -319,3 +319,35 @@ def write_report(doc: dict, out) -> Path:
     path = out / "report.md"
     path.write_text(text)
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# The short summary the README shows (kept equal to the committed results.json by a test)
+# ----------------------------------------------------------------------------------------------
+README_BEGIN, README_END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
+
+
+def summary_markdown(doc: dict) -> str:
+    """The headline tables of a ``reproduce`` run: JSD methods and claims, CMC pipelines per task, claims."""
+    res, parts = doc["results"], []
+    if "jsd_compare" in res:
+        r = res["jsd_compare"]
+        rows = {n: {"R@1": f"{m['t2i']['R@1']['mean']:.1f} ± {m['t2i']['R@1']['std']:.1f}",
+                    "MRR@10": f"{m['t2i']['MRR@10']['mean']:.1f} ± {m['t2i']['MRR@10']['std']:.1f}",
+                    "FLOPs": f"{m['flops']:.1f}"} for n, m in r["methods"].items()}
+        parts += [f"**JSD** (emoji test split, {len(r.get('seeds', []))} seeds; text -> image):\n",
+                  to_markdown(pd.DataFrame.from_dict(rows, orient="index"), "method"), "",
+                  to_markdown(jsd_claims(r), "JSD claim"), ""]
+    for task in ("wordnet", "emoji"):
+        r = res.get(f"cmc_{task}")
+        if r:
+            parts += [f"**CMC, {task}** ({r['data']}, {r['n_test_queries']} test queries, K = {r['k']}, "
+                      f"K' = {r['k_ce']}, {r['variant']} encoders, {len(r['seeds'])} seeds):\n",
+                      to_markdown(cmc_table(r)[["R@1", "R@16", "R@64", "acc_unnorm", "ms_per_query"]], "pipeline"),
+                      ""]
+    cmc_res = {t: res[f"cmc_{t}"] for t in ("wordnet", "emoji") if res.get(f"cmc_{t}")}
+    if cmc_res:
+        c = cmc_claims(cmc_res, res.get("cmc_speed"))
+        c = c[c.verdict != DASH][["ours", "verdict", "p"]]
+        parts += [to_markdown(c, "CMC claim"), ""]
+    return "\n".join(parts).rstrip() + "\n"

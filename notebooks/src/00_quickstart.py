@@ -72,6 +72,10 @@ fig = viz.match_explanation(QUERY, search.split.load_image(top), why, score=spar
 plt.show()
 
 # %% [markdown]
+# Most of the score comes from words you would expect ("pig", "face"), and some from words you would not
+# ("meat" is an *expansion* term: no caption of the image says it). Not every term is a clean word either: ","
+# and word pieces such as "-e" leak in. Notebook 03 reads these vectors properly.
+#
 # ## 3. Link a mention to its WordNet sense: bi-encoder, then CMC
 #
 # Entity linking: given a word in a sentence (the *mention*), pick the right entry of a catalogue. Here the
