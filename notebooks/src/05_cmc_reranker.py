@@ -236,10 +236,12 @@ for task in ("emoji", "wordnet"):
 def claims(r):
     p = r["pipelines"]
     m = lambda n, k: p[n][k]["mean"]  # noqa: E731
-    return {"BE-CMC R@16 > BE R@16": m("be_cmc", "R@16") > m("be", "R@16"),
-            "BE-CMC R@64 > BE R@64": m("be_cmc", "R@64") > m("be", "R@64"),
-            "BE-CMC-CE acc > BE-CE acc": m("be_cmc_ce", "acc_unnorm") > m("be_ce", "acc_unnorm"),
-            "CMC final >= 5x faster than CE": m("be_ce", "ms_per_query") >= 5 * m("cmc_final", "ms_per_query")}
+    out = {"BE-CMC R@16 > BE R@16": m("be_cmc", "R@16") > m("be", "R@16"),
+           "BE-CMC R@64 > BE R@64": m("be_cmc", "R@64") > m("be", "R@64")}
+    if "be_ce" in p:  # the emoji table has no cross-encoder rows (see below)
+        out["BE-CMC-CE acc > BE-CE acc"] = m("be_cmc_ce", "acc_unnorm") > m("be_ce", "acc_unnorm")
+        out["CMC final >= 5x faster than CE"] = m("be_ce", "ms_per_query") >= 5 * m("cmc_final", "ms_per_query")
+    return out
 
 
 held = {task: claims(r) for task, r in tables.items()}
