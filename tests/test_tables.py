@@ -98,3 +98,14 @@ def test_cmc_claims_are_orderings_with_the_paper_value_beside_them():
     # claims we cannot measure offline are listed, not judged
     assert (df.loc[df.ours.str.startswith("not run")].verdict == tables.DASH).all()
     assert tables.to_markdown(df, "claim").count("\n") == len(df) + 1
+
+
+def test_cmc_claims_without_cross_encoder_rows_say_not_run():
+    r = _cmc_result(76.0, 73.0, 0.0, 0.0, {"be_ce": 1.0, "be_cmc_ce": 1.0, "cmc_final": 1.0})
+    for n in ("be_ce", "be_cmc_ce"):
+        del r["pipelines"][n]
+    r["ce"] = {"skipped": True, "note": "no image CE above chance"}
+    df = tables.cmc_claims({"emoji": r})
+    assert df.loc["[emoji] BE-CMC raises R@16 over the BE (= BE-CMC-CE vs BE-CE R@16)", "verdict"] == "does not hold"
+    row = df.loc["[emoji] BE-CMC-CE beats BE-CE; CMC-final faster than the CE"]
+    assert row["verdict"] == tables.DASH and "no image CE above chance" in row["ours"]
