@@ -257,6 +257,8 @@ def claims(r):
 held = {task: claims(r) for task, r in tables.items()}
 for task, h in held.items():
     print(task, {k: "holds" if v else "does not hold" for k, v in h.items()})
+    # paired t-tests on per-query hits, pooled over seeds (cmc.pipeline_tests)
+    print("   ", {n: f"{t['diff']:+.1f} points, p = {t['p']:.2g}" for n, t in tables[task]["tests"].items()})
 # WordNet: CMC makes the BE a better retriever at K' = 16 and 64 (about +3 points each). The CE (500 training
 # queries, lr 1e-4) learns -- its training loss falls far below ln 16 -- and reranking the BE top-16 it nearly
 # doubles the BE's R@1. BE-CMC-CE and BE-CE are then about level: CMC's extra golds in the top 16 do not turn into
@@ -266,6 +268,7 @@ for task, h in held.items():
 # over 900 query-seed pairs). It learns from JSD's rankings of its own training pairs, which are nearly perfect
 # (section 4), so it never sees the retriever's test-time mistakes it would have to fix.
 wn = tables["wordnet"]
+assert wn["tests"]["be_cmc_vs_be_R@16"]["p"] < 0.01 and wn["tests"]["be_cmc_ce_vs_be_ce_R@1"]["p"] > 0.05
 assert wn["ce"]["final_loss"] < 0.5 * math.log(wn["k_ce"])                      # the CE learned
 assert wn["pipelines"]["be_ce"]["R@1"]["mean"] > wn["pipelines"]["be"]["R@1"]["mean"] + 10
 assert list(held["wordnet"].values()) == [True, True, False, True]
