@@ -57,3 +57,20 @@ def test_report_from_committed_results(tmp_path):
     assert re.search(r"\| VisualSparta \|.*— \|", text)
     w = doc["results"]["cmc_wordnet"]["pipelines"]["be_cmc"]["R@16"]
     assert f"{w['mean']:.1f} ± {w['std']:.1f}" in text and "CMC vs cross-encoder speed" in text
+
+
+COMMITTED = ROOT / "notebooks" / "results" / "reproduce_cpu"
+
+
+def test_committed_report_is_the_committed_json(tmp_path):
+    """The committed report of the last `jsdlib reproduce --preset cpu` run is exactly what its results.json
+    renders to (so every number in the report is the JSON's), and the README's summary is that JSON's too."""
+    from jsdlib.tables import README_BEGIN, README_END, summary_markdown, write_report
+
+    doc = json.loads((COMMITTED / "results.json").read_text())
+    assert doc["preset"] == "cpu" and set(doc["results"]) == set(reproduce.CPU_STEPS)
+    assert all(m["seconds"] > 0 for m in doc["steps"].values())           # every step was run, not assembled
+    assert write_report(doc, tmp_path).read_text() == (COMMITTED / "report.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    assert block.strip() == summary_markdown(doc).strip()
