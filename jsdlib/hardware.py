@@ -21,7 +21,15 @@ _ONEDNN_NO_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_C
 
 @functools.lru_cache(maxsize=None)
 def native_bf16() -> bool:
-    """True when bf16 autocast on this CPU runs on native bf16 instructions (AVX512-BF16 / AMX)."""
+    """True when bf16 autocast on this CPU runs on native bf16 instructions (AVX512-BF16 / AMX).
+
+    ``$JSDLIB_CPU_BF16`` = ``1`` / ``0`` overrides the detection; unset or ``auto`` detects.
+    """
+    override = os.environ.get("JSDLIB_CPU_BF16", "auto").strip().lower()
+    if override in ("1", "0"):
+        return override == "1"
+    if override != "auto":
+        raise ValueError(f"JSDLIB_CPU_BF16={override!r}: use 1 (force bf16), 0 (force fp32) or auto")
     if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
         return False
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_NO_BF16:
