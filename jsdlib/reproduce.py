@@ -36,6 +36,11 @@ from typing import Callable, Sequence
 
 SEEDS = (0, 1, 2)
 CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_emoji", "cmc_speed")
+# Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
+# 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
+# weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
+EXPECTED_SECONDS = {"dense": 10.4, "jsd_compare": 2213.1, "jsd_sweep": 4671.1, "search": 10.6,
+                    "cmc_wordnet": 2043.1, "cmc_emoji": 2289.7, "cmc_speed": 107.7}
 PAPER_DATA = {  # preset -> (Karpathy JSON, text parquet, image parquet)
     "blip-coco": ("dataset_coco.json", "text_embs_before_proj_blip.parquet", "img_embs_before_proj_blip.parquet"),
     "albef-coco": ("dataset_coco.json", "text_embs_before_proj_albef.parquet", "img_embs_before_proj_albef.parquet"),
@@ -243,9 +248,11 @@ def _json_default(o):
 def environment() -> dict:
     import torch
 
+    from .hardware import describe
+
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "cuda": torch.cuda.is_available()}
+            "cuda": torch.cuda.is_available(), "cpu": describe()}
 
 
 def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
@@ -261,7 +268,11 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
         for s in steps:
             s.config["standin"] = str(standin)
     results, timing = {}, {}
-    for step in tqdm(steps, desc="reproduce", disable=not progress):
+    cost = {s.name: round(EXPECTED_SECONDS.get(s.name, 60.0)) for s in steps}
+    bar = tqdm(total=sum(cost.values()), unit="s", disable=not progress,
+               bar_format="{desc}: {percentage:3.0f}% of the expected cost |{bar}| [{elapsed}<{remaining}]")
+    for step in steps:
+        bar.set_description(f"reproduce [{step.name}]")
         path = out / "steps" / f"{step.name}.json"
         cfg = {**step.config, "seeds": list(seeds)}
         digest = hashlib.sha256(json.dumps({"step": step.name, **cfg}, sort_keys=True, default=str)
@@ -271,6 +282,7 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
             if saved.get("_step", {}).get("digest") == digest:
                 log(f"[reproduce] {step.name}: reusing {path}")
                 results[step.name], timing[step.name] = saved["result"], saved["_step"]
+                bar.update(cost[step.name])
                 continue
         log(f"[reproduce] {step.name}: {step.title}")
         t0 = time.time()
@@ -279,6 +291,8 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         _write_json_atomic(path, {"_step": meta, "result": res})
         results[step.name], timing[step.name] = json.loads(path.read_text())["result"], meta
+        bar.update(cost[step.name])
+    bar.close()
     doc = {"preset": preset, "seeds": list(seeds), "environment": environment(), "steps": timing,
            "results": results}
     _write_json_atomic(out / "results.json", doc)

@@ -74,3 +74,13 @@ def test_committed_report_is_the_committed_json(tmp_path):
     readme = (ROOT / "README.md").read_text()
     block = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
     assert block.strip() == summary_markdown(doc).strip()
+
+
+def test_progress_weights_steps_by_the_committed_step_times(tmp_path):
+    """The job's ETA weighs each step by its cost in the committed run (not 1/7 each): the weights are exactly
+    that run's step times, one per step."""
+    doc = json.loads((COMMITTED / "results.json").read_text())
+    assert reproduce.EXPECTED_SECONDS == {k: m["seconds"] for k, m in doc["steps"].items()}
+    assert set(reproduce.EXPECTED_SECONDS) == set(reproduce.CPU_STEPS)
+    share = reproduce.EXPECTED_SECONDS["dense"] / sum(reproduce.EXPECTED_SECONDS.values())
+    assert share < 0.01          # the first step is ~0.1 % of the job, so its ETA no longer promises 48 s
