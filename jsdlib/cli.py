@@ -292,8 +292,11 @@ def cmd_index_search(args) -> int:
     from .bundled import EmojiSearch
 
     _set_threads(args.threads)
+    b = open_backend(args.backend, args.path, expect={"split": args.split, "model": _jsd_digest()})  # before encoding
     es = EmojiSearch(args.split)
-    b = open_backend(args.backend, args.path, expect={"split": args.split, "model": _jsd_digest(), "n_docs": len(es)})
+    if b.n_docs != len(es):
+        raise UserError(f"index {args.path} holds {b.n_docs} documents but the emoji {args.split} split has {len(es)} "
+                        "images; rebuild it with `jsdlib index build`")
     d, z = es.encode_query(args.query)
     res = b.search(Vectors(d, z), args.k, args.mode, hybrid=HybridWeights(es.w1, es.w2, es.tau))
     print(f"{args.backend} {args.mode} search of {args.query!r} over the emoji {args.split} images:")
