@@ -597,6 +597,11 @@ def load_zeshel(root, split: str, domains=None, max_mentions: int | None = None,
             idx = np.sort(np.random.default_rng(seed).choice(len(mentions), max_mentions, replace=False))
             mentions = [mentions[i] for i in idx]
 
+    for m in mentions:  # a world names a file in documents/: it may not point anywhere else
+        w = m["corpus"]
+        if not isinstance(w, str) or not w or w in (".", "..") or "/" in w or "\\" in w or os.path.isabs(w):
+            raise DataFormatError(f"mention {m['mention_id']} of {men_path} has corpus {w!r}, which is not a world "
+                                  f"name (a file stem inside {doc_dir})")
     documents: dict[str, list[dict]] = {}
     for world in sorted({m["corpus"] for m in mentions}):
         path = _zeshel_file(doc_dir, world)

@@ -1130,13 +1130,32 @@ def _provenance_file(name: str, path) -> Path | None:
     return _meta_path(path)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _index_files(path) -> dict[str, str]:
+    """sha256 of every file of a saved index folder except its ``meta.json``."""
+    return {p.name: _sha256(p) for p in sorted(Path(path).iterdir())
+            if p.is_file() and p.name != "meta.json" and not p.name.endswith(".tmp")}
+
+
 def record_provenance(name: str, path, provenance: dict) -> None:
-    """Add ``provenance`` (e.g. split, model digest; plus back end and document count) to a saved index."""
+    """Add ``provenance`` (e.g. split, model digest; plus back end and document count) to a saved index, and the
+    sha256 of each of its files (folder back ends; :func:`open_backend` checks them)."""
     f = _provenance_file(name, path)
     if f is None:
         return
     meta = json.loads(f.read_text()) if f.is_file() and name != "milvus" else {}
     meta["provenance"] = dict(provenance)
+    if name != "milvus":
+        meta["files"] = _index_files(path)
     tmp = f.with_name(f.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, f)
@@ -1158,6 +1177,12 @@ def check_provenance(name: str, path, expected: dict) -> None:
     if bad:
         raise IndexMismatchError(f"{name}: the index at {path} was built from other documents ({'; '.join(bad)}); "
                                  "search with the index's own settings or rebuild it with `jsdlib index build`")
+    files = json.loads(f.read_text()).get("files") if name != "milvus" else None
+    for fname, digest in (files or {}).items():
+        p = Path(path) / fname
+        if not p.is_file() or _sha256(p) != digest:
+            raise ValueError(f"{name}: index file {p} is {'missing' if not p.is_file() else 'corrupted'} (its "
+                             "sha256 differs from the one recorded at build time); rebuild it with `jsdlib index build`")
 
 
 def build_backend(name: str, docs: Vectors, path=None, provenance: dict | None = None, **options) -> Backend:

@@ -229,12 +229,16 @@ def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None,
 
         feats = {s: load_released_features(paths["text_parquet"], paths["image_parquet"], paths["karpathy_json"], s,
                                            projection=projection) for s in ("train", "val", "test")}
-        if str(word_embeddings).endswith(".safetensors"):
-            from safetensors.torch import load_file
+        from .integrity import IntegrityError, check_finite, load_safetensors
 
-            E = next(iter(load_file(str(word_embeddings)).values()))
+        if str(word_embeddings).endswith(".safetensors"):
+            E = next(iter(load_safetensors(word_embeddings, "word embeddings")[0].values()))
         else:
-            E = torch.load(word_embeddings, weights_only=True)
+            try:
+                E = torch.load(word_embeddings, weights_only=True, map_location="cpu")
+            except Exception as e:  # a truncated or foreign file: name it
+                raise IntegrityError(f"word embeddings {word_embeddings} are unreadable ({e})") from e
+            check_finite({"E": E} if torch.is_tensor(E) else {}, word_embeddings, "word embeddings")
         fs = FeatureSet(feats["train"], feats["val"], feats["test"], E, [], [], Vocabulary.from_minilm())
         cfg = get_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
         res = compare(fs, cfg, list(ctx.seeds), run_root=ctx.run_root("jsd_compare"), progress=ctx.progress,

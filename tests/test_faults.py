@@ -530,3 +530,32 @@ def test_reproduce_killed_with_sigkill_during_a_step_resumes_to_the_same_result(
     a = json.loads((tmp_path / "ref" / "results.json").read_text())["results"]["tiny"]
     b = json.loads((out / "results.json").read_text())["results"]["tiny"]
     assert a == b and len(a["losses"]) == 8
+
+
+def test_a_corrupted_index_file_is_refused(tmp_path):
+    from jsdlib.index import Vectors, build_backend, open_backend
+
+    rng = np.random.default_rng(0)
+    docs = Vectors(rng.standard_normal((20, 4)).astype(np.float32),
+                   sp.random(20, 30, density=0.2, format="csr", random_state=0, dtype=np.float32))
+    build_backend("exact", docs, tmp_path / "ix", provenance={"split": "test"})
+    assert open_backend("exact", tmp_path / "ix", expect={"split": "test"}).n_docs == 20
+    f = tmp_path / "ix" / "dense.npy"
+    raw = bytearray(f.read_bytes())
+    raw[-8:] = bytes(8)
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"index file {f} is corrupted"):
+        open_backend("exact", tmp_path / "ix", expect={"split": "test"})
+
+
+def test_a_zeshel_world_name_cannot_leave_the_documents_folder(tmp_path):
+    from jsdlib.data import DataFormatError, load_zeshel
+
+    (tmp_path / "documents").mkdir()
+    (tmp_path / "mentions").mkdir()
+    (tmp_path / "secret.json").write_text(json.dumps({"document_id": "d", "title": "t", "text": "a b"}) + "\n")
+    m = {"mention_id": "m0", "context_document_id": "d", "corpus": "../secret", "start_index": 0, "end_index": 0,
+         "text": "a", "label_document_id": "d"}
+    (tmp_path / "mentions" / "test.json").write_text(json.dumps(m) + "\n")
+    with pytest.raises(DataFormatError, match="has corpus '../secret', which is not a world name"):
+        load_zeshel(tmp_path, "test")
