@@ -55,7 +55,8 @@ positive_float = _number(float, float.fromhex("0x1p-1074"), "a positive number")
 
 def check_output(path, kind: str = "file", option: str = "--out") -> None:
     """Fail before any work when an output ``path`` cannot be written: a file where a folder is needed (or the
-    reverse), a parent that is a file, or a folder without write permission."""
+    reverse), a parent that is a file, or a folder without write permission. ``kind``: ``"file"``, ``"folder"``
+    or ``"store"`` (either; a Milvus Lite ``.db``)."""
     if path is None:
         return
     p = Path(path)
@@ -278,7 +279,8 @@ def _jsd_digest() -> str:
 def cmd_index_build(args) -> int:
     from .index import build_backend, emoji_vectors
 
-    check_output(args.path, "file" if args.backend == "milvus" else "folder", "--path")
+    if not str(args.path).startswith(("http://", "https://", "tcp://", "unix:")):  # not a Milvus server
+        check_output(args.path, "store" if args.backend == "milvus" else "folder", "--path")
     _set_threads(args.threads)
     docs, _, _, es = emoji_vectors(args.split)
     build_backend(args.backend, docs, args.path, provenance={"split": args.split, "model": _jsd_digest()})

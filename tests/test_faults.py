@@ -411,9 +411,9 @@ def test_a_corrupt_image_fails_before_the_captions_are_encoded(tmp_path, capsys,
 
 # ------------------------------------------------------------------------------------------------ the CLI
 BAD_ARGUMENTS = [
-    (["data", "build-emoji", "--n-test", "0"], "--n-test"),
+    (["data", "build-emoji", "--out", "DIR", "--n-test", "0"], "--n-test"),   # --out: never the repository's data
     (["data", "build-wordnet", "--out", "FILE"], "--out"),
-    (["vlp", "train-standin", "--epochs", "0"], "--epochs"),
+    (["vlp", "train-standin", "--out", "NEW", "--epochs", "0"], "--epochs"),
     (["eval", "dense", "--batch-size", "-3"], "--batch-size"),
     (["eval", "dense", "--dataset", "nope.json"], "--dataset needs --images"),
     (["eval", "dense", "--dataset", "MISSING", "--images", "."], "MISSING"),
@@ -422,7 +422,7 @@ BAD_ARGUMENTS = [
     (["jsd", "sweep", "--scales", "0"], "--scales"),
     (["jsd", "export", "--out", "DIR"], "--out"),
     (["cmc", "compare", "--task", "msmarco"], "--task"),
-    (["cmc", "export", "--threads", "0"], "--threads"),
+    (["cmc", "export", "--out", "NEW", "--threads", "0"], "--threads"),
     (["terms", "--image", "dog face", "--k", "0"], "--k"),
     (["terms", "--image", "dog face", "--model", "MISSING"], "MISSING"),
     (["index", "build", "--backend", "annoy", "--path", "x"], "--backend"),
@@ -434,11 +434,12 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("argv, named", BAD_ARGUMENTS, ids=[" ".join(a[:3]) for a, _ in BAD_ARGUMENTS])
+@pytest.mark.parametrize("argv, named", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
 def test_every_subcommand_reports_a_bad_argument_in_one_line(tmp_path, capsys, argv, named):
     (tmp_path / "FILE").write_text("x")
     (tmp_path / "DIR").mkdir()
-    subs = {"FILE": str(tmp_path / "FILE"), "DIR": str(tmp_path / "DIR"), "MISSING": str(tmp_path / "missing.x")}
+    subs = {"FILE": str(tmp_path / "FILE"), "DIR": str(tmp_path / "DIR"), "MISSING": str(tmp_path / "missing.x"),
+            "NEW": str(tmp_path / "new.safetensors")}   # outputs in tmp_path: a broken CLI must not touch the assets
     argv = [subs.get(a, a) for a in argv]
     named = subs.get(named, named)
     t = time.perf_counter()
