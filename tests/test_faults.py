@@ -560,3 +560,22 @@ def test_a_zeshel_world_name_cannot_leave_the_documents_folder(tmp_path):
     (tmp_path / "mentions" / "test.json").write_text(json.dumps(m) + "\n")
     with pytest.raises(DataFormatError, match="has corpus '../secret', which is not a world name"):
         load_zeshel(tmp_path, "test")
+
+
+def test_an_unreadable_training_state_is_discarded_and_the_run_starts_over(tmp_path):
+    from jsdlib.checkpoint import open_run, save_state
+
+    def parts():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        return model, opt, torch.optim.lr_scheduler.StepLR(opt, 1), torch.Generator().manual_seed(0)
+
+    model, opt, sched, gen = parts()
+    save_state(tmp_path / "last.pt", "id", model, opt, sched, gen, {"epoch": 4, "best": None})
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[:200])                       # a crash of another tool, a full disk
+    logs = []
+    with pytest.warns(UserWarning, match=f"discarding unreadable {last}"):
+        _, state, extra, best = open_run(tmp_path, "id", *parts(), {"epoch": 0, "best": None}, log=logs.append)
+    assert state == {"epoch": 0, "best": None} and extra == {} and best is None and not last.exists() and not logs
