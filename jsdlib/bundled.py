@@ -41,42 +41,38 @@ def save_jsd(model, path, meta: dict | None = None) -> Path:
 
     ``meta`` (JSON-serialisable) is stored in the file's metadata together with the shapes and masked ids.
     """
-    from safetensors.torch import save_file
+    from .integrity import save_safetensors
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.detach().to(torch.float16) if k in _HALF else v.detach().float()).contiguous().cpu()
           for k, v in model.state_dict().items()}
     keep = model.head.keep
     info = {"format": FORMAT, "mask_ids": (keep == 0).nonzero().squeeze(1).tolist() if model.head.masked else [],
             "freeze_final": bool(model.freeze_final), "meta": meta or {}}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={"jsdlib": json.dumps(info)})
-    tmp.replace(path)
-    return path
+    return save_safetensors(sd, path, {"jsdlib": json.dumps(info)})
 
 
 def load_jsd(path=None):
     """``(model, meta)`` from a file written by :func:`save_jsd` (default: the committed cpu-emoji model).
 
-    The model is in eval mode on the CPU, float32 (``E`` upcast from its stored float16).
+    The model is in eval mode on the CPU, float32 (``E`` upcast from its stored float16). The file's content
+    digest and finite weights are checked (:func:`jsdlib.integrity.load_safetensors`).
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
+    from .integrity import load_safetensors
     from .jsd import JSDModel
 
     path = Path(path) if path is not None else JSD_ASSET
     if not path.is_file():
         raise BundledModelError(f"no JSD checkpoint at {path}; the committed one is {JSD_ASSET} "
                                 "(recreate it with `jsdlib jsd export --out PATH`)")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("jsdlib")
+    fix = ("restore it with `git checkout -- jsdlib/assets`" if path.resolve().parent == JSD_ASSET.parent
+           else "recreate it with `jsdlib jsd export --out PATH`")
+    sd, header = load_safetensors(path, "JSD checkpoint", fix=fix)
+    raw = header.get("jsdlib")
     info = json.loads(raw) if raw else {}
     if info.get("format") != FORMAT:
         raise BundledModelError(f"{path} is not a jsdlib JSD checkpoint (format {info.get('format')!r}, "
                                 f"expected {FORMAT!r})")
-    sd = load_file(str(path))
     proj = {"W_t": sd["text_proj.weight"], "b_t": sd["text_proj.bias"],
             "W_v": sd["image_proj.weight"], "b_v": sd["image_proj.bias"]}
     E = sd["head.E"].float()

@@ -4,7 +4,8 @@ Trainers (the stand-in VLP, JSD, D2S) save after every epoch with :func:`save_st
 scheduler, the batch generator's RNG state and a JSON blob of the loop's own bookkeeping, tagged with an
 identity string (configuration digest + data). :func:`restore_state` loads it back with
 ``torch.load(..., weights_only=True)`` and refuses a file that belongs to another run, so a killed run
-resumes bit for bit and a stale one is never picked up by mistake.
+resumes bit for bit and a stale one is never picked up by mistake. A run folder is derived data: an unreadable
+``last.pt`` / ``best.pt`` is reported with its path, discarded, and the run starts over (:func:`open_run`).
 """
 from __future__ import annotations
 
@@ -30,9 +31,22 @@ def save_state(path, ident: str, model, opt, sched, gen: torch.Generator, state:
                  **extra}, path)
 
 
+def load_checkpoint(path):
+    """``torch.load(path, weights_only=True)``, or :class:`jsdlib.integrity.IntegrityError` naming an unreadable file."""
+    from .integrity import IntegrityError
+
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # truncated / foreign file: EOFError, RuntimeError, UnpicklingError, ...
+        raise IntegrityError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from e
+
+
 def restore_state(path, ident: str, model, opt, sched, gen: torch.Generator, strict: bool = True) -> tuple[dict, dict]:
-    """Load a :func:`save_state` file into the given objects; returns (loop state, the file's extra entries)."""
-    ck = torch.load(path, weights_only=True, map_location="cpu")
+    """Load a :func:`save_state` file into the given objects; returns (loop state, the file's extra entries).
+
+    An unreadable file raises :class:`jsdlib.integrity.IntegrityError` before any object is changed.
+    """
+    ck = load_checkpoint(path)
     if ck.get("ident") != ident:
         raise ValueError(f"{path} belongs to another run ({ck.get('ident')} != {ident}); use a new run folder "
                          "or resume=False")
@@ -55,11 +69,20 @@ def open_run(run_dir, ident: str, model, opt, sched, gen: torch.Generator, state
         return None, state, {}, None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    from .integrity import IntegrityError, discard_derived
+
     extra, best = {}, None
-    last = run_dir / "last.pt"
+    last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last.exists():
-        state, extra = restore_state(last, ident, model, opt, sched, gen)
-        log(f"{kind}: resumed from {last} after epoch {state['epoch']}")
-    if state["best"] is not None and (run_dir / "best.pt").exists():
-        best = torch.load(run_dir / "best.pt", weights_only=True, map_location="cpu")
+        try:
+            best = load_checkpoint(best_path) if best_path.exists() else None
+            state, extra = restore_state(last, ident, model, opt, sched, gen)
+            log(f"{kind}: resumed from {last} after epoch {state['epoch']}")
+        except IntegrityError as e:  # derived data: say so, drop the run's files, start over
+            for p in (last, best_path):
+                if p.exists():
+                    discard_derived(p, e)
+            best = None
+    if state["best"] is not None and best is None and best_path.exists():
+        best = load_checkpoint(best_path)
     return run_dir, state, extra, best

@@ -9,6 +9,9 @@
     jsdlib index build|search          exact / faiss / Seismic / Milvus search over the emoji images
     jsdlib jsd compare|sweep|export    the JSD table over seeds, the L1 trade-off, the bundled JSD model
     jsdlib reproduce --out DIR         everything above in one resumable run -> DIR/report.md, DIR/results.json
+
+Errors: a user error (a missing or corrupted file, a bad argument) prints one line ``jsdlib: <message>`` and exits
+with code 2; any other failure prints one line and exits with code 1. ``JSDLIB_DEBUG=1`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -19,6 +22,57 @@ import sys
 from pathlib import Path
 
 
+class UserError(Exception):
+    """A problem with what the user gave (arguments, files): reported as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, ``jsdlib: <command>: <message> (see --help)``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"jsdlib: {self.prog.removeprefix('jsdlib ').strip() or 'jsdlib'}: {message} "
+                     f"(see `{self.prog} --help`)\n")
+
+
+def _number(kind, minimum, what):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not v >= minimum or v != v or v in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return v
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 1, "a positive integer")
+nonneg_int = _number(int, 0, "an integer >= 0")
+positive_float = _number(float, float.fromhex("0x1p-1074"), "a positive number")
+
+
+def check_output(path, kind: str = "file", option: str = "--out") -> None:
+    """Fail before any work when an output ``path`` cannot be written: a file where a folder is needed (or the
+    reverse), a parent that is a file, or a folder without write permission. ``kind``: ``"file"``, ``"folder"``
+    or ``"store"`` (either; a Milvus Lite ``.db``)."""
+    if path is None:
+        return
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name")
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise UserError(f"{option} {path}: is an existing file; give a folder (it is created if missing)")
+    parent = p if kind == "folder" and p.is_dir() else p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: folder {parent} is not writable")
+
+
 def _set_threads(n: int | None) -> None:
     import torch
 
@@ -27,6 +81,9 @@ def _set_threads(n: int | None) -> None:
 
 def cmd_train_standin(args) -> int:
     from .standin import StandinConfig, train_standin
+
+    check_output(args.out, "file", "--out")
+    check_output(args.run_dir, "folder", "--run-dir")
 
     _set_threads(args.threads)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads}
@@ -44,7 +101,7 @@ def load_split(args):
 
     if args.dataset:
         if not args.images:
-            raise SystemExit("--dataset needs --images (the folder the JSON's filenames are relative to)")
+            raise UserError("--dataset needs --images (the folder the JSON's filenames are relative to)")
         return load_karpathy(args.dataset, args.images, args.split)
     return load_emoji(args.split)
 
@@ -53,6 +110,7 @@ def cmd_eval_dense(args) -> int:
     from .metrics import evaluate_split, format_table, report_rows
     from .vlp import cached_features, encode_split, load_vlp
 
+    check_output(args.json, "file", "--json")
     _set_threads(args.threads)
     split = load_split(args)
     vlp = load_vlp(args.model, args.pretrained)
@@ -83,11 +141,13 @@ def cmd_jsd_compare(args) -> int:
     from .metrics import format_table
     from .presets import get_preset
 
+    check_output(args.json, "file", "--json")
+    check_output(args.run_root, "folder", "--run-root")
     _set_threads(args.threads)
     overrides = {k: v for k, v in {"epochs": args.epochs}.items() if v is not None}
     cfg = get_preset(args.preset, **overrides)
     if not args.preset.startswith("cpu"):
-        raise SystemExit(f"preset {args.preset!r} runs on the paper's features (BLIP/ALBEF on COCO/Flickr30k); "
+        raise UserError(f"preset {args.preset!r} runs on the paper's features (BLIP/ALBEF on COCO/Flickr30k); "
                          "load them with jsdlib.presets.load_released_features and call jsdlib.experiments.compare. "
                          "`jsdlib jsd compare` runs the CPU preset on the bundled emoji set.")
     names = args.methods or list(METHODS)
@@ -107,6 +167,8 @@ def cmd_jsd_compare(args) -> int:
 def cmd_jsd_export(args) -> int:
     from .bundled import train_bundled_jsd
 
+    check_output(args.out, "file", "--out")
+    check_output(args.run_dir, "folder", "--run-dir")
     _set_threads(args.threads)
     train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
                       progress=not args.quiet)
@@ -118,6 +180,9 @@ def cmd_jsd_sweep(args) -> int:
     from .metrics import format_table
     from .presets import get_preset
 
+    check_output(args.json, "file", "--json")
+    check_output(args.png, "file", "--png")
+    check_output(args.run_root, "folder", "--run-root")
     _set_threads(args.threads)
     cfg = get_preset(args.preset, **({"epochs": args.epochs} if args.epochs else {}))
     fs = emoji_features(progress=not args.quiet)
@@ -150,6 +215,8 @@ def cmd_cmc_compare(args) -> int:
     from .experiments import write_json
     from .metrics import format_table
 
+    check_output(args.json, "file", "--json")
+    check_output(args.run_root, "folder", "--run-root")
     _set_threads(args.threads)
     res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root,
                   names=PIPELINES if args.with_ce else None,
@@ -168,6 +235,7 @@ def cmd_cmc_compare(args) -> int:
 def cmd_cmc_export(args) -> int:
     from .cmc import export_wordnet_head
 
+    check_output(args.out, "file", "--out")
     _set_threads(args.threads)
     export_wordnet_head(args.out, preset=args.preset, seed=args.seed, progress=not args.quiet)
     return 0
@@ -178,12 +246,13 @@ def cmd_terms(args) -> int:
     from .bundled import load_jsd
     from .explorer import image_terms_by_id
 
+    check_output(args.png, "file", "--png")
     _set_threads(args.threads)
     model = load_jsd(args.model)[0] if args.model else None
     try:
         info = image_terms_by_id(args.image, args.k, model=model)
     except KeyError as e:
-        raise SystemExit(f"jsdlib terms: {e.args[0]}")
+        raise UserError(f"terms: {e.args[0]}") from None
     print(f"image {info['image_id']} ({info['split']} split, {info['file']}): {' | '.join(info['captions'])}")
     print(f"{info['active']} active terms; top {len(info['terms'])}:")
     for rank, (term, w) in enumerate(info["terms"], 1):
@@ -199,12 +268,22 @@ def cmd_terms(args) -> int:
 
 
 # ---- index (jsdlib.index) ---------------------------------------------------------------------
+def _jsd_digest() -> str:
+    """What the emoji index vectors come from: the bundled JSD model's file digest."""
+    from .bundled import JSD_ASSET
+    from .vlp import file_sha256
+
+    return file_sha256(JSD_ASSET)[:16]
+
+
 def cmd_index_build(args) -> int:
     from .index import build_backend, emoji_vectors
 
+    if not str(args.path).startswith(("http://", "https://", "tcp://", "unix:")):  # not a Milvus server
+        check_output(args.path, "store" if args.backend == "milvus" else "folder", "--path")
     _set_threads(args.threads)
     docs, _, _, es = emoji_vectors(args.split)
-    build_backend(args.backend, docs, args.path)
+    build_backend(args.backend, docs, args.path, provenance={"split": args.split, "model": _jsd_digest()})
     print(f"{args.backend}: indexed {len(docs)} emoji {args.split} images ({docs.dim}-d dense, "
           f"{docs.sparse.nnz / len(docs):.1f} active terms each) -> {args.path}")
     return 0
@@ -215,8 +294,11 @@ def cmd_index_search(args) -> int:
     from .bundled import EmojiSearch
 
     _set_threads(args.threads)
+    b = open_backend(args.backend, args.path, expect={"split": args.split, "model": _jsd_digest()})  # before encoding
     es = EmojiSearch(args.split)
-    b = open_backend(args.backend, args.path)
+    if b.n_docs != len(es):
+        raise UserError(f"index {args.path} holds {b.n_docs} documents but the emoji {args.split} split has {len(es)} "
+                        "images; rebuild it with `jsdlib index build`")
     d, z = es.encode_query(args.query)
     res = b.search(Vectors(d, z), args.k, args.mode, hybrid=HybridWeights(es.w1, es.w2, es.tau))
     print(f"{args.backend} {args.mode} search of {args.query!r} over the emoji {args.split} images:")
@@ -227,7 +309,7 @@ def cmd_index_search(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jsdlib", description=__doc__,
+    p = OneLineParser(prog="jsdlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="group", required=True)
 
@@ -243,11 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = v.add_parser("train-standin", help="train the stand-in VLP (MiniLM + small ViT) on the emoji train split")
     t.add_argument("--out", help="checkpoint to write (default: the package's committed checkpoint)")
     t.add_argument("--run-dir", help="resumable state (default: under the jsdlib cache)")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--epochs", type=positive_int, default=None)
+    t.add_argument("--batch-size", type=positive_int, default=None)
+    t.add_argument("--lr", type=positive_float, default=None)
+    t.add_argument("--seed", type=nonneg_int, default=0)
+    t.add_argument("--threads", type=positive_int, default=None)
     t.add_argument("--no-resume", action="store_true", help="start from scratch even if a run state exists")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train_standin)
@@ -260,77 +342,77 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--images", help="image folder of --dataset")
     d.add_argument("--split", default="test", choices=["train", "val", "test"])
     d.add_argument("--json", help="write the metrics as JSON here")
-    d.add_argument("--batch-size", type=int, default=128)
-    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--batch-size", type=positive_int, default=128)
+    d.add_argument("--threads", type=positive_int, default=None)
     d.add_argument("--no-cache", action="store_true", help="encode without reading/writing the feature cache")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_eval_dense)
     j = sub.add_parser("jsd", help="JSD and its baselines").add_subparsers(dest="cmd", required=True)
     c = j.add_parser("compare", help="every method of the JSD table over several seeds, with paired tests")
     c.add_argument("--preset", default="cpu-emoji")
-    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2])
     c.add_argument("--methods", nargs="+", help="subset of the methods (default: all)")
-    c.add_argument("--epochs", type=int, help="override the preset's maximum epochs")
+    c.add_argument("--epochs", type=positive_int, help="override the preset's maximum epochs")
     c.add_argument("--run-root", help="resumable per-method run folders (default: none)")
     c.add_argument("--json", help="write the results here")
-    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--threads", type=positive_int, default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_jsd_compare)
     w = j.add_parser("sweep", help="R@1 vs FLOPs as the L1 weights change (the paper's Figure 2)")
     w.add_argument("--preset", default="cpu-emoji")
     w.add_argument("--methods", nargs="+", default=["jsd", "d2s"], choices=["jsd", "d2s"])
-    w.add_argument("--scales", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0],
+    w.add_argument("--scales", type=positive_float, nargs="+", default=[0.3, 1.0, 3.0, 10.0],
                    help="multipliers of the preset's L1 weights (eta_t, eta_i)")
     w.add_argument("--pec", action="store_true", help="also run D2S with probabilistic expansion control")
     w.add_argument("--pec-only", action="store_true",
                    help="run D2S with probabilistic expansion control only (not plain D2S again)")
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--epochs", type=int)
+    w.add_argument("--seed", type=nonneg_int, default=0)
+    w.add_argument("--epochs", type=positive_int)
     w.add_argument("--run-root", help="resumable run folders")
     w.add_argument("--json")
     w.add_argument("--png", help="save the R@1-vs-FLOPs plot here")
-    w.add_argument("--threads", type=int, default=None)
+    w.add_argument("--threads", type=positive_int, default=None)
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(func=cmd_jsd_sweep)
     x = j.add_parser("export", help="train the bundled JSD model (cpu-emoji, seed 0) and write its checkpoint")
     x.add_argument("--out", default=None, help="default: jsdlib/assets/jsd_cpu_emoji.safetensors (the committed one)")
     x.add_argument("--preset", default="cpu-emoji")
-    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--seed", type=nonneg_int, default=0)
     x.add_argument("--no-pec", action="store_true",
                    help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
     x.add_argument("--run-dir", help="resumable run folder")
-    x.add_argument("--threads", type=int, default=None)
+    x.add_argument("--threads", type=positive_int, default=None)
     x.add_argument("--quiet", action="store_true")
     x.set_defaults(func=cmd_jsd_export)
     cm = sub.add_parser("cmc", help="the CMC reranker and its pipelines").add_subparsers(dest="cmd", required=True)
     cc = cm.add_parser("compare", help="BE, BE-CE, BE-CMC, BE-CMC-CE and CMC-final over several seeds")
     cc.add_argument("--task", required=True, choices=["wordnet", "emoji"])
-    cc.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cc.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2])
     cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.PRESETS)")
-    cc.add_argument("--n-eval", type=int, default=None,
+    cc.add_argument("--n-eval", type=nonneg_int, default=None,
                     help="test queries to evaluate (default: the task's documented subset; 0 = all)")
     cc.add_argument("--with-ce", action="store_true",
                     help="run every pipeline, the cross-encoder ones included (emoji leaves them out by default: "
                          "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.TASKS)")
     cc.add_argument("--run-root", help="resumable CMC run folders")
     cc.add_argument("--json", help="write the results here")
-    cc.add_argument("--threads", type=int, default=None)
+    cc.add_argument("--threads", type=positive_int, default=None)
     cc.add_argument("--quiet", action="store_true")
     cc.set_defaults(func=cmd_cmc_compare)
     ce_ = cm.add_parser("export", help="train the frozen-encoder CMC head for WordNet and write its checkpoint")
     ce_.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")
     ce_.add_argument("--preset", default="cpu-frozen")
-    ce_.add_argument("--seed", type=int, default=0)
-    ce_.add_argument("--threads", type=int, default=None)
+    ce_.add_argument("--seed", type=nonneg_int, default=0)
+    ce_.add_argument("--threads", type=positive_int, default=None)
     ce_.add_argument("--quiet", action="store_true")
     ce_.set_defaults(func=cmd_cmc_export)
     tm = sub.add_parser("terms", help="the top-k vocabulary terms the bundled JSD model gives an emoji image")
     tm.add_argument("--image", required=True,
                     help='an image id (imgid), a file name or an exact caption of the bundled set, e.g. "dog face"')
-    tm.add_argument("--k", type=int, default=20, help="how many terms (default 20)")
+    tm.add_argument("--k", type=positive_int, default=20, help="how many terms (default 20)")
     tm.add_argument("--png", help="also save the image beside a bar chart of its terms here")
     tm.add_argument("--model", help="a JSD checkpoint written by `jsdlib jsd export` (default: the bundled one)")
-    tm.add_argument("--threads", type=int, default=None)
+    tm.add_argument("--threads", type=positive_int, default=None)
     tm.set_defaults(func=cmd_terms)
     ix = sub.add_parser("index", help="search back ends over the emoji images (jsdlib.index)").add_subparsers(
         dest="cmd", required=True)
@@ -341,11 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--path", required=True,
                        help="index folder (milvus: a Milvus Lite file ending in .db, or a server URI)")
         a.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-        a.add_argument("--threads", type=int, default=None)
+        a.add_argument("--threads", type=positive_int, default=None)
         if name == "search":
             a.add_argument("--query", required=True)
             a.add_argument("--mode", default="sparse", choices=["sparse", "dense", "hybrid"])
-            a.add_argument("--k", type=int, default=10)
+            a.add_argument("--k", type=positive_int, default=10)
         a.set_defaults(func=func)
     rp = sub.add_parser("reproduce", help="the headless main job: every experiment of the course, resumable, "
                                           "into OUT/report.md and OUT/results.json")
@@ -353,39 +435,79 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="results", help="output folder (a second run reuses finished steps)")
     rp.add_argument("--only", nargs="+", help="run only these steps (cpu: dense jsd_compare jsd_sweep search "
                                               "cmc_wordnet cmc_emoji cmc_speed)")
-    rp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    rp.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2])
     rp.add_argument("--retrain-standin", action="store_true", help="retrain the stand-in VLP instead of loading "
                                                                    "the committed checkpoint (~10 min)")
     rp.add_argument("--data", help="paper presets: folder with the released features and Karpathy JSON")
     rp.add_argument("--projection", help="paper presets: the VLP's final projection weights (W_t, b_t, W_v, b_v)")
     rp.add_argument("--word-embeddings", help="paper presets: the text tower's word embeddings (|V| x e)")
-    rp.add_argument("--threads", type=int, default=None)
+    rp.add_argument("--random-projection", action="store_true",
+                    help="paper presets without --projection: start the dense branch from a RANDOM projection "
+                         "(recorded in results.json; 'dense original' is then meaningless)")
+    rp.add_argument("--threads", type=positive_int, default=None)
     rp.add_argument("--quiet", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
     return p
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import MissingDataError, run
+    from .reproduce import check_paper_data, check_paper_inputs, run
 
+    check_output(args.out, "folder", "--out")
+    if args.preset != "cpu":  # the paper presets' inputs, before anything is loaded
+        check_paper_data(args.preset, args.data)
+        check_paper_inputs(args.projection, args.word_embeddings, args.random_projection)
+    elif args.random_projection:
+        raise UserError("--random-projection belongs to the paper presets")
     _set_threads(args.threads)
     standin = None
     if args.retrain_standin:
         if args.preset != "cpu":
-            raise SystemExit("--retrain-standin belongs to the cpu preset")
+            raise UserError("--retrain-standin belongs to the cpu preset")
         from .standin import StandinConfig, train_standin
 
         standin = Path(args.out) / "standin_vlp.safetensors"
         if not standin.is_file():
             train_standin(StandinConfig(), out=standin, run_dir=Path(args.out) / "runs" / "standin",
                           progress=not args.quiet)
-    try:
-        run(args.out, preset=args.preset, only=args.only, seeds=args.seeds, data_dir=args.data, standin=standin,
-            projection=args.projection, word_embeddings=args.word_embeddings, progress=not args.quiet)
-    except MissingDataError as e:
-        print(f"jsdlib reproduce: {e}", file=sys.stderr)
-        return 2
+    run(args.out, preset=args.preset, only=args.only, seeds=args.seeds, data_dir=args.data, standin=standin,
+        projection=args.projection, word_embeddings=args.word_embeddings, progress=not args.quiet,
+        random_projection=args.random_projection)
     return 0
+
+
+USER_ERRORS = (UserError, OSError, ValueError, LookupError, ImportError)  # OSError: missing / unreadable files
+
+
+def _one_line(e: BaseException) -> str:
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(str(text).split()) or type(e).__name__
+
+
+def _run(fn, *args) -> int:
+    """Run a command: a user error becomes one line ``jsdlib: <message>`` and exit code 2 (any other failure: one
+    line and exit code 1); ``JSDLIB_DEBUG=1`` re-raises for the full traceback."""
+    if os.environ.get("JSDLIB_DEBUG", "") not in ("", "0"):
+        return fn(*args)
+    try:
+        return fn(*args)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(f"jsdlib: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jsdlib: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        print(f"jsdlib: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except BaseException as e:  # noqa: BLE001 - also Rust panics (pyo3's PanicException is a BaseException)
+        if isinstance(e, GeneratorExit):
+            raise
+        print(f"jsdlib: internal error ({type(e).__name__}: {_one_line(e)}); rerun with JSDLIB_DEBUG=1 for the "
+              "traceback and report it", file=sys.stderr)
+        return 1
 
 
 def main(argv=None) -> int:
@@ -394,13 +516,16 @@ def main(argv=None) -> int:
     if argv[:2] == ["data", "build-emoji"]:  # its own parser (python -m jsdlib.emoji_build), options passed through
         from .emoji_build import main as build_main
 
-        return build_main(argv[2:])
+        return _run(build_main, argv[2:])
     if argv[:2] == ["data", "build-wordnet"]:  # its own parser (python -m jsdlib.wordnet_build)
         from .wordnet_build import main as build_wordnet_main
 
-        return build_wordnet_main(argv[2:])
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+        return _run(build_wordnet_main, argv[2:])
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a one-line usage error (2)
+        return e.code if isinstance(e.code, int) else 2
+    return _run(args.func, args)
 
 
 if __name__ == "__main__":

@@ -569,36 +569,30 @@ def evaluate_cmc(model: CMC, data: RerankData, k: int = 512, batch: int = 16) ->
 # ----------------------------------------------------------------------------------------------
 def save_cmc(model: CMC, path, meta: dict | None = None, half: bool = True) -> Path:
     """Write a frozen-variant CMC head to ``path`` (safetensors, atomic; float16 unless ``half=False``)."""
-    from safetensors.torch import save_file
+    from .integrity import save_safetensors
 
     if model.encoders != "frozen":
         raise ValueError("save_cmc stores the head of the frozen variant; save a finetuned model with torch.save")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     dt = torch.float16 if half else torch.float32
     sd = {k: v.detach().to(dt).contiguous().cpu() for k, v in model.head.state_dict().items()}
     info = {"format": CMC_FORMAT, "dim": model.head.dim, "n_layers": len(model.head.layers), "meta": meta or {}}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={"jsdlib": json.dumps(info)})
-    tmp.replace(path)
-    return path
+    return save_safetensors(sd, Path(path), {"jsdlib": json.dumps(info)})
 
 
 def load_cmc(path) -> tuple[CMC, dict]:
-    """``(model, meta)`` from :func:`save_cmc` (eval mode, float32)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """``(model, meta)`` from :func:`save_cmc` (eval mode, float32; content digest and finite weights checked)."""
+    from .integrity import load_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CMC checkpoint at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("jsdlib")
+    sd, header = load_safetensors(path, "CMC checkpoint")
+    raw = header.get("jsdlib")
     info = json.loads(raw) if raw else {}
     if info.get("format") != CMC_FORMAT:
         raise ValueError(f"{path} is not a jsdlib CMC checkpoint (format {info.get('format')!r})")
     model = CMC(info["dim"], "frozen")
-    model.head.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    model.head.load_state_dict({k: v.float() for k, v in sd.items()})
     return model.eval(), info.get("meta", {})
 
 

@@ -235,6 +235,24 @@ def _require(entry, key, types, json_path: Path, where: str):
     return value
 
 
+def _confined(filepath: str, filename: str, json_path: Path, where: str) -> Path:
+    """``filepath / filename`` as a normalised relative path that stays inside the image folder.
+
+    Absolute paths, drive letters and ``..`` components that climb out of the image folder are refused with a
+    :class:`DataFormatError` naming the entry (a crafted JSON must not make jsdlib read files elsewhere).
+    """
+    joined = os.path.join(filepath, filename) if filepath else filename
+    if not filename or os.path.isabs(joined) or os.path.isabs(filename) or Path(joined).drive or \
+            joined.startswith(("/", "\\")):
+        raise DataFormatError(f"{json_path}: {where} has an absolute image path {joined!r}; filepath/filename must "
+                              "be relative to the image folder")
+    norm = os.path.normpath(joined.replace("\\", "/"))
+    if norm == ".." or norm.startswith("../") or norm == ".":
+        raise DataFormatError(f"{json_path}: {where} has image path {joined!r}, which leaves the image folder; "
+                              "filepath/filename must stay inside it")
+    return Path(norm)
+
+
 def load_karpathy(json_path, image_dir, split: str, dataset_name: str | None = None,
                   check_images: bool = True) -> ImageTextSplit:
     """Load one split (``"train"`` includes ``restval``) of a Karpathy-format JSON.
@@ -268,6 +286,7 @@ def load_karpathy(json_path, image_dir, split: str, dataset_name: str | None = N
 
     image_paths, image_ids, image_meta, i2c = [], [], [], []
     captions, caption_ids, c2i, caption_meta = [], [], [], []
+    seen_files: dict[Path, str] = {}
     for k in selected:
         entry = entries[k]
         filename = _require(entry, "filename", str, json_path, f"image entry {k}")
@@ -281,7 +300,11 @@ def load_karpathy(json_path, image_dir, split: str, dataset_name: str | None = N
         if not sentences:
             raise DataFormatError(f"{json_path}: {where} has no sentences")
         i = len(image_paths)
-        rel = Path(filepath) / filename
+        rel = _confined(filepath, filename, json_path, where)
+        if rel in seen_files:
+            raise DataFormatError(f"{json_path}: {where} and {seen_files[rel]} point to the same image file {rel}; "
+                                  "each image may be listed once (merge their sentences into one entry)")
+        seen_files[rel] = where
         image_paths.append(rel if image_dir is None else image_dir / rel)
         image_ids.append(image_id)
         image_meta.append({key: v for key, v in entry.items() if key not in _IMAGE_KEYS})
@@ -309,6 +332,11 @@ def load_karpathy(json_path, image_dir, split: str, dataset_name: str | None = N
             raise DatasetNotFoundError(f"image folder not found: {image_dir} (images of {json_path.name}). "
                                        + _where_to_get(dataset))
         missing = [p for p in image_paths if not p.is_file()]
+        root = image_dir.resolve()
+        outside = [p for p in image_paths if p.is_file() and not p.resolve().is_relative_to(root)]
+        if outside:
+            raise DataFormatError(f"{json_path}: image file {outside[0]} resolves to {outside[0].resolve()}, outside "
+                                  f"the image folder {root} (a symbolic link?); {len(outside)} such file(s)")
         if missing:
             raise ImageNotFoundError(
                 f"{len(missing)} of {len(image_paths)} image files of {dataset} {split} are missing, "
@@ -569,6 +597,11 @@ def load_zeshel(root, split: str, domains=None, max_mentions: int | None = None,
             idx = np.sort(np.random.default_rng(seed).choice(len(mentions), max_mentions, replace=False))
             mentions = [mentions[i] for i in idx]
 
+    for m in mentions:  # a world names a file in documents/: it may not point anywhere else
+        w = m["corpus"]
+        if not isinstance(w, str) or not w or w in (".", "..") or "/" in w or "\\" in w or os.path.isabs(w):
+            raise DataFormatError(f"mention {m['mention_id']} of {men_path} has corpus {w!r}, which is not a world "
+                                  f"name (a file stem inside {doc_dir})")
     documents: dict[str, list[dict]] = {}
     for world in sorted({m["corpus"] for m in mentions}):
         path = _zeshel_file(doc_dir, world)

@@ -682,7 +682,9 @@ def build_emoji(out_dir: Path, work_dir: Path | None = None, font_path=None, cld
 
 def main(argv=None) -> int:
     """Command line: ``python -m jsdlib.emoji_build --out data/emoji [--debs DIR | --font F --cldr D]``."""
-    parser = argparse.ArgumentParser(prog="jsdlib data build-emoji", description=__doc__.split("\n\n")[0],
+    from .cli import OneLineParser, check_output, nonneg_int, positive_int
+
+    parser = OneLineParser(prog="jsdlib data build-emoji", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "emoji",
                         help="output folder (default: the repository's data/emoji)")
@@ -690,20 +692,21 @@ def main(argv=None) -> int:
     parser.add_argument("--debs", type=Path, default=None, help="folder with the two .deb files already downloaded")
     parser.add_argument("--font", type=Path, default=None, help=f"NotoColorEmoji.ttf (e.g. /{FONT_REL})")
     parser.add_argument("--cldr", type=Path, default=None, help=f"CLDR folder (e.g. /{CLDR_REL})")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-test", type=int, default=500)
-    parser.add_argument("--n-val", type=int, default=500)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=nonneg_int, default=0)
+    parser.add_argument("--n-test", type=positive_int, default=500)
+    parser.add_argument("--n-val", type=positive_int, default=500)
+    parser.add_argument("--image-size", type=positive_int, default=64)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    check_output(args.out, "folder", "--out")
     start = time.perf_counter()
     try:
         summary = build_emoji(args.out, args.work, args.font, args.cldr, seed=args.seed, n_test=args.n_test,
                               n_val=args.n_val, image_size=args.image_size, progress=not args.quiet,
                               debs_dir=args.debs)
     except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        print(f"jsdlib: data build-emoji: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=1))
     print(f"built {summary['images']} images into {args.out} in {time.perf_counter() - start:.1f} s")
     return 0

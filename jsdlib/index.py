@@ -47,6 +47,7 @@ are identical, ties included.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -558,6 +559,10 @@ class HybridWeights:
     tau: float = 1.0
 
     def __post_init__(self):
+        for name in ("w1", "w2", "tau"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+                raise ValueError(f"HybridWeights: {name} must be a finite number, got {v!r}")
         if not (self.tau > 0):
             raise ValueError(f"HybridWeights: tau must be > 0, got {self.tau}")
 
@@ -628,6 +633,14 @@ class Backend:
         return queries, min(_check_k(k), self.n_docs)
 
 
+def _check_corpus(docs, backend: str) -> None:
+    """Refuse an empty corpus before an engine sees it (faiss asserts, Seismic panics in Rust)."""
+    if not isinstance(docs, Vectors):
+        raise TypeError(f"{backend}: documents must be a jsdlib.index.Vectors, got {type(docs).__name__}")
+    if len(docs) == 0:
+        raise ValueError(f"{backend}: the corpus is empty (0 documents); index at least one document")
+
+
 def _meta_path(path) -> Path:
     return Path(path) / "meta.json"
 
@@ -644,9 +657,13 @@ def _read_meta(path, backend: str) -> dict:
     m = _meta_path(path)
     if not m.is_file():
         raise FileNotFoundError(f"{backend}: no saved index at {path} (missing {m.name})")
-    meta = json.loads(m.read_text())
-    if meta.get("backend") != backend:
-        raise ValueError(f"{backend}: {path} holds a {meta.get('backend')!r} index")
+    try:
+        meta = json.loads(m.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{backend}: index metadata {m} is unreadable ({e}); rebuild the index") from None
+    if not isinstance(meta, dict) or meta.get("backend") != backend:
+        raise ValueError(f"{backend}: {path} holds a {meta.get('backend') if isinstance(meta, dict) else None!r} "
+                         "index")
     return meta
 
 
@@ -673,6 +690,7 @@ class ExactBackend(Backend):
 
     @classmethod
     def build(cls, docs: Vectors, path=None, threads: int = 1, engine: str | None = None) -> "ExactBackend":
+        _check_corpus(docs, cls.name)
         b = cls(None if docs.sparse is None else InvertedIndex.build(docs.sparse, engine), docs.dense, threads)
         if path is not None:
             b.save(path)
@@ -728,6 +746,7 @@ class BruteForceBackend(Backend):
 
     @classmethod
     def build(cls, docs: Vectors, path=None) -> "BruteForceBackend":
+        _check_corpus(docs, cls.name)
         b = cls(docs)
         if path is not None:
             b.save(path)
@@ -785,6 +804,7 @@ class FaissBackend(Backend):
 
     @classmethod
     def build(cls, docs: Vectors, path=None) -> "FaissBackend":
+        _check_corpus(docs, cls.name)
         if docs.dense is None:
             raise ValueError("faiss: needs dense document vectors")
         faiss = cls._faiss()
@@ -860,6 +880,7 @@ class SeismicBackend(Backend):
 
         ``verbose=False`` silences Seismic's own progress lines (printed by its Rust code to file descriptor 1).
         """
+        _check_corpus(docs, cls.name)
         if docs.sparse is None:
             raise ValueError("seismic: needs sparse document vectors")
         seismic = cls._seismic()
@@ -982,6 +1003,7 @@ class MilvusBackend(Backend):
         """Create ``collection`` at ``path`` (a ``.db`` file or a server URI; default ``milvus.db`` here) and insert."""
         from pymilvus import DataType
 
+        _check_corpus(docs, cls.name)
         uri = str(path or "milvus.db")
         client = cls.connect(uri)
         if client.has_collection(collection):
@@ -1033,7 +1055,13 @@ class MilvusBackend(Backend):
             raise ValueError(f"milvus: collection {collection!r} at {uri!r} was not written by jsdlib "
                              "(no dimension metadata)") from None
         client.load_collection(collection)
-        return cls(client, uri, collection, meta, candidates)
+        b = cls(client, uri, collection, meta, candidates)
+        rows = int(client.get_collection_stats(collection).get("row_count", -1))
+        if rows != b.n_docs:  # e.g. a damaged manifest: Milvus Lite opens it and silently finds nothing
+            b.close()
+            raise ValueError(f"milvus: collection {collection!r} at {uri!r} holds {rows} rows but was built with "
+                             f"{b.n_docs} documents (damaged store?); rebuild it with `jsdlib index build`")
+        return b
 
     def save(self, path=None) -> None:
         """Milvus persists on insert; ``flush`` makes sure everything is on disk (``path`` must be this URI)."""
@@ -1088,17 +1116,102 @@ BACKENDS: dict[str, type] = {"exact": ExactBackend, "brute": BruteForceBackend, 
                              "seismic": SeismicBackend, "milvus": MilvusBackend}
 
 
-def build_backend(name: str, docs: Vectors, path=None, **options) -> Backend:
-    """``BACKENDS[name].build(docs, path, **options)`` with a clear error for an unknown name."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown back end {name!r}; choose from {', '.join(BACKENDS)}")
-    return BACKENDS[name].build(docs, path, **options)
+class IndexMismatchError(ValueError):
+    """A saved index was built from other documents (split, model, back end, size) than a search asks for."""
 
 
-def open_backend(name: str, path, **options) -> Backend:
-    """Reopen a back end saved at ``path`` (a folder; for Milvus the ``.db`` file or server URI)."""
+_REMOTE = ("http://", "https://", "tcp://", "unix:")
+
+
+def _provenance_file(name: str, path) -> Path | None:
+    """Where an index records what it was built from: its ``meta.json`` (Milvus Lite: ``<file>.jsdlib.json``)."""
+    if name == "milvus":
+        return None if str(path).startswith(_REMOTE) else Path(str(path) + ".jsdlib.json")
+    return _meta_path(path)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _index_files(path) -> dict[str, str]:
+    """sha256 of every file of a saved index folder except its ``meta.json``."""
+    return {p.name: _sha256(p) for p in sorted(Path(path).iterdir())
+            if p.is_file() and p.name != "meta.json" and not p.name.endswith(".tmp")}
+
+
+def record_provenance(name: str, path, provenance: dict) -> None:
+    """Add ``provenance`` (e.g. split, model digest; plus back end and document count) to a saved index, and the
+    sha256 of each of its files (folder back ends; :func:`open_backend` checks them)."""
+    f = _provenance_file(name, path)
+    if f is None:
+        return
+    meta = json.loads(f.read_text()) if f.is_file() and name != "milvus" else {}
+    meta["provenance"] = dict(provenance)
+    if name != "milvus":
+        meta["files"] = _index_files(path)
+    tmp = f.with_name(f.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, f)
+
+
+def check_provenance(name: str, path, expected: dict) -> None:
+    """Raise :class:`IndexMismatchError` unless the index at ``path`` was built from ``expected`` (key by key)."""
+    f = _provenance_file(name, path)
+    if f is None:
+        return
+    try:
+        got = json.loads(f.read_text()).get("provenance") if f.is_file() else None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IndexMismatchError(f"{name}: index metadata {f} is unreadable ({e}); rebuild the index") from None
+    if not isinstance(got, dict):
+        raise IndexMismatchError(f"{name}: the index at {path} does not record what it was built from (split, "
+                                 "model); rebuild it with `jsdlib index build`")
+    bad = [f"{k}: index {got.get(k)!r}, asked {v!r}" for k, v in expected.items() if got.get(k) != v]
+    if bad:
+        raise IndexMismatchError(f"{name}: the index at {path} was built from other documents ({'; '.join(bad)}); "
+                                 "search with the index's own settings or rebuild it with `jsdlib index build`")
+    files = json.loads(f.read_text()).get("files") if name != "milvus" else None
+    for fname, digest in (files or {}).items():
+        p = Path(path) / fname
+        if not p.is_file() or _sha256(p) != digest:
+            raise ValueError(f"{name}: index file {p} is {'missing' if not p.is_file() else 'corrupted'} (its "
+                             "sha256 differs from the one recorded at build time); rebuild it with `jsdlib index build`")
+
+
+def build_backend(name: str, docs: Vectors, path=None, provenance: dict | None = None, **options) -> Backend:
+    """``BACKENDS[name].build(docs, path, **options)`` with a clear error for an unknown name.
+
+    ``provenance`` (with ``path``): what the documents are (e.g. ``{"split": "test", "model": digest}``), recorded
+    with the index together with the back end and the document count; :func:`open_backend` checks it.
+    """
     if name not in BACKENDS:
         raise ValueError(f"unknown back end {name!r}; choose from {', '.join(BACKENDS)}")
+    b = BACKENDS[name].build(docs, path, **options)
+    if path is not None and provenance is not None:
+        record_provenance(name, path, {**provenance, "backend": name, "n_docs": len(docs)})
+    return b
+
+
+def open_backend(name: str, path, expect: dict | None = None, **options) -> Backend:
+    """Reopen a back end saved at ``path`` (a folder; for Milvus the ``.db`` file or server URI).
+
+    ``expect``: what the caller searches (e.g. ``{"split", "model", "n_docs"}``); a saved index built from
+    anything else raises :class:`IndexMismatchError` instead of returning ids of other documents.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown back end {name!r}; choose from {', '.join(BACKENDS)}")
+    if expect is not None:
+        exists = Path(path).exists() if name == "milvus" else _meta_path(path).is_file()
+        if not exists and not str(path).startswith(_REMOTE):
+            raise FileNotFoundError(f"{name}: no saved index at {path}; build it with `jsdlib index build`")
+        check_provenance(name, path, {**expect, "backend": name})
     return BACKENDS[name].open(path, **options)
 
 

@@ -180,12 +180,19 @@ def _read_parquet_embs(path: Path) -> tuple[list[str], np.ndarray]:
 
 def load_projection(path: str | Path) -> dict[str, torch.Tensor]:
     """``W_t, b_t, W_v, b_v`` from a safetensors or ``torch.save`` file (e.g. exported from BLIP/ALBEF)."""
+    from .integrity import IntegrityError, check_finite, load_safetensors
+
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        proj = load_file(str(path))
+        proj = load_safetensors(path, "projection file")[0]
     else:
-        proj = torch.load(path, weights_only=True, map_location="cpu")
+        try:
+            proj = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as e:  # a truncated or foreign file: name it
+            raise IntegrityError(f"projection file {path} is unreadable ({type(e).__name__}: {e})") from e
+        if not isinstance(proj, dict):
+            raise IntegrityError(f"projection file {path} holds a {type(proj).__name__}, not a dict of tensors")
+        check_finite({k: v for k, v in proj.items() if torch.is_tensor(v)}, path, "projection file")
     missing = {"W_t", "b_t", "W_v", "b_v"} - set(proj)
     if missing:
         raise KeyError(f"{path}: projection file lacks {sorted(missing)} (needs W_t, b_t, W_v, b_v)")

@@ -192,9 +192,38 @@ def check_paper_data(preset: str, data_dir) -> dict[str, Path]:
     return paths
 
 
-def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None) -> list[Step]:
+PROJECTION_HOW = ("export BLIP's/ALBEF's `text_proj` and `vision_proj` (Linear 768 -> 256) from the LAVIS checkpoint "
+                  "as W_t, b_t, W_v, b_v into a .safetensors or .pt file")
+
+
+def check_paper_inputs(projection, word_embeddings, random_projection: bool = False) -> None:
+    """The VLP's projections and word embeddings a paper preset needs, checked before any feature is read.
+
+    Without ``--projection`` the dense branch would start from a random Linear layer and "dense original" would
+    mean nothing: refused unless ``random_projection`` (``--random-projection``) says so explicitly.
+    """
+    if projection is None and not random_projection:
+        raise MissingDataError("paper presets need --projection FILE with the VLP's final projections (W_t, b_t, W_v, "
+                               f"b_v): {PROJECTION_HOW}; --random-projection trains from a random projection "
+                               "instead (recorded in results.json; 'dense original' is then meaningless)")
+    if projection is not None and random_projection:
+        raise ValueError("give either --projection FILE or --random-projection, not both")
+    if projection is not None and not Path(projection).is_file():
+        raise MissingDataError(f"--projection {projection}: file not found ({PROJECTION_HOW})")
+    if word_embeddings is None:
+        raise MissingDataError("paper presets need --word-embeddings (a .pt/.safetensors tensor |V| x 768: the "
+                               "BERT word embeddings of the VLP's text tower) to initialise E")
+    if not Path(word_embeddings).is_file():
+        raise MissingDataError(f"--word-embeddings {word_embeddings}: file not found (a .pt/.safetensors tensor "
+                               "|V| x 768: the BERT word embeddings of the VLP's text tower)")
+
+
+def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None,
+                random_projection: bool = False) -> list[Step]:
     """The JSD comparison on the released features (GPU recommended: about 4 h per run on an RTX-3090)."""
     paths = check_paper_data(preset, data_dir)
+    check_paper_inputs(projection, word_embeddings, random_projection)
+    proj_src = "random(seed=0)" if projection is None else str(projection)
 
     def run(ctx: Context) -> dict:
         import torch
@@ -205,22 +234,24 @@ def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None) ->
 
         feats = {s: load_released_features(paths["text_parquet"], paths["image_parquet"], paths["karpathy_json"], s,
                                            projection=projection) for s in ("train", "val", "test")}
-        if word_embeddings is None:
-            raise MissingDataError("paper presets need --word-embeddings (a .pt/.safetensors tensor |V| x 768: the "
-                                   "BERT word embeddings of the VLP's text tower) to initialise E")
-        if str(word_embeddings).endswith(".safetensors"):
-            from safetensors.torch import load_file
+        from .integrity import IntegrityError, check_finite, load_safetensors
 
-            E = next(iter(load_file(str(word_embeddings)).values()))
+        if str(word_embeddings).endswith(".safetensors"):
+            E = next(iter(load_safetensors(word_embeddings, "word embeddings")[0].values()))
         else:
-            E = torch.load(word_embeddings, weights_only=True)
+            try:
+                E = torch.load(word_embeddings, weights_only=True, map_location="cpu")
+            except Exception as e:  # a truncated or foreign file: name it
+                raise IntegrityError(f"word embeddings {word_embeddings} are unreadable ({e})") from e
+            check_finite({"E": E} if torch.is_tensor(E) else {}, word_embeddings, "word embeddings")
         fs = FeatureSet(feats["train"], feats["val"], feats["test"], E, [], [], Vocabulary.from_minilm())
         cfg = get_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
-        return compare(fs, cfg, list(ctx.seeds), run_root=ctx.run_root("jsd_compare"), progress=ctx.progress,
-                       log=ctx.log)
+        res = compare(fs, cfg, list(ctx.seeds), run_root=ctx.run_root("jsd_compare"), progress=ctx.progress,
+                      log=ctx.log)
+        return {**res, "projection": proj_src}
 
-    return [Step("jsd_compare", f"JSD and its baselines ({preset})", {"preset": preset, **{k: str(v) for k, v in
-                                                                                          paths.items()}}, run)]
+    return [Step("jsd_compare", f"JSD and its baselines ({preset})",
+                 {"preset": preset, "projection": proj_src, **{k: str(v) for k, v in paths.items()}}, run)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,12 +288,21 @@ def environment() -> dict:
 
 def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
         data_dir=None, standin=None, projection=None, word_embeddings=None, progress: bool = True,
-        log=print) -> dict:
-    """Run (or reuse) every step, then write ``results.json`` and ``report.md``; returns the results dict."""
+        log=print, random_projection: bool = False, steps: Sequence[Step] | None = None) -> dict:
+    """Run (or reuse) every step, then write ``results.json`` and ``report.md``; returns the results dict.
+
+    A step file that cannot be read (e.g. truncated by a crash of another tool) is reported, discarded and the
+    step recomputed. ``steps`` replaces the preset's steps (tests use tiny ones).
+    """
     from tqdm.auto import tqdm
 
+    from .integrity import read_derived_json
+
     out = Path(out)
-    steps = (cpu_steps(only) if preset == "cpu" else paper_steps(preset, data_dir, projection, word_embeddings))
+    if steps is None:
+        steps = (cpu_steps(only) if preset == "cpu"
+                 else paper_steps(preset, data_dir, projection, word_embeddings, random_projection))
+    steps = list(steps)
     ctx = Context(out, preset, tuple(seeds), progress, log, {"standin": standin})
     if standin is not None:
         for s in steps:
@@ -277,9 +317,9 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
         cfg = {**step.config, "seeds": list(seeds)}
         digest = hashlib.sha256(json.dumps({"step": step.name, **cfg}, sort_keys=True, default=str)
                                 .encode()).hexdigest()[:16]
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("_step", {}).get("digest") == digest:
+        saved = read_derived_json(path)
+        if saved is not None and isinstance(saved.get("_step"), dict) and "result" in saved:
+            if saved["_step"].get("digest") == digest:
                 log(f"[reproduce] {step.name}: reusing {path}")
                 results[step.name], timing[step.name] = saved["result"], saved["_step"]
                 bar.update(cost[step.name])

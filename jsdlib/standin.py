@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,15 +141,11 @@ class _Trained:
 
 
 def save_standin(model, path: Path, arch: dict, info: dict) -> None:
-    """Write the trained part of the stand-in as safetensors, architecture and provenance in the header."""
-    from safetensors.torch import save_file
+    """Write the trained part of the stand-in as safetensors (atomic), architecture, provenance and a content
+    digest in the header (:func:`jsdlib.integrity.save_safetensors`)."""
+    from .integrity import save_safetensors
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(vlp_mod.standin_state_dict(model), str(tmp),
-              metadata={"arch": json.dumps(arch), "info": json.dumps(info)})
-    os.replace(tmp, path)
+    save_safetensors(vlp_mod.standin_state_dict(model), path, {"arch": json.dumps(arch), "info": json.dumps(info)})
 
 
 def train_standin(cfg: StandinConfig | None = None, out: str | Path | None = None,

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -254,19 +253,17 @@ def build_standin(arch: dict | None = None) -> tuple[nn.Module, Callable, Callab
 
 
 def load_standin(checkpoint: str | Path | None = None) -> VLP:
-    """The stand-in VLP from a safetensors checkpoint (default: the committed one)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """The stand-in VLP from a safetensors checkpoint (default: the committed one), digest and values checked."""
+    from .integrity import load_safetensors
 
     path = Path(checkpoint or DEFAULT_STANDIN_CHECKPOINT)
     if not path.is_file():
         raise FileNotFoundError(
             f"stand-in checkpoint {path} not found; train it with `jsdlib vlp train-standin --out {path}`")
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
+    state, meta = load_safetensors(path, "stand-in checkpoint",
+                                   fix=f"retrain it with `jsdlib vlp train-standin --out {path}`")
     arch = json.loads(meta.get("arch", "{}"))
     model, preprocess, tokenizer = build_standin(arch)
-    state = load_file(str(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"{path}: unexpected keys for the stand-in architecture: {unexpected[:5]}")
@@ -446,50 +443,48 @@ def encode_split(vlp: VLP, split, batch_size: int = 128, progress: bool = True) 
     model = vlp.model.eval()
     proj = projection_params(model)
     texts, images = [], []
-    with pre_projection(model):
-        steps = range(0, len(split.captions), batch_size)
-        for s in tqdm(steps, desc="captions", disable=not progress, leave=False):
-            texts.append(model.encode_text(tokenize(model, vlp.tokenizer, split.captions[s:s + batch_size])).float())
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    with pre_projection(model):  # images first: an undecodable image fails before the captions are encoded
         steps = range(0, len(split.image_paths), batch_size)
         for s in tqdm(steps, desc="images", disable=not progress, leave=False):
             batch = torch.stack([vlp.preprocess(split.load_image(i))
                                  for i in range(s, min(s + batch_size, len(split.image_paths)))])
             images.append(model.encode_image(batch).float())
+        steps = range(0, len(split.captions), batch_size)
+        for s in tqdm(steps, desc="captions", disable=not progress, leave=False):
+            texts.append(model.encode_text(tokenize(model, vlp.tokenizer, split.captions[s:s + batch_size])).float())
     return Features(torch.cat(texts), torch.cat(images), proj, np.asarray(split.caption_to_image),
                     [list(c) for c in split.image_to_captions],
                     meta={"model": vlp.name, "weights": vlp.weights, "dataset": split.dataset, "split": split.split})
 
 
 def save_features(features: Features, path: Path) -> None:
-    """Write features atomically as safetensors (maps and metadata in the header)."""
-    from safetensors.torch import save_file
+    """Write features atomically as safetensors (maps and metadata in the header, with a content digest)."""
+    from .integrity import save_safetensors
 
     tensors = {"text": features.text.contiguous(), "image": features.image.contiguous(),
                "caption_to_image": torch.as_tensor(features.caption_to_image, dtype=torch.int64)}
     tensors.update({k: v.contiguous() for k, v in features.proj.items()})
     meta = {"meta": json.dumps(features.meta), "image_to_captions": json.dumps(features.image_to_captions),
             "key": features.key}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_safetensors(tensors, path, meta)
 
 
 def load_features(path: Path) -> Features:
-    """Read features written by :func:`save_features`."""
-    from safetensors import safe_open
+    """Read features written by :func:`save_features`, checking their content digest and finite values.
 
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata()
-        t = {k: fh.get_tensor(k) for k in fh.keys()}
-    proj = {k: t[k] for k in ("W_t", "b_t", "W_v", "b_v")}
-    return Features(t["text"], t["image"], proj, t["caption_to_image"].numpy(),
-                    json.loads(meta["image_to_captions"]), meta["key"], json.loads(meta["meta"]))
+    Raises :class:`jsdlib.integrity.IntegrityError` naming ``path`` when the file is unreadable or corrupted.
+    """
+    from .integrity import IntegrityError, load_safetensors
+
+    t, meta = load_safetensors(path, "cached features")
+    try:
+        proj = {k: t[k] for k in ("W_t", "b_t", "W_v", "b_v")}
+        return Features(t["text"], t["image"], proj, t["caption_to_image"].numpy(),
+                        json.loads(meta["image_to_captions"]), meta["key"], json.loads(meta["meta"]))
+    except (KeyError, ValueError) as e:
+        raise IntegrityError(f"cached features {path} lack {e} (not a jsdlib feature file)") from e
 
 
 def cached_features(vlp: VLP, split, batch_size: int = 128, progress: bool = True,
@@ -502,8 +497,14 @@ def cached_features(vlp: VLP, split, batch_size: int = 128, progress: bool = Tru
     key = feature_key(vlp, split)
     path = (root or cache_dir() / "features") / f"{split.dataset}-{split.split}-{key}.safetensors"
     if path.exists():
-        feats = load_features(path)
-        if feats.key == key:
+        from .integrity import IntegrityError, discard_derived
+
+        try:
+            feats = load_features(path)
+        except IntegrityError as e:  # a derived file: say so, drop it, encode again
+            discard_derived(path, e)
+            feats = None
+        if feats is not None and feats.key == key:
             feats.meta["cache"] = "hit"
             return feats
     feats = encode_split(vlp, split, batch_size=batch_size, progress=progress)

@@ -427,7 +427,9 @@ The ZeSHEL layout: Logeswaran et al. (2019), Zero-Shot Entity Linking by Reading
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="jsdlib data build-wordnet", description=__doc__,
+    from .cli import OneLineParser, check_output
+
+    p = OneLineParser(prog="jsdlib data build-wordnet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "data" / "wordnet_zeshel"))
     p.add_argument("--debs", help="folder with wordnet-base_*.deb (default: apt-get download)")
@@ -435,12 +437,13 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", help="keep the unpacked package here (default: a temporary folder)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    check_output(args.out, "folder", "--out")
     try:
         build_wordnet(Path(args.out), work_dir=args.work_dir, debs_dir=args.debs, wordnet_dir=args.wordnet,
                       quiet=args.quiet)
     except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        print(f"jsdlib: data build-wordnet: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     return 0
 
 

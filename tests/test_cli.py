@@ -55,8 +55,10 @@ def test_eval_dense_any_karpathy_set(tmp_path):
     assert "unseen_concept" not in r
 
 
-def test_eval_dense_errors(tmp_path):
-    with pytest.raises(SystemExit, match="--dataset needs --images"):
-        main(["eval", "dense", "--dataset", str(FIX / "flickr30k" / "dataset_flickr30k.json")])
-    with pytest.raises(FileNotFoundError, match="dataset_flickr30k.json"):
-        main(["eval", "dense", "--dataset", str(tmp_path / "dataset_flickr30k.json"), "--images", str(tmp_path)])
+def test_eval_dense_errors(tmp_path, capsys):
+    assert main(["eval", "dense", "--dataset", str(FIX / "flickr30k" / "dataset_flickr30k.json")]) == 2
+    assert capsys.readouterr().err.startswith("jsdlib: --dataset needs --images")
+    assert main(["eval", "dense", "--dataset", str(tmp_path / "dataset_flickr30k.json"), "--images",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Karpathy-format JSON not found" in err and "dataset_flickr30k.json" in err

@@ -150,7 +150,7 @@ def test_split_is_seeded():
 def test_missing_sources_name_the_packages(tmp_path, capsys):
     rc = eb.main(["--out", str(tmp_path / "out"), "--font", str(tmp_path / "nope.ttf"),
                   "--cldr", str(tmp_path / "nope"), "--quiet"])
-    assert rc == 1
+    assert rc == 2
     err = capsys.readouterr().err
     assert eb.FONT_PACKAGE in err and eb.CLDR_PACKAGE in err and "--debs" in err
 

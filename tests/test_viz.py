@@ -310,5 +310,6 @@ def test_cli_terms_prints_and_saves_png(tmp_path, capsys, bundled_model):
     for rank, (term, w) in enumerate(want, 1):
         assert f"{rank:3d}  {term:<20s} {w:.4f}" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="no emoji image with the id, file name or exact caption 'no such emoji'"):
-        main(["terms", "--image", "no such emoji"])
+    assert main(["terms", "--image", "no such emoji"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no emoji image with the id, file name or exact caption 'no such emoji'" in err

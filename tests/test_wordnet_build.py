@@ -118,7 +118,7 @@ def test_split_rule_is_seeded_and_balanced():
 
 def test_missing_sources_name_the_package(tmp_path, capsys):
     rc = wb.main(["--out", str(tmp_path / "out"), "--wordnet", str(tmp_path / "nope"), "--quiet"])
-    assert rc == 1
+    assert rc == 2
     err = capsys.readouterr().err
     assert "wordnet-base" in err and "--debs" in err and "data.noun" in err
 
@@ -161,4 +161,5 @@ def test_cli_subcommand_reaches_the_build(tmp_path, capsys):
     from jsdlib.cli import main
 
     rc = main(["data", "build-wordnet", "--out", str(tmp_path / "o"), "--wordnet", str(tmp_path / "x"), "--quiet"])
-    assert rc == 1 and "wordnet-base" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "wordnet-base" in err and err.startswith("jsdlib: data build-wordnet: ") and err.count("\n") == 1
