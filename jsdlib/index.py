@@ -1450,7 +1450,9 @@ def maxscore_search(index: "InvertedIndex", Q, k: int = 10) -> SearchResult:
     q_idx = Q.indices.astype(np.int64)
     q_val = np.ascontiguousarray(Q.data, dtype=np.float32)
     maxw = term_max_weights(index)
-    positive_index = len(index.weights) == 0 or float(index.weights.min()) > 0
+    positive_index = getattr(index, "_maxscore_positive", None)
+    if positive_index is None:   # cached: a scan of every weight would cost as much as a query
+        positive_index = index._maxscore_positive = len(index.weights) == 0 or float(index.weights.min()) > 0
     for qi in range(B):
         vals = q_val[q_ptr[qi]:q_ptr[qi + 1]]
         if positive_index and (len(vals) == 0 or float(vals.min()) > 0):
