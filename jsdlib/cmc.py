@@ -62,18 +62,118 @@ def ffn_dim(d: int) -> int:
     return int(round(2048 * d / 768))
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+# The default inference precision of the CMC head and the CE: exact fp32 (the fused path). bf16 is opt-in
+# (``precision="auto"``: bf16 where the hardware has it natively) because it does not keep CMC's top-16: on the
+# WordNet test lists of the committed head (6 small test domains, 539 queries) bf16 rounding changes the top-16
+# set for 2.4 % (K = 512) to 3.9 % (K = 64) of the queries (top-1: 0.2 % / 0 %), above the 1 % allowed; CMC's
+# 16th and 17th scores differ by a median 2.4e-4 of the largest score, below bf16's 2^-8 resolution.
+# tests/test_cmc.py::test_wordnet_top16_bf16_vs_fp32 measures it and holds this default to it.
+DEFAULT_PRECISION = "fp32"
+
+
+def default_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"`` (what CMC training, the CE and the speed curve run on)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_bf16(precision: str, device) -> bool:
+    """Whether inference in ``precision`` on ``device`` runs under bf16 autocast.
+
+    ``"fp32"``: never (exact). ``"bf16"``: always (forced; on a CPU without native bf16 it is emulated and slow,
+    which is what tests use to check bf16's accuracy on any machine). ``"auto"``: on a CPU only where bf16 is
+    native (:func:`jsdlib.hardware.native_bf16`), on CUDA where the GPU supports bf16.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        from .hardware import native_bf16
+
+        return native_bf16()
+    return False
+
+
+def fused_encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
+    """Eval-mode forward of a post-LN ``nn.TransformerEncoderLayer`` (ReLU, batch-first) with fused attention.
+
+    The same function as ``layer(x)`` with dropout off, written with ``F.scaled_dot_product_attention``
+    (flash-attention kernels on CPU and GPU: the (L, L) attention matrix is never materialised)::
+
+        [Q; K; V] = x W_in^T + b_in,   A_h = softmax(Q_h K_h^T / sqrt(d / h)) V_h
+        x' = LN_1(x + [A_1 .. A_h] W_out^T + b_out)
+        out = LN_2(x' + W_2 relu(W_1 x' + b_1) + b_2)
+    """
+    attn = layer.self_attn
+    B, L, d = x.shape
+    h = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(B, L, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])          # (B, h, L, d / h), no dropout, no mask
+    x = layer.norm1(x + attn.out_proj(a.transpose(1, 2).reshape(B, L, d)))
+    return layer.norm2(x + layer.linear2(F.relu(layer.linear1(x))))
+
+
+def _bf16(t: torch.Tensor) -> torch.Tensor:
+    """Round to bfloat16 and back (8 significant bits): what a bf16 tensor holds, kept in fp32."""
+    return t.to(torch.bfloat16).float()
+
+
+def _simulated_bf16_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
+    """:func:`fused_encoder_layer` with bf16 autocast's roundings, computed in fp32 (see :func:`simulate_bf16`)."""
+    def lin(m, t):                                    # autocast linear: bf16 inputs, fp32 accumulation, bf16 out
+        return _bf16(F.linear(_bf16(t), _bf16(m.weight), _bf16(m.bias)))
+
+    attn = layer.self_attn
+    B, L, d = x.shape
+    h = attn.num_heads
+    qkv = _bf16(F.linear(_bf16(x), _bf16(attn.in_proj_weight), _bf16(attn.in_proj_bias)))
+    q, k, v = qkv.view(B, L, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    P = torch.softmax((q @ k.transpose(-1, -2)) / math.sqrt(d // h), dim=-1)   # fp32 softmax of bf16 Q K^T
+    a = _bf16(_bf16(P) @ v)                           # the flash kernel's P is bf16 for the P V product
+    x = layer.norm1(x + lin(attn.out_proj, a.transpose(1, 2).reshape(B, L, d)))
+    return layer.norm2(x + lin(layer.linear2, F.relu(lin(layer.linear1, x))))
+
+
+@torch.no_grad()
+def simulate_bf16(head: "CMCHead", q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The eval-mode scores of ``head`` as bf16 autocast computes them, at fp32 speed on any CPU.
+
+    Every matmul's inputs and output are rounded to bf16 with fp32 accumulation (what oneDNN / cuBLAS bf16
+    GEMMs do), the attention probabilities are rounded to bf16 before ``P V``, softmax, layer norms, residuals
+    and the final dot products stay fp32. A CPU without native bf16 (AVX2) emulates real bf16 matmuls 30-50x
+    slower than fp32, so this is how tests check bf16's ranking accuracy on whole test sets there; a test
+    checks it against the real autocast path on small inputs.
+    """
+    X = torch.cat([q.unsqueeze(1), c], dim=1).float()
+    for layer in head.layers:
+        X = 0.5 * _simulated_bf16_layer(layer, X) + 0.5 * X
+    return torch.einsum("bd,bkd->bk", X[:, 0], X[:, 1:])
+
+
 class CMCHead(nn.Module):
     """The CMC head: 2 layers of ``X = 0.5 * Layer(X) + 0.5 * X`` over ``[q; c_1..c_K]``; scores ``q_out . c_out``.
 
     ``Layer`` is ``nn.TransformerEncoderLayer(d, 4, 2048 d / 768, dropout 0.1, ReLU, post-LN)``. No positions,
     no mask: permuting the candidates permutes the scores the same way.
+
+    Training mode runs the layers as they are (dropout on). Eval mode runs the same layers through
+    :func:`fused_encoder_layer` (fused attention, dropout off: the same function) in ``precision``: ``"fp32"``
+    (exact, the default: :data:`DEFAULT_PRECISION` says why), ``"auto"`` (bf16 autocast where the hardware has
+    native bf16, fp32 elsewhere) or ``"bf16"`` (forced). The final dot products are always computed in fp32.
     """
 
-    def __init__(self, dim: int, n_layers: int = 2, n_heads: int = 4, dropout: float = 0.1):
+    def __init__(self, dim: int, n_layers: int = 2, n_heads: int = 4, dropout: float = 0.1,
+                 precision: str = DEFAULT_PRECISION):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"CMCHead: dim {dim} is not divisible by n_heads {n_heads}")
+        resolve_bf16(precision, "cpu")  # validates the name
         self.dim = dim
+        self.precision = precision
         self.layers = nn.ModuleList([
             nn.TransformerEncoderLayer(dim, n_heads, dim_feedforward=ffn_dim(dim), dropout=dropout,
                                        activation="relu", batch_first=True, norm_first=False)
@@ -88,8 +188,15 @@ class CMCHead(nn.Module):
         if c.shape[1] == 0:
             raise ValueError("CMCHead: needs at least one candidate")
         X = torch.cat([q.unsqueeze(1), c], dim=1)          # X = [q; c_1; ...; c_K], no positions
-        for layer in self.layers:
-            X = 0.5 * layer(X) + 0.5 * X                   # X = 0.5 Layer(X) + 0.5 X
+        if self.training:
+            for layer in self.layers:
+                X = 0.5 * layer(X) + 0.5 * X               # X = 0.5 Layer(X) + 0.5 X
+        else:
+            bf16 = resolve_bf16(self.precision, X.device)
+            with torch.autocast(device_type=X.device.type, dtype=torch.bfloat16, enabled=bf16):
+                for layer in self.layers:
+                    X = 0.5 * fused_encoder_layer(layer, X) + 0.5 * X
+            X = X.float()
         return torch.einsum("bd,bkd->bk", X[:, 0], X[:, 1:])   # s_k = q_out . c_k,out
 
 
@@ -125,7 +232,8 @@ class TextEncoder(nn.Module):
         return self.bert.config.hidden_size
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        t = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
+        t = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len,
+                           return_tensors="pt").to(self.bert.device)
         return self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state[:, 0]
 
     @torch.no_grad()
@@ -137,7 +245,7 @@ class TextEncoder(nn.Module):
         out = [self(texts[s:s + batch]) for s in tqdm(range(0, len(texts), batch), disable=not progress,
                                                        desc="encode", leave=False)]
         self.train(was)
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+        return torch.cat(out).cpu() if out else torch.zeros(0, self.dim)
 
 
 class CMC(nn.Module):
@@ -378,12 +486,15 @@ class CMCConfig:
     max_train_queries: int | None = None   # a documented subset (None: all)
     max_val_queries: int | None = None     # model selection on a fixed subset of the validation queries
     eval_batch: int = 16
+    device: str | None = None       # execution only (not in the digest): None = "cuda" when torch sees one, else "cpu"
 
     def replace(self, **kw) -> "CMCConfig":
         return dataclasses.replace(self, **kw)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        d = dataclasses.asdict(self)
+        d.pop("device")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 PRESETS = {
@@ -432,6 +543,7 @@ def cmc_rerank(model: CMC, data: RerankData, k: int | None = None, batch: int = 
     ``cand_emb`` / ``query_emb`` replace ``data``'s vectors (the finetuned variant's re-encoded catalogue).
     """
     model.eval()
+    dev = next(model.parameters()).device
     k = min(k or data.k, data.k)
     C = data.cand_emb if cand_emb is None else cand_emb
     Q = data.query_emb if query_emb is None else query_emb
@@ -442,13 +554,13 @@ def cmc_rerank(model: CMC, data: RerankData, k: int | None = None, batch: int = 
     for s in range(0, len(full), batch):
         qs = full[s:s + batch]
         top = data.topk[qs, :k]
-        sc = model(Q[qs].float(), C[top].float())
+        sc = model(Q[qs].float().to(dev), C[top].float().to(dev)).cpu()
         o = torch.argsort(sc, dim=1, descending=True, stable=True)
         rows[qs], scores[qs] = torch.gather(top, 1, o), torch.gather(sc, 1, o)
     for q in torch.nonzero(n_valid < k).squeeze(1).tolist():  # short lists: only the real entries, padding last
         nv = int(n_valid[q])
         top = data.topk[q, :nv]
-        sc = model(Q[q:q + 1].float(), C[top][None].float())[0]
+        sc = model(Q[q:q + 1].float().to(dev), C[top][None].float().to(dev))[0].cpu()
         o = torch.argsort(sc, descending=True, stable=True)
         rows[q, :nv], scores[q, :nv] = top[o], sc[o]
     return rows, scores
@@ -471,6 +583,7 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device or default_device())
     if model is None:
         if cfg.encoders != "frozen":
             raise ValueError("train_cmc: the finetuned variant needs model=CMC(dim, 'finetuned', encoders...)")
@@ -482,6 +595,7 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
         raise ValueError("train_cmc: the finetuned variant needs query_texts and cand_texts in the data")
     qidx = _training_queries(train, cfg)
     val = eval_subset(val, cfg.max_val_queries)
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     spe = math.ceil(len(qidx) / cfg.batch_size)
@@ -493,8 +607,10 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
     run_dir, state, extra, best_state = open_run(run_dir, ident, model, opt, sched, gen, state, resume, "cmc", log)
     if "torch_rng" in extra:
         torch.set_rng_state(extra["torch_rng"])
+    if "cuda_rng" in extra and device.type == "cuda":
+        torch.cuda.set_rng_state(extra["cuda_rng"], device)
 
-    Q, C = train.query_emb.float(), train.cand_emb.float()
+    Q, C = train.query_emb.float().to(device), train.cand_emb.float().to(device)
     t0 = time.time()
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         te = time.time()
@@ -508,12 +624,14 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
             cands = torch.stack([sample_candidates(train.topk[q][train.valid[q]], int(train.gold[q]), gen, cfg.n_hard,
                                                    cfg.n_random, cfg.pool) for q in qs])
             teacher = train.teacher_scale * torch.stack([teacher_scores(train, q, c) for q, c in zip(qs, cands)])
+            teacher = teacher.to(device)
             if finetuned:
                 sc = model.score_texts([train.query_texts[q] for q in qs],
                                        [[train.cand_texts[c] for c in row] for row in cands.tolist()])
             else:
-                sc = model(Q[qs], C[cands])
-            loss, parts = cmc_loss(sc, torch.zeros(len(qs), dtype=torch.long), teacher, cfg.alpha, cfg.T)
+                sc = model(Q[qs], C[cands.to(device)])
+            loss, parts = cmc_loss(sc, torch.zeros(len(qs), dtype=torch.long, device=device), teacher, cfg.alpha,
+                                   cfg.T)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -538,7 +656,9 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
         (log if progress else (lambda *a: None))(
             f"cmc epoch {epoch}  loss {row['loss']:.4f}  val acc {val_acc:.2f}  {row['epoch_s']:.1f}s")
         if run_dir is not None:
-            save_state(run_dir / "last.pt", ident, model, opt, sched, gen, state, torch_rng=torch.get_rng_state())
+            rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+            save_state(run_dir / "last.pt", ident, model, opt, sched, gen, state, torch_rng=torch.get_rng_state(),
+                       **rng)
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
             return {"model": model, "stopped_at": epoch, "variant": model.encoders, **state}
     if best_state is not None:
@@ -615,20 +735,30 @@ class CrossEncoder(nn.Module):
     :class:`ImageCrossEncoder`.
     """
 
-    def __init__(self, bert=None, tokenizer=None, max_len: int = 64):
+    def __init__(self, bert=None, tokenizer=None, max_len: int = 64, precision: str = DEFAULT_PRECISION):
         super().__init__()
+        resolve_bf16(precision, "cpu")  # validates the name
         self.bert = bert if bert is not None else _pretrained_minilm()
         self.tokenizer = tokenizer if tokenizer is not None else _tokenizer()
         self.max_len = max_len
+        self.precision = precision
         self.score = nn.Linear(self.bert.config.hidden_size, 1)
 
     def pair_scores(self, queries: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
-        """Scores (P,) of P pairs: ``queries[p]`` with the text ``candidates[p]``."""
+        """Scores (P,) of P pairs: ``queries[p]`` with the text ``candidates[p]``.
+
+        In eval mode MiniLM runs under bf16 autocast where ``precision`` resolves to bf16 (:func:`resolve_bf16`:
+        ``"auto"`` = native bf16 hardware only; default fp32, as for CMC, so speed ratios compare like with like);
+        the linear score head always runs in fp32. Training: fp32.
+        """
+        dev = self.score.weight.device
         t = self.tokenizer(list(queries), list(candidates), padding=True, truncation="longest_first",
-                           max_length=self.max_len, return_tensors="pt")
-        out = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
-                        token_type_ids=t.get("token_type_ids"))
-        return self.score(out.last_hidden_state[:, 0]).squeeze(-1)
+                           max_length=self.max_len, return_tensors="pt").to(dev)
+        bf16 = not self.training and resolve_bf16(self.precision, dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
+                            token_type_ids=t.get("token_type_ids"))
+        return self.score(out.last_hidden_state[:, 0].float()).squeeze(-1)
 
     def rerank_scores(self, data: RerankData, q: int, rows: torch.Tensor) -> torch.Tensor:
         """Scores of catalogue ``rows`` for query ``q`` of ``data``."""
@@ -693,7 +823,8 @@ class ImageCrossEncoder(nn.Module):
     def query_tokens(self, text: str) -> torch.Tensor:
         """MiniLM's last-layer token states (L, 384) of one query (cached)."""
         if text not in self._tokens:
-            t = self.tokenizer([text], truncation=True, max_length=self.max_len, return_tensors="pt")
+            t = self.tokenizer([text], truncation=True, max_length=self.max_len,
+                               return_tensors="pt").to(self.bert.device)
             self._tokens[text] = self.bert(**t).last_hidden_state[0]
         return self._tokens[text]
 
@@ -701,13 +832,14 @@ class ImageCrossEncoder(nn.Module):
         """Scores (P,) of P pairs: ``queries[p]`` with the image feature ``candidates[p]`` ((P, cand_dim))."""
         toks = [self.query_tokens(q) for q in queries]
         L = max(len(t) for t in toks)
-        T = torch.zeros(len(toks), L, toks[0].shape[1])
-        pad = torch.ones(len(toks), 2 + L, dtype=torch.bool)
+        dev = self.score.weight.device
+        T = torch.zeros(len(toks), L, toks[0].shape[1], device=dev)
+        pad = torch.ones(len(toks), 2 + L, dtype=torch.bool, device=dev)
         pad[:, :2] = False
         for p, t in enumerate(toks):
             T[p, :len(t)] = t
             pad[p, 2:2 + len(t)] = False
-        v = self.image_in(torch.as_tensor(candidates).float()) + self.types[1]
+        v = self.image_in(torch.as_tensor(candidates).float().to(dev)) + self.types[1]
         x = torch.cat([self.cls.expand(len(toks), 1, -1), v[:, None], self.text_in(T) + self.types[0]], 1)
         return self.score(self.fusion(x, src_key_padding_mask=pad)[:, 0]).squeeze(-1)
 
@@ -751,6 +883,7 @@ class CEConfig:
     max_train_queries: int = 500
     max_len: int = 64
     seed: int = 0
+    device: str | None = None       # execution only: None = "cuda" when torch sees one, else "cpu"
 
     def replace(self, **kw) -> "CEConfig":
         return dataclasses.replace(self, **kw)
@@ -770,6 +903,8 @@ def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, p
     if ce is None:
         ce = (CrossEncoder(max_len=cfg.max_len) if train.cand_feats is None
               else ImageCrossEncoder(train.cand_feats.shape[1], max_len=cfg.max_len))
+    device = torch.device(cfg.device or default_device())
+    ce.to(device)
     g = torch.Generator().manual_seed(cfg.seed)
     qidx = torch.randperm(len(train), generator=g)[:cfg.max_train_queries].tolist()
     params = [p for p in ce.parameters() if p.requires_grad]
@@ -786,7 +921,7 @@ def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, p
             others = row[row != train.gold[q]][:cfg.n_candidates - 1]
             cands = torch.cat([train.gold[q:q + 1], others])
             sc = ce.rerank_scores(train, q, cands)
-            loss = F.cross_entropy(sc[None], torch.zeros(1, dtype=torch.long))
+            loss = F.cross_entropy(sc[None], torch.zeros(1, dtype=torch.long, device=device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -842,7 +977,7 @@ def ce_rerank(ce: CrossEncoder, data: RerankData, ranked: torch.Tensor, k: int,
             sc = ce.rerank_scores(data, q, torch.tensor(todo))
             cache.secs += time.perf_counter() - t
             cache.pairs += len(todo)
-            cache.scores.update({(q, r): float(v) for r, v in zip(todo, sc.tolist())})
+            cache.scores.update({(q, r): float(v) for r, v in zip(todo, sc.cpu().tolist())})
         sc = torch.tensor([cache.scores[(q, r)] for r in head.tolist()])
         out[q, :kk] = head[torch.argsort(sc, descending=True, stable=True)]
     return out, n_pairs
@@ -1196,45 +1331,98 @@ def lr_sweep(train: RerankData, val: RerankData, lrs: Sequence[float], preset: s
 # ----------------------------------------------------------------------------------------------
 # Speed: ms per query against the number of candidates (spec §5)
 # ----------------------------------------------------------------------------------------------
-def _median_ms(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in ms over ``repeats`` calls, after one warm-up call (excluded)."""
+def _median_ms(fn, repeats: int, device="cpu") -> float:
+    """Median wall time of ``fn()`` in ms over ``repeats`` calls, after one warm-up call (excluded).
+
+    On CUDA every call is followed by a synchronisation, so the time is the kernels', not the launch's.
+    """
     import statistics
 
-    fn()
+    dev = torch.device(device)
+
+    def call():
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    call()
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn()
+        call()
         ts.append(time.perf_counter() - t)
     return 1000.0 * statistics.median(ts)
 
 
+def cmc_flops(n: int, d: int = 384, n_layers: int = 2, ffn: int | None = None) -> int:
+    """FLOPs of the CMC head over one query and ``n`` candidates (``L = n + 1`` vectors), a multiply-add = 2.
+
+    Per layer: the Q, K, V and output projections ``8 L d^2``, attention ``4 L^2 d`` (``Q K^T`` and ``A V``
+    over all heads), the feed-forward ``4 L d f``; then the scores ``2 n d``::
+
+        FLOPs = n_layers (8 L d^2 + 4 L^2 d + 4 L d f) + 2 n d
+
+    Softmax, layer norms and residuals (O(L^2 h) and O(L d) element-wise work) are left out. At n = 10,000,
+    d = 384, f = 1024: 3.6e11, of which attention is 85 %.
+    """
+    f = ffn_dim(d) if ffn is None else ffn
+    L = n + 1
+    return n_layers * (8 * L * d * d + 4 * L * L * d + 4 * L * d * f) + 2 * n * d
+
+
 @torch.no_grad()
 def speed_curve(ns: Sequence[int] = (16, 64, 256, 1000, 4000, 10000), ce_max: int = 10000, ce_batch: int = 64,
-                max_len: int = 64, log=print) -> dict:
+                max_len: int = 64, log=print, device: str | None = None, precision: str = DEFAULT_PRECISION,
+                probe: bool = True, repeats: tuple[int, int, int] = (5, 3, 1), tiny: bool = False) -> dict:
     """Milliseconds per query of CMC and of the cross-encoder for each number of candidates ``N`` in ``ns``.
 
-    Same MiniLM for both, same process, warm-up excluded, medians (CMC 5 repeats; CE 3 up to 256 candidates, 1
-    above). **CMC** (frozen-encoder variant, d = 384): encode the query, look the N candidate vectors up in a
-    precomputed catalogue, run the head over ``[q; c_1..c_N]`` (query encoding included). **CE**: N pair passes
-    ``[CLS] q [SEP] c [SEP]`` in batches of ``ce_batch`` (a 22-word query, a 38-word candidate: the WordNet
-    setting). BE retrieval (dense top-N over a 10,000-vector catalogue) is timed separately. Above ``ce_max`` the
-    CE is *extrapolated linearly* from the largest measured N (N independent passes) and marked so.
+    Same MiniLM for both, same process, warm-up excluded, medians (CMC ``repeats[0]`` repeats; CE
+    ``repeats[1]`` up to 256 candidates, ``repeats[2]`` above). **CMC** (frozen-encoder variant, d = 384): encode
+    the query, look the N candidate vectors up in a precomputed catalogue, run the head over ``[q; c_1..c_N]``
+    (query encoding included). **CE**: N pair passes ``[CLS] q [SEP] c [SEP]`` in batches of ``ce_batch`` (a
+    22-word query, a 38-word candidate: the WordNet setting). BE retrieval (dense top-N over a 10,000-vector
+    catalogue) is timed separately. Above ``ce_max`` the CE is *extrapolated linearly* from the largest measured N
+    (N independent passes) and marked so.
 
-    Returns ``{"rows": [{"n", "cmc_ms", "ce_ms", "ce_measured", "ce_over_cmc", "be_topk_ms"}], "claims": {...},
-    "pair_tokens": [query, candidate], "threads", "torch"}`` with the paper's two speed claims evaluated.
+    ``device``: None = ``"cuda"`` when torch sees one, else ``"cpu"``. ``precision`` (CMC head and CE alike, so
+    the ratio compares like with like): ``"fp32"`` (default), ``"auto"`` = bf16 autocast where the hardware has
+    native bf16 (fp32 elsewhere), ``"bf16"``. ``probe``: measure this machine's fp32 GEMM throughput (and bf16 where
+    native) in the same run, for the roofline columns (:func:`cmc_flops` / time / peak). ``tiny``: a 2-layer
+    random BERT of width 32 instead of MiniLM (dry runs and tests; the CMC head keeps d = 384).
+
+    Returns ``{"rows": [{"n", "cmc_ms", "ce_ms", "ce_measured", "ce_over_cmc", "be_topk_ms", "cmc_gflop",
+    "cmc_tflops", "cmc_peak_frac"}], "claims": {...}, "pair_tokens": [query, candidate], "threads", "torch",
+    "device", "precision", "gemm_tflops": {"fp32", "bf16"}, "machine"}`` with the paper's two speed claims.
     """
+    from . import hardware
+
+    dev = torch.device(device or default_device())
+    bf16 = resolve_bf16(precision, dev)
     torch.manual_seed(0)
-    enc = TextEncoder(max_len=max_len).eval()
-    cmc = CMC(enc.dim).eval()
-    ce = CrossEncoder(max_len=max_len).eval()
+    if tiny:
+        from transformers import BertConfig, BertModel
+
+        tok = _tokenizer()
+        cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=max(64, max_len))
+        enc = TextEncoder(BertModel(cfg), tok, max_len=max_len)
+        ce = CrossEncoder(BertModel(cfg), tok, max_len=max_len, precision=precision)
+    else:
+        enc = TextEncoder(max_len=max_len)
+        ce = CrossEncoder(max_len=max_len, precision=precision)
+    d = 384
+    enc, ce = enc.eval().to(dev), ce.eval().to(dev)
+    cmc = CMC(d).eval().to(dev)
+    cmc.head.precision = precision
     words = "the quick brown fox jumps over a lazy dog near river bank in the cold morning light".split()
     query, cand = " ".join((words * 3)[:22]), " ".join((words * 4)[:38])
     n_q, n_c = len(enc.tokenizer(query)["input_ids"]), len(enc.tokenizer(cand)["input_ids"])
-    catalogue = F.normalize(torch.randn(max(*ns, 10000), enc.dim), dim=-1)
+    catalogue = F.normalize(torch.randn(max(*ns, 10000), d), dim=-1).to(dev)
+    q_proj = torch.randn(enc.dim, d, device=dev) / math.sqrt(enc.dim) if enc.dim != d else None
 
     def run_cmc(n):
-        return cmc(enc([query]), catalogue[torch.arange(n)][None])
+        qv = enc([query])
+        return cmc(qv if q_proj is None else qv @ q_proj, catalogue[torch.arange(n, device=dev)][None])
 
     def run_ce(n):
         return torch.cat([ce.pair_scores([query] * min(ce_batch, n - s), [cand] * min(ce_batch, n - s))
@@ -1243,20 +1431,39 @@ def speed_curve(ns: Sequence[int] = (16, 64, 256, 1000, 4000, 10000), ce_max: in
     def run_be(n):
         return torch.topk(catalogue[:1] @ catalogue.T, n, dim=1)
 
+    gemm = {"fp32": None, "bf16": None}
+    if probe:
+        gemm["fp32"] = hardware.matmul_tflops(torch.float32, dev, n=256 if tiny else 1024, seconds=0.2 if tiny else 1.0)
+        if resolve_bf16("auto", dev):   # bf16 GEMMs only where native (emulated ones say nothing of the hardware)
+            gemm["bf16"] = hardware.matmul_tflops(torch.bfloat16, dev, n=256 if tiny else 1024,
+                                                  seconds=0.2 if tiny else 1.0)
+        log(f"GEMM probe ({torch.get_num_threads()} thread(s), {dev}): fp32 {gemm['fp32']:.3f} TFLOP/s, bf16 "
+            + (f"{gemm['bf16']:.3f} TFLOP/s" if gemm["bf16"] else "not native here"))
+    peak = gemm["bf16"] if bf16 else gemm["fp32"]
+
     rows, ce_last = [], None
+    r_cmc, r_ce_small, r_ce_big = repeats
     for n in ns:
-        row = {"n": n, "cmc_ms": _median_ms(lambda: run_cmc(n), 5), "be_topk_ms": _median_ms(lambda: run_be(n), 5)}
+        row = {"n": n, "cmc_ms": _median_ms(lambda: run_cmc(n), r_cmc, dev),
+               "be_topk_ms": _median_ms(lambda: run_be(n), r_cmc, dev)}
         if n <= ce_max:
-            row["ce_ms"], row["ce_measured"] = _median_ms(lambda: run_ce(n), 3 if n <= 256 else 1), True
+            row["ce_ms"] = _median_ms(lambda: run_ce(n), r_ce_small if n <= 256 else r_ce_big, dev)
+            row["ce_measured"] = True
             ce_last = (n, row["ce_ms"])
         elif ce_last is None:
             raise ValueError(f"speed_curve: ce_max={ce_max} is below every N in {list(ns)}")
         else:
             row["ce_ms"], row["ce_measured"] = ce_last[1] * n / ce_last[0], False
         row["ce_over_cmc"] = row["ce_ms"] / row["cmc_ms"]
+        fl = cmc_flops(n, d)
+        row["cmc_gflop"] = fl / 1e9
+        row["cmc_tflops"] = fl / (row["cmc_ms"] / 1000.0) / 1e12
+        row["cmc_peak_frac"] = row["cmc_tflops"] / peak if peak else None
         rows.append(row)
+        roof = f"  {row['cmc_gflop']:.1f} GFLOP, {row['cmc_tflops']:.3f} TFLOP/s" + (
+            f" = {100 * row['cmc_peak_frac']:.0f} % of the GEMM probe" if peak else "")
         log(f"N={n:6d}  CMC {row['cmc_ms']:9.1f} ms  CE {row['ce_ms']:10.1f} ms"
-            f"{'' if row['ce_measured'] else ' (extrapolated)'}  BE top-N {row['be_topk_ms']:.2f} ms")
+            f"{'' if row['ce_measured'] else ' (extrapolated)'}  BE top-N {row['be_topk_ms']:.2f} ms{roof}")
     by_n, claims = {r["n"]: r for r in rows}, {}
     if 16 in by_n and max(by_n) >= 4000:
         big = max(by_n)
@@ -1265,8 +1472,26 @@ def speed_curve(ns: Sequence[int] = (16, 64, 256, 1000, 4000, 10000), ce_max: in
                                             "ratio": ratio, "holds_within_2x": bool(0.5 <= ratio <= 2.0)}
     if 64 in by_n:
         claims["ce_over_cmc_at_64"] = by_n[64]["ce_ms"] / by_n[64]["cmc_ms"]
+    machine = hardware.describe() if dev.type == "cpu" else torch.cuda.get_device_name(dev)
     return {"rows": rows, "claims": claims, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "pair_tokens": [n_q, n_c]}
+            "pair_tokens": [n_q, n_c], "device": str(dev), "precision": "bf16" if bf16 else "fp32",
+            "gemm_tflops": gemm, "machine": f"{hardware.cpu_model()}; {machine}"}
+
+
+def roofline_table(result: dict) -> str:
+    """CMC's rows against the machine: FLOPs per query (:func:`cmc_flops`), achieved TFLOP/s, fraction of the
+    GEMM probe's throughput in the precision the head ran in."""
+    g = result.get("gemm_tflops") or {}
+    peak = g.get("bf16") if result.get("precision") == "bf16" else g.get("fp32")
+    lines = [f"GEMM probe: fp32 {g.get('fp32') or float('nan'):.3f} TFLOP/s, bf16 "
+             + (f"{g['bf16']:.3f} TFLOP/s" if g.get("bf16") else "not native")
+             + f"; CMC head in {result.get('precision', 'fp32')}",
+             "| candidates | CMC GFLOP / query | CMC ms | achieved TFLOP/s | fraction of the GEMM probe |",
+             "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        frac = f"{100 * r['cmc_peak_frac']:.0f} %" if r.get("cmc_peak_frac") is not None else "n/a"
+        lines.append(f"| {r['n']} | {r['cmc_gflop']:.2f} | {r['cmc_ms']:.1f} | {r['cmc_tflops']:.4f} | {frac} |")
+    return "\n".join(lines)
 
 
 def speed_table(result: dict) -> str:

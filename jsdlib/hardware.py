@@ -49,3 +49,51 @@ def describe() -> str:
     """One line for logs and reports: the ATen kernel level and whether bf16 is native."""
     return (f"cpu capability {torch.backends.cpu.get_cpu_capability()}, "
             f"native bf16 {'yes' if native_bf16() else 'no'}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), for reports."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_tflops(dtype: torch.dtype = torch.float32, device="cpu", n: int = 1024, seconds: float = 1.0) -> float:
+    """Measured throughput (TFLOP/s) of ``n x n @ n x n`` matmuls in ``dtype`` on ``device``: a short GEMM probe.
+
+    One product costs ``2 n^3`` FLOPs; the probe repeats it for about ``seconds`` after one warm-up product and
+    returns the best of several timed rounds (the machine's attainable GEMM rate, the roofline's ceiling for
+    compute-bound work such as CMC's attention over thousands of candidates). Uses torch's current thread count.
+    """
+    import time
+
+    dev = torch.device(device)
+    a = torch.randn(n, n, device=dev).to(dtype)
+    b = torch.randn(n, n, device=dev).to(dtype)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    a @ b
+    sync()
+    t = time.perf_counter()
+    a @ b
+    sync()
+    one = max(time.perf_counter() - t, 1e-6)
+    reps = max(1, int(seconds / 5 / one))
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync()
+        best = max(best, 2.0 * n ** 3 * reps / (time.perf_counter() - t))
+    return best / 1e12

@@ -1,0 +1,191 @@
+"""Exact sparse search at scale: term-at-a-time vs MaxScore (dynamic pruning), against Seismic at two settings.
+
+    python benchmarks/search_scale.py [--sizes 100000 1000000] [--queries 1000] [--timed 200] [--repeats 3]
+                                      [--json out.json] [--txt out.txt]
+
+Documents as in ``benchmarks/search.py``: the bundled JSD model's 3,635 emoji image vectors, then synthetic
+vectors with their statistics (``jsdlib.index.corpus_of_size``) up to N. Queries: the 1,000 emoji test captions'
+sparse vectors. One thread everywhere; queries issued one at a time.
+
+Back ends, per N:
+- ``exact`` (``InvertedIndex.search``): term-at-a-time, every posting of every query term, then all N scores.
+- ``exact_maxscore`` (``jsdlib.index.maxscore_search``): MaxScore over the same postings (same ids and scores).
+- ``seismic`` at its defaults (``query_cut`` 50, ``heap_factor`` 0.9, ``n_postings`` max(500, 2 x mean df)).
+- ``seismic_tuned``: the cheapest of a small grid (query_cut, heap_factor, then n_postings x2, x4) whose
+  recall@10 on the *tuning* queries (captions 500..999) is >= 0.99; recall is reported on captions 0..499.
+
+Reference top-10: term-at-a-time (tests/test_index.py and tests/test_maxscore.py check it equals brute force;
+here MaxScore is also compared id for id with it, and both with scipy brute force on ``--check`` queries).
+Memory: bytes of the index arrays for the exact back ends (postings ids int64 + weights float32 + offsets;
+MaxScore adds one float32 bound per term), and for Seismic the size of its saved index file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _single_thread() -> None:
+    for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ.setdefault(v, "1")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100000, 1000000])
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--timed", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--check", type=int, default=20, help="queries also checked against scipy brute force")
+    p.add_argument("--no-seismic", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json")
+    p.add_argument("--txt")
+    args = p.parse_args(argv)
+    _single_thread()
+
+    import numpy as np
+    import torch
+
+    from jsdlib import hardware
+    from jsdlib.index import (InvertedIndex, SeismicBackend, Vectors, brute_force_sparse, corpus_of_size,
+                              emoji_vectors, maxscore_search, recall_at_k, term_max_weights)
+
+    torch.set_num_threads(1)
+    docs_real, queries, _, _ = emoji_vectors("test")
+    all_docs = Vectors(sparse=__import__("scipy.sparse", fromlist=["vstack"]).vstack(
+        [emoji_vectors(s)[0].sparse for s in ("train", "val", "test")], format="csr"))
+    Q = queries.sparse[:args.queries]
+    half = Q.shape[0] // 2
+    Q_eval, Q_tune = Q[:half], Q[half:]
+    timed = [Q[i:i + 1] for i in range(min(args.timed, half))]
+    lines = [f"# python benchmarks/search_scale.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+             f"# {hardware.cpu_model()}; 1 thread; {hardware.describe()}; queries: {Q.shape[0]} emoji test "
+             f"captions (recall on the first {half}, Seismic tuned on the other {Q.shape[0] - half}); "
+             f"{len(timed)} timed one at a time, median of {args.repeats}"]
+
+    def log(m):
+        print(m, flush=True)
+
+    def time_ms(fn):
+        per = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            for q in timed:
+                fn(q)
+            per.append((time.perf_counter() - t) / len(timed))
+        return 1000 * float(np.median(per))
+
+    rows = []
+    for n in args.sizes:
+        t = time.perf_counter()
+        D = corpus_of_size(all_docs, n, seed=args.seed).sparse.tocsr()
+        log(f"N={n:,}: corpus {D.nnz:,} postings ({D.nnz / n:.1f} active terms per document), "
+            f"{time.perf_counter() - t:.0f} s")
+        t = time.perf_counter()
+        idx = InvertedIndex.build(D)
+        build_exact = time.perf_counter() - t
+        idx.search(Q[:2], 10)
+        maxscore_search(idx, Q[:2], 10)   # numba compile outside the timing
+        ref = idx.search(Q_eval, 10)
+        ms = maxscore_search(idx, Q_eval, 10)
+        same = bool(np.array_equal(ms.ids, ref.ids) and np.array_equal(ms.scores, ref.scores))
+        bf = brute_force_sparse(Q_eval[:args.check], D, 10, batch=4)
+        bf_same = bool(np.array_equal(bf.ids, ref.ids[:args.check]) and np.array_equal(bf.ids, ms.ids[:args.check]))
+        mem_exact = idx.indptr.nbytes + idx.doc_ids.nbytes + idx.weights.nbytes
+        mem_ms = mem_exact + term_max_weights(idx).nbytes
+        for name, fn, res, mem, b_s in (
+                ("exact", lambda q: idx.search(q, 10), ref, mem_exact, build_exact),
+                ("exact_maxscore", lambda q: maxscore_search(idx, q, 10), ms, mem_ms, build_exact)):
+            msq = time_ms(fn)
+            rows.append({"backend": name, "n": n, "build_s": b_s, "ms_per_query": msq, "qps": 1000 / msq,
+                         "recall_at_10": recall_at_k(res.ids, ref.ids, 10), "memory_mb": mem / 2 ** 20,
+                         "postings_scored": float(res.work.mean()), "setting": ""})
+            log(f"  {name:15s} {msq:8.3f} ms/query  recall@10 {rows[-1]['recall_at_10']:.4f}  "
+                f"postings scored/query {res.work.mean():,.0f}  memory {mem / 2 ** 20:,.1f} MB")
+        log(f"  MaxScore top-10 == term-at-a-time top-10 (ids and scores) for all {half} queries: {same}; "
+            f"== scipy brute force on {args.check}: {bf_same}")
+        rows[-1]["identical_to_exact"] = same
+        rows[-1]["identical_to_brute_force_on"] = args.check if bf_same else 0
+        if args.no_seismic:
+            continue
+        ref_tune = idx.search(Q_tune, 10)
+        with tempfile.TemporaryDirectory() as tmp:
+            def seismic_row(name, n_postings, query_cut, heap_factor, b=None):
+                t = time.perf_counter()
+                if b is None:
+                    b = SeismicBackend.build(Vectors(sparse=D), n_postings=n_postings)
+                b_s = time.perf_counter() - t
+                b.query_cut, b.heap_factor = query_cut, heap_factor
+                path = Path(tmp) / f"seismic_{b.options['n_postings']}"
+                if not path.exists():
+                    b.save(path)
+                mem = sum(f.stat().st_size for f in path.iterdir())
+                return b, b_s, mem
+
+            b0, b0_s, mem0 = seismic_row("seismic", None, 50, 0.9)
+
+            def recall(b, QQ, rr):
+                return recall_at_k(b.search(Vectors(sparse=QQ), 10).ids, rr.ids, 10)
+
+            def add(name, b, b_s, mem, qc, hf):
+                msq = time_ms(lambda q: b.search(Vectors(sparse=q), 10))
+                rows.append({"backend": name, "n": n, "build_s": b_s, "ms_per_query": msq, "qps": 1000 / msq,
+                             "recall_at_10": recall(b, Q_eval, ref), "memory_mb": mem / 2 ** 20,
+                             "postings_scored": None,
+                             "setting": f"n_postings {b.options['n_postings']}, query_cut {qc}, heap_factor {hf}"})
+                log(f"  {name:15s} {msq:8.3f} ms/query  recall@10 {rows[-1]['recall_at_10']:.4f}  "
+                    f"memory {mem / 2 ** 20:,.1f} MB  build {b_s:.1f} s  ({rows[-1]['setting']})")
+
+            add("seismic", b0, b0_s, mem0, 50, 0.9)
+            found = None
+            for mult in (1, 2, 4):
+                if mult == 1:
+                    b, b_s, mem = b0, b0_s, mem0
+                else:
+                    b, b_s, mem = seismic_row("seismic", b0.options["n_postings"] * mult, 50, 0.9)
+                for qc in (50, 100, 200):
+                    for hf in (0.9, 0.95, 1.0):
+                        b.query_cut, b.heap_factor = qc, hf
+                        r = recall(b, Q_tune, ref_tune)
+                        log(f"    tuning: n_postings {b.options['n_postings']}, query_cut {qc}, heap_factor {hf}: "
+                            f"recall@10 on the tuning queries {r:.4f}")
+                        if r >= 0.99:
+                            found = (b, b_s, mem, qc, hf)
+                            break
+                    if found:
+                        break
+                if found:
+                    break
+            if found:
+                b, b_s, mem, qc, hf = found
+                b.query_cut, b.heap_factor = qc, hf
+                add("seismic_tuned", b, b_s, mem, qc, hf)
+            else:
+                log("  no setting of the grid reached recall@10 >= 0.99 on the tuning queries")
+    by = {(r["n"], r["backend"]): r for r in rows}
+    lines += ["| N | backend | setting | build s | ms/query | queries/s | recall@10 | memory MB | x exact | "
+              "x seismic_tuned |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ex, st = by.get((r["n"], "exact")), by.get((r["n"], "seismic_tuned"))
+        fx = f"{r['ms_per_query'] / ex['ms_per_query']:.2f}" if ex else "—"
+        fs = f"{r['ms_per_query'] / st['ms_per_query']:.2f}" if st else "—"
+        lines.append(f"| {r['n']:,} | {r['backend']} | {r['setting'] or '—'} | {r['build_s']:.1f} | "
+                     f"{r['ms_per_query']:.3f} | {r['qps']:,.0f} | {r['recall_at_10']:.4f} | {r['memory_mb']:,.1f} | "
+                     f"{fx} | {fs} |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.txt:
+        Path(args.txt).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "machine": hardware.cpu_model()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
