@@ -13,7 +13,7 @@ NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_san
 DEBS   := .cache/debs
 export JSDLIB_DEBS := $(abspath $(DEBS))
 
-.PHONY: setup run test test-fast notebooks standin debs
+.PHONY: setup run test test-kernels test-fast notebooks standin debs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ debs:
 ## The whole test suite: unit tests + every notebook under nbval.
 test: setup debs
 	$(BIN)/python -m pytest $(NBVAL_FLAGS) --durations=15 tests notebooks
+
+## The notebooks a second time under other CPU kernels (.ci/kernels2.py: AVX2 kernels on an AVX512/AMX machine,
+## ATen's scalar kernels on an AVX2 one), with a fresh jsdlib cache so that every feature is recomputed under
+## them too: committed outputs must hold on any CPU, not only on the one that made them.
+KERNELS2_CACHE := $(abspath .cache/jsdlib-kernels2)
+test-kernels: setup
+	$(BIN)/python .ci/kernels2.py show
+	rm -rf $(KERNELS2_CACHE)
+	k2=$$($(BIN)/python .ci/kernels2.py env) && echo "second notebook pass under $$k2" \
+	  && env JSDLIB_CACHE=$(KERNELS2_CACHE) $$k2 $(BIN)/python -m pytest $(NBVAL_FLAGS) --durations=5 notebooks
 
 test-fast: setup
 	$(BIN)/python -m pytest -q tests

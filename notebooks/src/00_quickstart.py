@@ -92,8 +92,16 @@ res = linker.link(MENTION, top=3)
 print("mention:", res["mention"])
 print("gold   :", res["gold"])
 print("bi-encoder top 3:", [t for t, _ in res["be"]], "| gold at rank", res["be_rank"])
-print("CMC top 3       :", [t for t, _ in res["cmc"]], "| gold at rank", res["cmc_rank"])
-assert res["cmc_rank"] == 1 and res["be_rank"] > 1      # CMC fixes this one
+
+# %% [markdown]
+# CMC's scores of the top candidates are large and close together (print them), so their last digits, and the
+# order behind the first place, depend on the CPU (bf16 where the CPU has it natively, fp32 elsewhere): the next
+# cell's output is not compared, only its claim is checked.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print("CMC top 3       :", [(t, round(s, 1)) for t, s in res["cmc"]], "| gold at rank", res["cmc_rank"])
+assert res["cmc_rank"] == 1 and res["be_rank"] > 1      # CMC fixes this one (on every CPU: checked in CI)
 
 # %% [markdown]
 # CMC does not fix every mention: over this domain's mentions it moves the gold to rank 1 more often than it
@@ -101,6 +109,7 @@ assert res["cmc_rank"] == 1 and res["be_rank"] > 1      # CMC fixes this one
 # *not* help, are in notebook 05.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 moves = [linker.link(i) for i in range(len(linker))]
 fixed = sum(m["be_rank"] != 1 and m["cmc_rank"] == 1 for m in moves)
 broken = sum(m["be_rank"] == 1 and m["cmc_rank"] != 1 for m in moves)
@@ -108,7 +117,13 @@ be_acc = 100 * sum(m["be_rank"] == 1 for m in moves) / len(moves)
 cmc_acc = 100 * sum(m["cmc_rank"] == 1 for m in moves) / len(moves)
 print(f"{len(moves)} mentions: bi-encoder top-1 {be_acc:.1f} %, after CMC {cmc_acc:.1f} % "
       f"({fixed} fixed, {broken} broken)")
-assert fixed > broken
+# Measured: fp32 (AVX2 and AMX machines, 1 or 2 threads) 38.4 -> 44.5 % (15 fixed, 5 broken); the CMC head's
+# forward in bf16 38.4 -> 42.7 % (7 fixed, 0 broken). The bi-encoder is fp32 everywhere (one mention = 0.6 points).
+assert abs(be_acc - 38.4) < 0.7 and 0 < cmc_acc - be_acc < 10 and fixed > broken
+
+# %%
+print(f"over {len(moves)} mentions CMC fixes more than it breaks: {'holds' if fixed > broken else 'does not hold'}; "
+      f"top-1 accuracy {'rises' if cmc_acc > be_acc else 'does not rise'}")
 
 # %% [markdown]
 # ## Exercise
