@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .hardware import describe
 from .metrics import paired_test
 from .presets import JSDConfig
 
@@ -103,6 +104,9 @@ def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequenc
     out = aggregate(per_seed, list(seeds))
     out["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["seeds"] = list(seeds)
+    # what the training ran in (bf16 autocast only on CPUs with native bf16, see jsdlib.hardware)
+    out["precision"] = sorted({r["precision"] for res in per_seed for r in res.values() if r.get("precision")})
+    out["cpu"] = describe()
     out["data"] = {"dataset": fs.test.meta.get("dataset"), "split": "test", "n_images": int(fs.test.image.shape[0]),
                    "n_captions": int(fs.test.text.shape[0])}
     return out
@@ -164,7 +168,7 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
                      "val_R@1": val["sparse"]["R@1"], "val_flops": val["flops"], "val_terms_q": val["terms_q"],
                      "val_terms_d": val["terms_d"], "test_R@1": test["R@1"], "test_flops": eff["flops"],
                      "test_terms_q": eff["terms_q"], "test_terms_d": eff["terms_d"],
-                     "best_epoch": res["best"]["epoch"]})
+                     "best_epoch": res["best"]["epoch"], "precision": res["precision"]})
         log(f"{method} L1 x{scale:g}: val R@1 {rows[-1]['val_R@1']:.1f} FLOPs {rows[-1]['val_flops']:.1f} "
             f"terms {rows[-1]['val_terms_q']:.0f}/{rows[-1]['val_terms_d']:.0f}")
     return rows

@@ -279,11 +279,12 @@ def _json_default(o):
 def environment() -> dict:
     import torch
 
-    from .hardware import describe
+    from . import hardware
 
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "cuda": torch.cuda.is_available(), "cpu": describe()}
+            "cuda": torch.cuda.is_available(), "cpu": hardware.describe(),
+            "cpu_bf16": hardware.native_bf16()}  # whether bf16-requesting steps ran bf16 autocast
 
 
 def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,

@@ -262,6 +262,41 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
         train_jsd(tr, va, cfg.replace(lr=2e-2), run_dir=tmp_path / "b", progress=False, E_init=tiny_E())
 
 
+@pytest.fixture
+def bf16_env(monkeypatch):
+    """Set ``$JSDLIB_CPU_BF16`` for one test (the detection is cached, so clear it before and after)."""
+    from jsdlib import hardware
+
+    def set_(value: str):
+        monkeypatch.setenv("JSDLIB_CPU_BF16", value)
+        hardware.native_bf16.cache_clear()
+
+    yield set_
+    monkeypatch.delenv("JSDLIB_CPU_BF16", raising=False)
+    hardware.native_bf16.cache_clear()
+
+
+def test_cpu_bf16_only_where_the_hardware_grants_it(bf16_env, tmp_path):
+    """``cfg.cpu_bf16`` is a request: without native bf16 the trainer runs (bit for bit) the fp32 path."""
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    run = lambda cfg, **kw: train_jsd(tr, va, cfg, progress=False, E_init=tiny_E(), log=lambda *a: None, **kw)  # noqa: E731
+    bf16_env("0")
+    fp32 = run(tiny_cfg(epochs=2, cpu_bf16=False))
+    denied = run(tiny_cfg(epochs=2, cpu_bf16=True))
+    assert fp32["precision"] == denied["precision"] == "fp32"
+    for k, v in fp32["model"].state_dict().items():
+        assert torch.equal(v, denied["model"].state_dict()[k]), k
+    bf16_env("1")
+    granted = run(tiny_cfg(epochs=2, cpu_bf16=True))
+    assert granted["precision"] == "bf16-autocast"
+    assert not torch.equal(granted["model"].head.E.detach(), fp32["model"].head.E.detach())
+    assert run(tiny_cfg(epochs=2, cpu_bf16=False))["precision"] == "fp32"     # not requested: never bf16
+    run(tiny_cfg(epochs=2, cpu_bf16=True), run_dir=tmp_path / "bf16", stop_after_epoch=1)
+    bf16_env("0")                                  # a bf16 checkpoint does not silently resume in fp32
+    with pytest.raises(ValueError, match="JSDLIB_CPU_BF16=1"):
+        run(tiny_cfg(epochs=2, cpu_bf16=True), run_dir=tmp_path / "bf16")
+
+
 def test_d2s_trains_only_the_head():
     tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
     cfg = tiny_cfg(epochs=2)
