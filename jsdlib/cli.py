@@ -108,12 +108,15 @@ def load_split(args):
 
 def cmd_eval_dense(args) -> int:
     from .metrics import evaluate_split, format_table, report_rows
-    from .vlp import cached_features, encode_split, load_vlp
+    from .vlp import PretrainedUnavailableError, cached_features, encode_split, load_vlp
 
     check_output(args.json, "file", "--json")
     _set_threads(args.threads)
     split = load_split(args)
-    vlp = load_vlp(args.model, args.pretrained)
+    try:
+        vlp = load_vlp(args.model, args.pretrained)
+    except PretrainedUnavailableError as e:
+        raise UserError(str(e)) from e
     progress = not args.quiet
     feats = (encode_split(vlp, split, batch_size=args.batch_size, progress=progress) if args.no_cache
              else cached_features(vlp, split, batch_size=args.batch_size, progress=progress))

@@ -561,7 +561,11 @@ class HybridWeights:
     def __post_init__(self):
         for name in ("w1", "w2", "tau"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+            try:
+                ok = not isinstance(v, (str, bytes)) and math.isfinite(float(v))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
                 raise ValueError(f"HybridWeights: {name} must be a finite number, got {v!r}")
         if not (self.tau > 0):
             raise ValueError(f"HybridWeights: tau must be > 0, got {self.tau}")

@@ -165,7 +165,10 @@ def _read_parquet_embs(path: Path) -> tuple[list[str], np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"released feature file not found: {path} (expected parquet with columns id, emb)")
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # truncated or not parquet (pyarrow raises its own types)
+        raise ValueError(f"released feature file {path} is unreadable ({type(e).__name__}: {e})") from e
     missing = {"id", "emb"} - set(df.columns)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; the released format has 'id' and 'emb'")
@@ -173,6 +176,8 @@ def _read_parquet_embs(path: Path) -> tuple[list[str], np.ndarray]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: duplicate ids")
     embs = np.stack([np.asarray(e, dtype=np.float32) for e in df["emb"].tolist()])
+    if embs.ndim == 2 and not np.isfinite(embs).all():
+        raise ValueError(f"{path}: 'emb' holds NaN or infinite values (corrupted file?)")
     if embs.ndim != 2:
         raise ValueError(f"{path}: 'emb' must hold 1-D vectors of one length, got array of shape {embs.shape}")
     return ids, embs

@@ -579,3 +579,17 @@ def test_an_unreadable_training_state_is_discarded_and_the_run_starts_over(tmp_p
     with pytest.warns(UserWarning, match=f"discarding unreadable {last}"):
         _, state, extra, best = open_run(tmp_path, "id", *parts(), {"epoch": 0, "best": None}, log=logs.append)
     assert state == {"epoch": 0, "best": None} and extra == {} and best is None and not last.exists() and not logs
+
+
+def test_unreadable_paper_inputs_are_named(tmp_path):
+    from jsdlib.presets import load_projection, load_released_features
+
+    src = FIX / "released_features"
+    bad = tmp_path / "text.parquet"
+    bad.write_bytes((src / "text_embs_before_proj_blip.parquet").read_bytes()[:300])
+    with pytest.raises(ValueError, match=f"released feature file {bad} is unreadable"):
+        load_released_features(bad, src / "img_embs_before_proj_blip.parquet", src / "dataset_meta.json", "test")
+    proj = tmp_path / "proj.pt"
+    proj.write_bytes(b"\x80\x02 not a checkpoint")
+    with pytest.raises(ValueError, match=f"projection file {proj} is unreadable"):
+        load_projection(proj)
