@@ -80,9 +80,9 @@ def default_device() -> str:
 def resolve_bf16(precision: str, device) -> bool:
     """Whether inference in ``precision`` on ``device`` runs under bf16 autocast.
 
-    ``"fp32"``: never (exact). ``"bf16"``: always (forced; on a CPU without native bf16 it is emulated and slow,
-    which is what tests use to check bf16's accuracy on any machine). ``"auto"``: on a CPU only where bf16 is
-    native (:func:`jsdlib.hardware.native_bf16`), on CUDA where the GPU supports bf16.
+    ``"fp32"``: never (exact). ``"bf16"``: always (forced; on a CPU without native bf16 autocast is emulated,
+    30-50x slower than fp32, so whole-test-set accuracy checks there use :func:`simulate_bf16`). ``"auto"``: on a
+    CPU only where bf16 is native (:func:`jsdlib.hardware.native_bf16`), on CUDA where the GPU supports bf16.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
