@@ -7,8 +7,10 @@
 # integrated score into both, L1 with a quadratic warm-up; one training step computed by hand and by the
 # library; training, and the comparison with the dense original, D2S and the two ablations.
 #
-# **Time:** about 4 minutes on a laptop CPU (one JSD and one D2S training run; the three-seed table is read
-# from the committed result of `jsdlib jsd compare`; `JSDLIB_FULL=1` reruns it, about 25 minutes).
+# **Time:** about 2 minutes on a 2-core laptop CPU (one short JSD training run; the 40-epoch runs and the
+# three-seed table are read from the committed result of `jsdlib jsd compare`; `JSDLIB_FULL=1` trains JSD and
+# D2S for 40 epochs here and reruns the comparison and the sweep: `jsdlib reproduce` spent 37 + 78 minutes on
+# those two steps on a 2-core machine with AMX bf16, see `results/reproduce_cpu/`).
 # **Needs:** notebook 01's stand-in VLP (committed; its features are cached on first use).
 #
 # Paper: Song et al., *Sparse and Dense Retrievers Learn Better Together: Joint Sparse-Dense Optimization
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from jsdlib import experiments, jsd, metrics, sparse, viz
+from jsdlib import experiments, hardware, jsd, metrics, sparse, viz
 from jsdlib.presets import get_preset
 
 SEED = 0
@@ -64,7 +66,9 @@ model0 = jsd.build_model(fs.train, cfg, fs.E_init, fs.special_ids)
 with torch.no_grad():
     d = model0.dense_image(fs.test.image[:1])
     z = model0.head(d)[0]
-print(f"untrained head: {int((z > 0).sum())} of {z.numel()} terms active, all weights >= 0: {bool((z >= 0).all())}")
+# the share, not the count: a pre-activation within ~1e-6 of zero can flip sign on another CPU's kernels
+print(f"untrained head: {100 * float((z > 0).float().mean()):.0f} % of {z.numel()} terms active, "
+      f"all weights >= 0: {bool((z >= 0).all())}")
 print("top terms:", [t for t, _ in sparse.top_terms(z, 8, fs.vocab)])
 assert (z >= 0).all() and (z > 0).sum() > 1000
 
@@ -115,8 +119,10 @@ l1 = lambda Z: Z.abs().sum(1).mean()
 by_hand = 0.5 * (L + Lp) + 0.5 * (eta_t * l1(z_t) + eta_i * l1(z_i))
 lib, parts = jsd.jsd_loss(S_d, S_s, z_t, z_i, w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam1, lam2=cfg.lam2,
                           eta_t=eta_t, eta_i=eta_i)
-print(f"by hand {by_hand.item():.5f} | library {lib.item():.5f}")
-assert torch.allclose(by_hand, lib, rtol=1e-5)
+# printed to 4 digits: the 6th differs between CPUs (AVX2 vs AVX-512 kernels sum in another order)
+same = torch.allclose(by_hand, lib, rtol=1e-5)
+print(f"by hand {by_hand.item():.2f} | library {lib.item():.2f} | equal to 1e-5 (relative): {same}")
+assert same
 print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
       [round(sparse.reg_weight(s, 100, 1.0), 3) for s in (0, 10, 20, 50)])
 
@@ -126,32 +132,86 @@ print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
 # AdamW with warm-up and linear decay, gradient clipping, early stopping on **validation sparse R@1**, and a
 # sparsity budget: only epochs whose validation vectors have at most 64 active terms per caption and 256 per
 # image can be selected, so the sparse retriever is one an inverted index can serve. D2S trains only the
-# sparse head, distilling the *frozen* dense scores. Each call prints one line per epoch when `progress`.
+# sparse head, distilling the *frozen* dense scores.
+#
+# The preset's 40 epochs take about 10 minutes per method on a 2-core laptop (in fp32: bf16 autocast is used
+# only on CPUs with native bf16, see `jsdlib.hardware`). So by default this notebook trains JSD on a
+# **3-epoch schedule** (same preset, warm-ups scaled with it) to show what training does, and reads the
+# 40-epoch runs from the committed `jsdlib jsd compare` result; `JSDLIB_FULL=1` trains JSD and D2S for the
+# full 40 epochs here and checks them against that result. Three epochs do not bring the vectors down to the
+# sparsity budget (the trainer says so and keeps the last epoch); the 40-epoch runs below meet it.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-res_jsd = jsd.train_jsd(fs.train, fs.val, cfg, seed=SEED, E_init=fs.E_init, special_ids=fs.special_ids,
+# (training-dependent: another CPU, or bf16 instead of fp32, gives other numbers; the next cells check them)
+cfg_nb = cfg if FULL else cfg.replace(epochs=3)
+res_jsd = jsd.train_jsd(fs.train, fs.val, cfg_nb, seed=SEED, E_init=fs.E_init, special_ids=fs.special_ids,
                         progress=False)
-res_d2s = jsd.train_d2s(fs.train, fs.val, cfg, seed=SEED, E_init=fs.E_init, special_ids=fs.special_ids,
-                        caption_token_ids=fs.caption_token_ids, progress=False)
-print("JSD best epoch", res_jsd["best"]["epoch"], "| D2S best epoch", res_d2s["best"]["epoch"])
+for h in res_jsd["history"]:
+    print(f"JSD epoch {h['epoch']:2d}: loss {h['loss']:7.3f}  val sparse R@1 {h['val']['sparse']['R@1']:.1f}  "
+          f"dense R@1 {h['val']['dense']['R@1']:.1f}  terms q/d {h['val']['terms_q']:.0f}/{h['val']['terms_d']:.0f}")
+print(f"trained in {res_jsd['precision']} ({hardware.describe()})")
 
 # %%
+hist = res_jsd["history"]
+first, last = hist[0], hist[-1]
+checks = {"the loss fell": last["loss"] < first["loss"],
+          "active terms per caption fell more than 4-fold": first["val"]["terms_q"] > 4 * last["val"]["terms_q"],
+          "validation sparse R@1 far above chance (> 30 %)": last["val"]["sparse"]["R@1"] > 30}
+for text, ok in checks.items():
+    print(f"epoch 1 -> {len(hist)}: {text}: {ok}")
+assert all(checks.values())
+
+# %% [markdown]
+# The 40-epoch runs, seed 0 (read from `results/jsd_compare_cpu-emoji.json`, written by
+# `jsdlib jsd compare`; the same preset and seed as above, all 40 epochs):
+
+# %%
+ref = json.loads((RESULTS / "jsd_compare_cpu-emoji.json").read_text())["methods"]
+labels = {"dense_original": "dense original", "d2s": "D2S sparse", "jsd_sparse": "JSD sparse",
+          "jsd_dense": "JSD dense", "jsd_integrated": "JSD integrated"}
 rows = {}
-S_orig = fs.test.dense_scores()
-rows["dense original"] = {**metrics.t2i_metrics(S_orig.numpy(), fs.test.caption_to_image), "terms q/d": "dense"}
-for name, res in (("D2S", res_d2s), ("JSD", res_jsd)):
-    enc = jsd.encode(res["model"], fs.test)
-    S = jsd.score_matrices(enc, float(res["model"].tau.detach()), cfg.w1, cfg.w2)
-    eff = jsd.efficiency(enc)
-    kinds = ("sparse",) if name == "D2S" else ("sparse", "dense", "integrated")
-    for k in kinds:
-        rows[f"{name} {k}"] = {**metrics.t2i_metrics(S[k].numpy(), fs.test.caption_to_image),
-                               "terms q/d": f"{eff['terms_q']:.0f}/{eff['terms_d']:.0f}" if k != "dense" else "dense",
-                               "FLOPs": round(eff["flops"], 1) if k == "sparse" else None}
+for name, label in labels.items():
+    run = next(r for r in ref[name]["per_seed"] if r["seed"] == SEED)
+    sparse_terms = name in ("d2s", "jsd_sparse", "jsd_integrated")
+    rows[label] = {**run["t2i"], "terms q/d": f"{run['terms_q']:.0f}/{run['terms_d']:.0f}" if sparse_terms else "dense",
+                   "FLOPs": round(run["flops"], 1) if name in ("d2s", "jsd_sparse") else None,
+                   "best epoch": run.get("best_epoch")}
 print(metrics.format_table(rows, digits=1))
-eff = jsd.efficiency(jsd.encode(res_jsd["model"], fs.test))
-assert eff["terms_q"] <= 64 * 1.15 and eff["terms_d"] <= 256 * 1.15   # servable sparsity on test too
+assert all(float(r["terms q/d"].split("/")[0]) <= 64 * 1.15 for r in rows.values() if r["terms q/d"] != "dense")
+
+# %% [markdown]
+# One training run is one draw: the same code and seed give other numbers on another CPU (other kernels sum in
+# another order, and a laptop trains in fp32 where a CPU with native bf16 trains in bf16), about as far apart as
+# two seeds. So with `JSDLIB_FULL=1` the run above is checked against the committed three-seed result of
+# section 6 (made in bf16 on a CPU with AMX): each R@1 must lie within three seed standard deviations of its
+# mean (at least 1.5 points).
+
+# %%
+if FULL:
+    res_d2s = jsd.train_d2s(fs.train, fs.val, cfg, seed=SEED, E_init=fs.E_init, special_ids=fs.special_ids,
+                            caption_token_ids=fs.caption_token_ids, progress=False)
+    here = {}
+    for name, res in (("D2S", res_d2s), ("JSD", res_jsd)):
+        enc = jsd.encode(res["model"], fs.test)
+        S = jsd.score_matrices(enc, float(res["model"].tau.detach()), cfg.w1, cfg.w2)
+        eff = jsd.efficiency(enc)
+        for k in (("sparse",) if name == "D2S" else ("sparse", "dense", "integrated")):
+            here[f"{name} {k}"] = {**metrics.t2i_metrics(S[k].numpy(), fs.test.caption_to_image),
+                                   "terms q/d": f"{eff['terms_q']:.0f}/{eff['terms_d']:.0f}" if k != "dense" else "dense"}
+        assert eff["terms_q"] <= 64 * 1.15 and eff["terms_d"] <= 256 * 1.15   # servable sparsity on test too
+    print(metrics.format_table(here, digits=1))
+    print(f"{'':15s} committed R@1 (3 seeds)  tolerance  this run")
+    for row, name in (("D2S sparse", "d2s"), ("JSD sparse", "jsd_sparse"), ("JSD dense", "jsd_dense"),
+                      ("JSD integrated", "jsd_integrated")):
+        mean, std = ref[name]["t2i"]["R@1"]["mean"], ref[name]["t2i"]["R@1"]["std"]
+        tol = max(3 * std, 1.5)
+        ok = abs(here[row]["R@1"] - mean) <= tol
+        print(f"{row:15s} {mean:10.1f} ± {std:.1f}        ± {tol:.1f}     {here[row]['R@1']:.1f} "
+              f"{'within' if ok else 'OUTSIDE'}")
+        assert ok, f"{row} R@1 {here[row]['R@1']:.1f} is not within {tol:.1f} of the committed {mean:.1f}"
+else:
+    print("40-epoch JSD and D2S trained here and checked against the committed result: rerun with JSDLIB_FULL=1")
 
 # %% [markdown]
 # ## 6. Every method over three seeds, with paired tests
@@ -184,14 +244,18 @@ print(f"matched cost: JSD sparse {flops['jsd_sparse']:.2f} vs D2S {flops['d2s']:
 # what the text below says: four of the paper's five orderings hold here, one does not
 assert [h for _, h, _ in claims] == [False, True, True, True, True]
 assert abs(flops["d2s"] / flops["jsd_sparse"] - 1) <= 0.15
+gap, best = m["dense_original"] - m["jsd_sparse"], max(m, key=m.get)
+print(f"JSD sparse is {gap:.1f} points of R@1 {'below' if gap > 0 else 'above'} the dense original; "
+      f"the best row is {best}")
+assert best == "jsd_integrated"                                         # what the text below says
 
 # %% [markdown]
 # **What transfers and what does not.** At matched cost (D2S's L1 weight chosen on validation so both land
 # at about the same FLOPs), JSD's sparse retriever beats D2S, its fine-tuned dense branch beats the
 # original dense embeddings, and removing self-distillation or freezing the final layers hurts — the
 # paper's orderings. The headline "JSD sparse comparable to or better than dense" does **not** hold on the
-# emoji set: with at most 64 terms per caption, the sparse vectors lose about 2.5 points of R@1 to the
-# 256-d dense ones. Our dense model was trained on this very training split (BLIP had been fine-tuned on
+# emoji set: with at most 64 terms per caption, the sparse vectors lose R@1 to the 256-d dense ones (the
+# gap is printed above). Our dense model was trained on this very training split (BLIP had been fine-tuned on
 # COCO too, but on 100x more pairs), and a 30,522-term vocabulary has few words for emoji pictures; the
 # integrated score, which keeps both, is the best row.
 
