@@ -226,7 +226,7 @@ assert train_top1 > test_top1 + 20      # JSD was trained on these very pairs: i
 res = cmc.train_cmc(data["train"], data["val"], cfg_fast, progress=False, log=lambda *a: None)
 val_acc = [h["val_acc"] for h in res["history"]]
 print("best epoch", res["best"]["epoch"], "| val accuracy per epoch:", [round(a, 1) for a in val_acc])
-# measured: fp32 [52.3, 51.5, 51.4] (AVX2 kernels and ATen's scalar ones alike); CMC's eval forward in bf16 [52.3, 51.7, 51.4]
+# measured: fp32 [52.3, 51.5, 51.4] (AMX and AVX2 machines alike); CMC's eval forward in bf16 [52.3, 51.7, 51.4]
 assert len(val_acc) == cfg_fast.epochs and all(abs(a - 52.0) < 2.5 for a in val_acc)
 
 # %%
