@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jsdlib import cmc, metrics
+from jsdlib import cmc, hardware, metrics
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
@@ -96,8 +96,15 @@ toy_point = fit(Pointwise(16), q_tr, c_tr, y_tr)
 with torch.no_grad():
     acc_cmc = float((toy_cmc(q_te, c_te).argmax(1) == y_te).float().mean() * 100)
     acc_point = float((toy_point(q_te, c_te).argmax(1) == y_te).float().mean() * 100)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
 print(f"odd one out of 8 (chance 12.5 %): CMC head {acc_cmc:.1f} %, pointwise scorer {acc_point:.1f} %")
+# Training results move with the CPU's kernels (measured 82.6 / 24.6 here): asserted with wide margins.
 assert acc_cmc > 60 and acc_point < 35 and acc_cmc > acc_point + 30
+
+# %%
+print(f"the CMC head beats the pointwise scorer by more than 30 points: {'holds' if acc_cmc > acc_point + 30 else 'does not hold'}")
 
 # %% [markdown]
 # The same two candidates `a` and `b`, the same query, two different companion sets: with companions about
@@ -105,6 +112,7 @@ assert acc_cmc > 60 and acc_point < 35 and acc_cmc > acc_point + 30
 # `a` and `b` the same scores in both lists, so its choice between them cannot flip.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 g = torch.Generator().manual_seed(5)
 t_a, t_b = F.normalize(torch.randn(2, 16, generator=g), dim=-1)
 a = 2.0 * t_a + 0.5 * torch.randn(16, generator=g)
@@ -124,6 +132,11 @@ with torch.no_grad():
     p2 = toy_point(q_te[:1], lists["companions about b"][None])[0]
 assert d1[1] > d1[0] and d2[0] > d2[1]                         # the answer flips with the companions
 assert torch.allclose(p1[:2], p2[:2])                            # a pointwise scorer cannot flip
+
+# %%
+print(f"CMC picks {'b' if d1[1] > d1[0] else 'a'} with companions about a and {'a' if d2[0] > d2[1] else 'b'} "
+      f"with companions about b; the pointwise scorer gives a and b the same scores in both lists: "
+      f"{bool(torch.allclose(p1[:2], p2[:2]))}")
 
 # %% [markdown]
 # ## 2. The model, built up from one transformer layer
@@ -151,9 +164,12 @@ with torch.no_grad():
     s_lib = head(q, c)
     perm = torch.randperm(10)
     s_perm = head(q, c[:, perm])
-print("scores by hand == library:", torch.allclose(s_by_hand, s_lib, atol=1e-5))
-print("shuffle the candidates -> the scores shuffle the same way:", torch.allclose(s_perm, s_lib[:, perm], atol=1e-5))
-assert torch.allclose(s_by_hand, s_lib, atol=1e-5) and torch.allclose(s_perm, s_lib[:, perm], atol=1e-5)
+# fp32 agrees to rounding; where the CPU has native bf16 the library's eval forward may use it (~1e-2 relative)
+tol = (dict(rtol=3e-2, atol=3e-2 * float(s_lib.abs().max())) if hardware.native_bf16()
+       else dict(rtol=1e-5, atol=1e-5))
+print("scores by hand == library:", torch.allclose(s_by_hand, s_lib, **tol))
+print("shuffle the candidates -> the scores shuffle the same way:", torch.allclose(s_perm, s_lib[:, perm], **tol))
+assert torch.allclose(s_by_hand, s_lib, **tol) and torch.allclose(s_perm, s_lib[:, perm], **tol)
 
 # %% [markdown]
 # ## 3. Training signal: 64 candidates and 0.2 CE + 0.8 KL
@@ -195,19 +211,39 @@ assert abs(float(loss) - by_hand) < 1e-6
 data = {s: cmc.emoji_task(s) for s in ("train", "val", "test")}
 for s, dd in data.items():
     print(f"{s:5s}: {len(dd)} captions, {dd.cand_emb.shape[0]} images, top-{dd.k}, vectors {dd.query_emb.shape[1]}-d")
-res = cmc.train_cmc(data["train"], data["val"], cfg_fast, progress=False, log=lambda *a: None)
-print("best epoch", res["best"]["epoch"], "| val accuracy per epoch:", [round(h["val_acc"], 1) for h in res["history"]])
+train_top1 = cmc.top1_accuracy(data["train"].topk, data["train"].gold)
+test_top1 = cmc.top1_accuracy(data["test"].topk, data["test"].gold)
+print(f"JSD's own top-1 on the training captions: {train_top1:.1f} % (on test: {test_top1:.1f} %)")
+assert train_top1 > test_top1 + 20      # JSD was trained on these very pairs: its train rankings are nearly right
+
+# %% [markdown]
+# The next two cells train CMC and rerank: training results, whose digits depend on the CPU's kernels (and on
+# bf16 where the CPU has it natively), so their outputs are not compared; what they show is asserted below them,
+# with tolerances measured in fp32 and with bf16 evaluation.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+res = cmc.train_cmc(data["train"], data["val"], cfg_fast, progress=False, log=lambda *a: None)
+val_acc = [h["val_acc"] for h in res["history"]]
+print("best epoch", res["best"]["epoch"], "| val accuracy per epoch:", [round(a, 1) for a in val_acc])
+# measured: fp32 [52.3, 51.5, 51.4] (AMX and AVX2 machines alike); CMC's eval forward in bf16 [52.3, 51.7, 51.4]
+assert len(val_acc) == cfg_fast.epochs and all(abs(a - 52.0) < 2.5 for a in val_acc)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
 # fast path: CMC reranks the JSD top-64 (the committed tables below use K = 500, every test image)
 out = cmc.run_pipelines(data["test"], res["model"], None, k=64, k_ce=16, names=("be", "be_cmc", "cmc_final"))
 keys = ("R@1", "R@4", "R@16", "R@64", "MRR@10", "acc_norm")
 print(metrics.format_table({n: {k: out[n][k] for k in keys} for n in out}, name_header="pipeline (fast subset)"))
-train_top1 = cmc.top1_accuracy(data["train"].topk, data["train"].gold)
-print(f"JSD's own top-1 on the training captions: {train_top1:.1f} % (on test: {out['be']['R@1']:.1f} %)")
+# measured: BE-CMC R@1 52.1 and CMC-final R@1 52.7 against the BE's 52.3 in fp32; 52.8 and 52.6 with CMC's eval forward in
+# bf16
+gap = out["be_cmc"]["R@1"] - out["be"]["R@1"]
+assert abs(out["be"]["R@1"] - test_top1) < 0.05 and abs(gap) < 3 and abs(out["cmc_final"]["R@1"] - out["be"]["R@1"]) < 3
+
+# %%
 # what holds here: CMC stays within a few points of the retriever -- it has little to learn from training
 # rankings that are already nearly perfect (JSD was trained on these very pairs)
-assert abs(out["be_cmc"]["R@1"] - out["be"]["R@1"]) < 3 and train_top1 > out["be"]["R@1"] + 20
+print(f"BE-CMC's R@1 stays within 3 points of the retriever's: {'holds' if abs(gap) < 3 else 'does not hold'}")
 
 # %% [markdown]
 # ## 5. The pipeline tables (three seeds, committed)
