@@ -9,8 +9,9 @@ Sources (npm archives fetched with ``npm pack``, see ``make emoji-styles``; this
 Captions are the CLDR English names and keywords (the Debian ``unicode-cldr-core`` package, read with
 :func:`jsdlib.emoji_build.load_annotations`), joined to each image by its code points; Fluent files are named
 by CLDR short names ("dog-face.svg", "woman-pouting-light.svg") and are joined through the CLDR names.
-The Noto images and entries are taken unchanged from ``data/emoji/`` (their ids, splits and captions stay
-exactly as they are)::
+The Noto entries are taken unchanged from ``data/emoji/`` (their ids, splits and captions stay exactly as
+they are) and their images are not copied: the JSON's image paths are relative to ``data/`` (``filepath``
+``emoji/images`` for Noto, ``emoji_styles/images/<style>`` for the others; :func:`load`)::
 
     python -m jsdlib.emoji_styles --npm .cache/npm --debs .cache/debs --out data/emoji_styles
 
@@ -56,6 +57,8 @@ STYLE_SOURCES = {
     "openmoji": ("openmoji", "package/color/svg/", ".svg"),
 }
 NOTO = "noto"
+NOTO_FILEPATH = "emoji/images"          # JSON paths are relative to data/: the Noto images are not copied
+STYLE_FILEPATH = "emoji_styles/images/{style}"
 STYLES = (NOTO, "twemoji", "fluent-flat", "fluent-modern", "openmoji")
 TRAIN_STYLES = (NOTO, "twemoji", "fluent-flat", "fluent-modern")
 GALLERY_STYLE = "openmoji"
@@ -248,7 +251,7 @@ def make_records(noto: list[dict], styles: dict[str, dict[str, bytes]], annotati
     each other style's training images and the OpenMoji gallery. Returns (records, images left out)."""
     records = []
     for r in noto:
-        rec = dict(r, style=NOTO)
+        rec = dict(r, filepath=NOTO_FILEPATH, style=NOTO)
         if r["split"] in ("val", "test"):
             rec["subset"] = subsets.get(r["base"], "seen")
         records.append(rec)
@@ -272,7 +275,7 @@ def make_records(noto: list[dict], styles: dict[str, dict[str, bytes]], annotati
             else:
                 split, extra = "train", {}
             rec = eb.image_record(imgid, seq, split, eb.captions_of(annotations[seq]), sentid)
-            rec["filepath"] = style
+            rec["filepath"] = STYLE_FILEPATH.format(style=style)
             rec["unseen_concept"] = bool(gallery[seq]["unseen_concept"]) if style == GALLERY_STYLE else False
             rec.update(style=style, **extra)
             records.append(rec)
@@ -295,34 +298,36 @@ def counts_table(records: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- writing
-def image_path(out_dir: Path, record: dict) -> Path:
-    return Path(out_dir) / "images" / record.get("filepath", "") / record["filename"]
+def image_path(data_root: Path, record: dict) -> Path:
+    """Where a record's image is, given the data folder its JSON paths are relative to (``data/``)."""
+    return Path(data_root) / record["filepath"] / record["filename"]
 
 
-def write_images(records: list[dict], styles: dict[str, dict[str, bytes]], noto_images: Path, out_dir: Path,
+def output_path(out_dir: Path, record: dict) -> Path:
+    """Where the builder writes a (non-Noto) record's image: ``<out>/images/<style>/<filename>``."""
+    return Path(out_dir) / "images" / record["style"] / record["filename"]
+
+
+def write_images(records: list[dict], styles: dict[str, dict[str, bytes]], out_dir: Path,
                  size: int, sample: int | None = None, progress: bool = True) -> int:
-    """Copy the Noto PNGs byte for byte, render the other styles; with ``sample``, that many evenly spaced
-    images of each style only. Without ``sample`` stale PNGs are deleted. Returns the number written."""
+    """Render the non-Noto styles; with ``sample``, that many evenly spaced images of each style only.
+    Without ``sample`` stale PNGs are deleted. Returns the number written."""
     chosen = []
-    for style in STYLES:
+    for style in STYLES[1:]:
         mine = [r for r in records if r["style"] == style]
         if sample is not None:
             picks = np.unique(np.linspace(0, len(mine) - 1, min(sample, len(mine))).round().astype(int))
             mine = [mine[i] for i in picks]
         chosen += mine
     if sample is None and (Path(out_dir) / "images").is_dir():
-        keep = {image_path(out_dir, r) for r in records}
+        keep = {output_path(out_dir, r) for r in records if r["style"] != NOTO}
         for stale in (Path(out_dir) / "images").rglob("*.png"):
             if stale not in keep:
                 stale.unlink()
     for r in eb._progress(chosen, progress, "images"):
-        path = image_path(out_dir, r)
+        path = output_path(out_dir, r)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if r["style"] == NOTO:
-            shutil.copyfile(Path(noto_images) / r["filename"], path)
-        else:
-            suffix = STYLE_SOURCES[r["style"]][2]
-            eb.save_png(render(styles[r["style"]][r["emoji"]], suffix, size), path)
+        eb.save_png(render(styles[r["style"]][r["emoji"]], STYLE_SOURCES[r["style"]][2], size), path)
     return len(chosen)
 
 
@@ -352,8 +357,8 @@ ATTRIBUTION = """\
 
 The multi-style emoji set (`dataset_emoji_styles.json`, `images/`) is derived from:
 
-- **Noto Color Emoji** images and **Unicode CLDR** captions: the bundled set `data/emoji/`, copied unchanged
-  (see `data/emoji/ATTRIBUTION.md`; Apache-2.0 artwork, OFL-1.1 font, Unicode-DFS-2016 annotations;
+- **Noto Color Emoji** images and **Unicode CLDR** captions: the bundled set `data/emoji/`, referenced
+  unchanged (see `data/emoji/ATTRIBUTION.md`; Apache-2.0 artwork, OFL-1.1 font, Unicode-DFS-2016 annotations;
   `LICENSES/Apache-2.0.txt`, `LICENSES/OFL-1.1.txt`, `LICENSES/Unicode-DFS-2016.txt`). The captions of every
   style are CLDR's English names and keywords (Debian `unicode-cldr-core` {cldr_ver}), Copyright Unicode, Inc.
 - **Twemoji** (`images/twemoji/`): graphics Copyright 2019 Twitter, Inc and other contributors
@@ -382,7 +387,9 @@ The bundled Noto emoji set (`data/emoji/`, unchanged) plus the same CLDR concept
 styles, for training an image tower that knows a dog from a cat across styles, and for reporting retrieval
 per subset: concepts seen in training, concepts seen only in other styles, concepts never trained on, and
 a style never trained on. Karpathy's format: `jsdlib.data.load_karpathy(json, "data/emoji_styles/images",
-split)` reads it; filter by the per-image `style` key (and `subset`) to evaluate.
+"data", split)` reads it (image paths are relative to `data/`: the Noto images are not copied, they stay
+in `data/emoji/images/`); `jsdlib.emoji_styles.load(split, style=...)` does the same and keeps one style.
+Filter by the per-image `style` key (and `subset`) to evaluate.
 
 **Rebuild:** `make emoji-styles` (fetches the three npm archives with `npm pack` into `.cache/npm/` and the
 Debian CLDR package into `.cache/debs/`, then runs
@@ -404,13 +411,14 @@ JSON's `build` block.
 
 ## Contents
 - `dataset_emoji_styles.json`: the Noto entries of `data/emoji/dataset_emoji.json` first, unchanged (same
-  `imgid`, `sentids`, `filename`, `split`, captions) with two keys added: `style: "noto"` and, for val/test,
-  `subset`; then the other styles' images (`filepath` = the style's folder, `filename` =
+  `imgid`, `sentids`, `filename`, `split`, captions) with three keys added: `filepath: "emoji/images"`,
+  `style: "noto"` and, for val/test, `subset`; then the other styles' images (`filepath` =
+  `emoji_styles/images/<style>`, `filename` =
   `emoji_u<codepoints>.png`, ids continuing), each with `style`, CLDR captions of kinds `name` and
   `keywords`, `emoji`, `codepoints`, `base`. OpenMoji images carry `subset: "unseen-style"` and
   `concept_subset` (the subset of their concept).
-- `images/`: {n_images} RGB PNGs, {size}x{size}: Noto in `images/` itself, the others in `images/<style>/`;
-  {size_mb:.1f} MB in all.
+- `images/<style>/`: {n_new} RGB PNGs, {size}x{size}, {size_mb:.1f} MB in all (plus the {n_noto} Noto
+  images in `data/emoji/images/`, {n_images} images in all).
 
 ## Counts (images)
 {counts_md}
@@ -427,7 +435,8 @@ JSON's `build` block.
 - **OpenMoji is never trained on.** Its renderings of the Noto test (val) sequences are in the test (val)
   split with `subset: "unseen-style"` ({om_test} test, {om_val} val images); Noto sequences OpenMoji lacks
   have none.
-- Twemoji and Fluent images are all `train` (a held-out concept's renderings are left out: {left_out}).
+- Twemoji and Fluent images are all `train`, except the renderings of held-out (unseen) concepts, which
+  are left out; OpenMoji files that draw no Noto val/test sequence are left out too ({left_out}).
   A seen or cross-style test sequence may thus be in training in another style: that is the design.
 
 ## Joining files to captions
@@ -442,11 +451,13 @@ JSON's `build` block.
 PNGs (Twemoji, 64x64 RGBA) are composited on white; SVGs are rasterised with CairoSVG ({cairosvg}) at
 {svg}x{svg} and composited on white; each is centred on a white square and resized to {size}x{size} with LANCZOS
 (`jsdlib.emoji_build.to_square`) and saved as an optimised PNG without metadata
-(`jsdlib.emoji_build.save_png`), as the Noto images are. Noto PNGs are byte-for-byte copies of `data/emoji/images/`.
+(`jsdlib.emoji_build.save_png`), as the Noto images are.
 
 ## Caveats
-- Styles differ in coverage (Fluent has no flags and few multi-person skin-tone sequences), so per-style
-  and per-subset counts differ; report per subset and style.
+- Styles differ in coverage (Fluent has no country flags: one `flag-*` file, `flag-in-hole`), so a concept
+  may be in training in fewer styles than four; report per subset and style.
+- Noto's own coverage (CLDR 41 + the font) decides the val/test sequences; Twemoji (Emoji 16) and Fluent
+  have newer emoji than CLDR 41, which are dropped for lack of captions.
 - Loading the `test` split loads the Noto test images **and** the OpenMoji gallery: filter by `style`.
 - Pixels depend on the renderer (Pillow {pillow}, CairoSVG {cairosvg}).
 """
@@ -478,7 +489,8 @@ def write_docs(out_dir: Path, build: dict, records: list[dict], image_bytes: int
         c = table[NOTO][split]
         return ", ".join(f"{k} {c.get(k, 0)}" for k in SUBSETS)
     text = DATACARD.format(
-        **fmt, n_images=len(records), size_mb=image_bytes / 1e6, counts_md=_counts_md(table), seed=build["seed"],
+        **fmt, n_images=len(records), n_noto=sum(r["style"] == NOTO for r in records),
+        n_new=sum(r["style"] != NOTO for r in records), size_mb=image_bytes / 1e6, counts_md=_counts_md(table), seed=build["seed"],
         pinned=", ".join(PINNED), n_unseen_bases=sum(s == "unseen" for s in subsets.values()),
         n_cross_bases=sum(s == "cross-style" for s in subsets.values()),
         test_subsets=per_subset("test"), val_subsets=per_subset("val"),
@@ -528,7 +540,7 @@ def build_emoji_styles(out_dir, npm_dir, debs_dir=None, cldr_dir=None, noto_dir=
         "left_out_held_out_or_not_gallery": left_out,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = write_images(records, styles, noto_dir / "images", out_dir, image_size, image_sample, progress)
+    written = write_images(records, styles, out_dir, image_size, image_sample, progress)
     eb.write_dataset_json(out_dir / "dataset_emoji_styles.json",
                           {"dataset": "emoji_styles", "images": records, "build": build})
     write_licenses(out_dir, archives, noto_dir)
@@ -536,6 +548,21 @@ def build_emoji_styles(out_dir, npm_dir, debs_dir=None, cldr_dir=None, noto_dir=
         image_bytes = sum(p.stat().st_size for p in (out_dir / "images").rglob("*.png"))
         write_docs(out_dir, build, records, image_bytes, image_size)
     return {**build, "images": len(records), "images_written": written}
+
+
+def load(split: str = "test", style: str | None = None, check_images: bool = True):
+    """One split of the committed set (:func:`jsdlib.data.load_karpathy` with image paths relative to
+    ``data/``); ``style`` keeps only that style's images (e.g. ``"noto"``: exactly the Noto split)."""
+    from .data import data_root, load_karpathy
+
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; valid styles are {list(STYLES)}")
+    root = data_root()
+    data = load_karpathy(root / "emoji_styles" / "dataset_emoji_styles.json", root, split,
+                         dataset_name="emoji_styles", check_images=check_images)
+    if style is None:
+        return data
+    return data.subset([i for i, m in enumerate(data.image_meta) if m["style"] == style])
 
 
 def main(argv=None) -> int:

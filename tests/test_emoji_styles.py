@@ -49,11 +49,11 @@ def test_noto_entries_unchanged(dataset, noto):
     mine = [im for im in dataset["images"] if im["style"] == "noto"]
     assert len(mine) == len(noto) == 3635
     for new, old in zip(mine, noto):
-        assert {k: v for k, v in new.items() if k not in ("style", "subset")} == old
+        assert {k: v for k, v in new.items() if k not in ("filepath", "style", "subset")} == old
+        assert new["filepath"] == "emoji/images" and new["style"] == "noto"
         assert ("subset" in new) == (old["split"] in ("val", "test"))
     assert Counter(im["split"] for im in mine) == {"train": 2635, "val": 500, "test": 500}
-    for im in mine[::50]:
-        assert _sha256(DATA / "images" / im["filename"]) == _sha256(ROOT / "data/emoji/images" / im["filename"])
+    assert es.image_path(ROOT / "data", mine[0]) == ROOT / "data/emoji/images" / mine[0]["filename"]
 
 
 def test_split_design(dataset):
@@ -102,22 +102,28 @@ def test_files_ids_and_images(dataset):
     assert dataset["dataset"] == "emoji_styles"
     assert [im["imgid"] for im in images] == list(range(len(images)))
     assert [s for im in images for s in im["sentids"]] == list(range(2 * len(images)))
-    paths = [es.image_path(DATA, im) for im in images]
+    paths = [es.image_path(ROOT / "data", im) for im in images]
     assert len(set(paths)) == len(paths)
     assert not [p for p in paths if not p.is_file()], "image files missing"
-    assert sorted(DATA.joinpath("images").rglob("*.png")) == sorted(paths), "stray image files"
+    assert sorted(DATA.joinpath("images").rglob("*.png")) == sorted(p for im, p in zip(images, paths)
+                                                                    if im["style"] != "noto"), "stray image files"
     for im in images[::211]:
-        with Image.open(es.image_path(DATA, im)) as img:
+        with Image.open(es.image_path(ROOT / "data", im)) as img:
             assert img.format == "PNG" and img.mode == "RGB" and img.size == (64, 64), im["filename"]
         assert [s["kind"] for s in im["sentences"]] == ["name", "keywords"]
 
 
 def test_loader_reads_it(dataset):
-    from jsdlib.data import load_karpathy
+    from jsdlib.data import load_emoji
 
-    test = load_karpathy(JSON_PATH, DATA / "images", "test")
+    test = es.load("test")
     styles = Counter(m["style"] for m in test.image_meta)
     assert styles == {"noto": 500, "openmoji": dataset["build"]["counts"]["openmoji"]["test"]["images"]}
+    noto, old = es.load("test", style="noto"), load_emoji("test")
+    assert noto.captions == old.captions and noto.image_ids == old.image_ids
+    assert [p.resolve() for p in noto.image_paths] == [p.resolve() for p in old.image_paths]
+    with pytest.raises(ValueError, match="valid styles"):
+        es.load("test", style="apple")
 
 
 def test_card_and_licences(dataset):
@@ -272,6 +278,9 @@ def test_build_on_fixture_is_deterministic(fixture_sources, tmp_path):
     assert data["build"]["fluent_unmapped"] == 1 and data["build"]["unmapped_files"]["twemoji"] == 1
     from PIL import Image
 
+    assert {im["filepath"] for im in data["images"]} == {"emoji/images"} | {
+        f"emoji_styles/images/{s}" for s in es.STYLES[1:]}
+    assert not (outs[0] / "images" / "noto").exists() and not list((outs[0] / "images").glob("*.png"))
     with Image.open(outs[0] / "images/fluent-flat/emoji_u1f436.png") as img:
         assert img.mode == "RGB" and img.size == (64, 64)
         assert img.getpixel((0, 0)) == (255, 255, 255) and img.getpixel((32, 32)) != (255, 255, 255)
@@ -304,6 +313,6 @@ def test_rebuild_matches_committed(dataset, sources, tmp_path):
     assert rebuilt["images"] == dataset["images"]
     assert rebuilt["build"] == dataset["build"]
     written = sorted((out / "images").rglob("*.png"))
-    assert len(written) == summary["images_written"] == SAMPLE * len(es.STYLES)
+    assert len(written) == summary["images_written"] == SAMPLE * (len(es.STYLES) - 1)
     for path in written:
         assert _sha256(path) == _sha256(DATA / path.relative_to(out)), path
