@@ -5,14 +5,15 @@ For image i with captions C_i and top-k terms T_k(i) (the k heaviest non-zero te
 least 3 letters, not in :data:`STOP_WORDS`)::
 
     hit_k(i)          = [ T_k(i) ∩ W(C_i) != {} ]
-    readable@k        = mean_i hit_k(i)
+    readable@k        = mean_i hit_k(i)                                  (over every image)
     S                 = { w : w in W(C_j) for at most m images j of the split }   (m = 10: "specific" words)
-    specific@k        = mean_i [ T_k(i) ∩ W(C_i) ∩ S != {} ]
+    I_S               = { i : W(C_i) ∩ S != {} }                         (images with a specific caption word)
+    specific@k        = mean_{i in I_S} [ T_k(i) ∩ W(C_i) ∩ S != {} ]
+    specific_all@k    = the same hits, averaged over every image (images outside I_S count as misses)
 
 A term matches only as a whole word: punctuation (","), sub-word pieces ("-fu") and symbols never do.
-Images without a specific caption word count as misses in ``specific@k`` (the denominator is every
-image of the subset). Both shares are reported for all images and per subset (e.g. the emoji set's
-seen / cross-style / unseen).
+``specific@k`` is the share issue 14's acceptance numbers use (its "today 60.1 %" on the seen subset). The
+shares are reported for all images and per subset (e.g. the emoji set's seen / cross-style / unseen).
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def readability(terms_per_image: Sequence[Sequence], captions_per_image: Sequenc
     :func:`jsdlib.sparse.top_terms` returns); only the first ``k`` count. ``captions_per_image``: per image,
     its caption(s). ``subsets``: an optional label per image. Specific words are counted over all the
     images given (pass a whole split). Returns ``{"all": row, <subset>: row, ...}`` with rows
-    ``{"images", "readable", "specific", "with_specific_word"}`` (shares in [0, 1]).
+    ``{"images", "readable", "specific", "specific_all", "with_specific_word"}`` (shares in [0, 1]; a share
+    over no image is NaN).
     """
     if int(k) != k or k < 1:
         raise ValueError(f"readability: k must be a positive integer, got {k!r}")
@@ -89,7 +91,8 @@ def readability(terms_per_image: Sequence[Sequence], captions_per_image: Sequenc
         for label in sorted(set(subsets)):
             groups[label] = [i for i, s in enumerate(subsets) if s == label]
     return {g: {"images": len(idx), "readable": _share([any_hit[i] for i in idx]),
-                "specific": _share([spec_hit[i] for i in idx]),
+                "specific": _share([spec_hit[i] for i in idx if has_spec[i]]),
+                "specific_all": _share([spec_hit[i] for i in idx]),
                 "with_specific_word": sum(has_spec[i] for i in idx)} for g, idx in groups.items()}
 
 

@@ -37,9 +37,10 @@ def test_readability_hand_built():
         ["-fu", "pop", "cake"],                      # specific at rank 3
     ]
     r = rd.readability(terms, captions, k=5, max_images=1, subsets=["seen", "seen", "unseen", "unseen"])
-    assert r["all"] == {"images": 4, "readable": 0.75, "specific": 0.5, "with_specific_word": 4}
-    assert r["seen"] == {"images": 2, "readable": 1.0, "specific": 0.5, "with_specific_word": 2}
-    assert r["unseen"] == {"images": 2, "readable": 0.5, "specific": 0.5, "with_specific_word": 2}
+    both = {"specific": 0.5, "specific_all": 0.5}
+    assert r["all"] == {"images": 4, "readable": 0.75, **both, "with_specific_word": 4}
+    assert r["seen"] == {"images": 2, "readable": 1.0, **both, "with_specific_word": 2}
+    assert r["unseen"] == {"images": 2, "readable": 0.5, **both, "with_specific_word": 2}
     top1 = rd.readability(terms, captions, k=1, max_images=1)["all"]
     assert top1["readable"] == 0.25 and top1["specific"] == 0.0          # only "face" is a top-1 hit
     top6 = rd.readability(terms, captions, k=6, max_images=1)["all"]
@@ -48,9 +49,13 @@ def test_readability_hand_built():
     assert rd.readability(terms, captions, k=5, max_images=2)["all"]["specific"] == 0.75
 
 
-def test_image_without_specific_word_is_a_miss():
-    r = rd.readability([["face"], ["face"]], ["face", "face"], k=1, max_images=1)["all"]
-    assert r == {"images": 2, "readable": 1.0, "specific": 0.0, "with_specific_word": 0}
+def test_images_without_specific_word_leave_specific_out_and_miss_in_specific_all():
+    captions = ["dog face", "cat face", "face", "face"]         # "face" (4 images) is not specific at m=2
+    terms = [["dog"], ["face"], ["face"], ["face"]]
+    r = rd.readability(terms, captions, k=1, max_images=2)["all"]
+    assert r == {"images": 4, "readable": 1.0, "specific": 0.5, "specific_all": 0.25, "with_specific_word": 2}
+    none = rd.readability([["face"]], ["face"], k=1, max_images=0)["all"]
+    assert math.isnan(none["specific"]) and none["specific_all"] == 0.0
 
 
 def test_empty_subset_share_is_nan_and_errors_are_one_line():
