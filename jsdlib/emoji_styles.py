@@ -225,12 +225,13 @@ def render(data: bytes, suffix: str, size: int):
 
 
 # ----------------------------------------------------------------------------------------- splits
-def concept_subsets(noto: list[dict], seed: int) -> dict[str, str]:
+def concept_subsets(noto: list[dict], seed: int, rendered: set[str] | None = None) -> dict[str, str]:
     """base -> "cross-style" or "unseen" for every Noto test/val concept with no Noto training image.
 
     Test concepts are split first (a seeded permutation; the first half of the non-pinned ones are
     "unseen"), then the val concepts not already assigned, with the same generator. Pinned concepts are
-    always "cross-style".
+    always "cross-style". ``rendered``: the bases the other training styles draw; a non-pinned concept
+    drawn by none of them cannot be trained on in another style and is "unseen" whichever half it fell in.
     """
     train = {r["base"] for r in noto if r["split"] == "train"}
     rng = np.random.default_rng(seed)
@@ -241,7 +242,8 @@ def concept_subsets(noto: list[dict], seed: int) -> dict[str, str]:
         free = [b for b in bases if b not in PINNED]
         order = rng.permutation(len(free))
         held = {free[i] for i in order[: len(free) // 2]}
-        out.update({b: ("unseen" if b in held else "cross-style") for b in bases})
+        out.update({b: ("unseen" if b in held or (rendered is not None and b not in rendered and b not in PINNED)
+                        else "cross-style") for b in bases})
     return dict(sorted(out.items()))
 
 
@@ -429,7 +431,8 @@ JSON's `build` block.
   seeded half of them (`numpy.random.default_rng({seed})`: test concepts first, then the val concepts not
   yet assigned; never the pinned {pinned}) stays out of training in **every** style: subset
   **unseen** ({n_unseen_bases} concepts). The other half, **cross-style** ({n_cross_bases} concepts), enters
-  training only as Twemoji/Fluent renderings. Every other concept enters training in every training style
+  training only as Twemoji/Fluent renderings; a concept neither Twemoji nor Fluent draws cannot, and is
+  unseen whichever half it fell in ({n_moved}: {moved}). Every other concept enters training in every training style
   (`noto`, `twemoji`, `fluent-flat`, `fluent-modern`); their Noto val/test images are subset **seen**.
   Test images per subset: {test_subsets}; val: {val_subsets}.
 - **OpenMoji is never trained on.** Its renderings of the Noto test (val) sequences are in the test (val)
@@ -493,6 +496,8 @@ def write_docs(out_dir: Path, build: dict, records: list[dict], image_bytes: int
         n_new=sum(r["style"] != NOTO for r in records), size_mb=image_bytes / 1e6, counts_md=_counts_md(table), seed=build["seed"],
         pinned=", ".join(PINNED), n_unseen_bases=sum(s == "unseen" for s in subsets.values()),
         n_cross_bases=sum(s == "cross-style" for s in subsets.values()),
+        n_moved=len(build["unseen_for_lack_of_renderings"]),
+        moved=", ".join(build["unseen_for_lack_of_renderings"]) or "none",
         test_subsets=per_subset("test"), val_subsets=per_subset("val"),
         om_test=table[GALLERY_STYLE].get("test", {}).get("images", 0),
         om_val=table[GALLERY_STYLE].get("val", {}).get("images", 0),
@@ -526,7 +531,8 @@ def build_emoji_styles(out_dir, npm_dir, debs_dir=None, cldr_dir=None, noto_dir=
         unmapped[style] = len(bad) + len(dups)
         if style.startswith("fluent"):
             fluent_unmapped += bad
-    subsets = concept_subsets(noto, seed)
+    rendered = {eb.codepoints(eb.base_sequence(seq)) for style in TRAIN_STYLES[1:] for seq in styles[style]}
+    subsets = concept_subsets(noto, seed, rendered)
     records, left_out = make_records(noto, styles, annotations, subsets)
     build = {
         "npm_packages": dict(NPM_PACKAGES),
@@ -534,7 +540,9 @@ def build_emoji_styles(out_dir, npm_dir, debs_dir=None, cldr_dir=None, noto_dir=
                    "data/emoji/dataset_emoji.json": eb.sha256_file(noto_json), **cldr_sha},
         "cldr_version": cldr_version, "seed": seed, "image_size": image_size, "svg_render_size": SVG_RENDER_SIZE,
         "styles": list(STYLES), "train_styles": list(TRAIN_STYLES), "gallery_style": GALLERY_STYLE,
-        "pinned": list(PINNED), "concept_subsets": subsets, "counts": counts_table(records),
+        "pinned": list(PINNED), "concept_subsets": subsets,
+        "unseen_for_lack_of_renderings": sorted(set(subsets) - rendered - set(PINNED),
+                                                key=lambda b: tuple(int(c, 16) for c in b.split("_"))), "counts": counts_table(records),
         "unmapped_files": unmapped, "fluent_unmapped": len(set(fluent_unmapped)),
         "fluent_unmapped_examples": sorted(set(fluent_unmapped))[:8],
         "left_out_held_out_or_not_gallery": left_out,
