@@ -12,8 +12,11 @@ NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_san
 
 DEBS   := .cache/debs
 export JSDLIB_DEBS := $(abspath $(DEBS))
+NPM    := .cache/npm
+export JSDLIB_NPM := $(abspath $(NPM))
+NPM_ARCHIVES := emoji-datasource-twitter@16.0.0 openmoji@17.0.0 fluentui-emoji@1.3.0
 
-.PHONY: setup run test test-kernels test-fast notebooks standin debs
+.PHONY: setup run test test-kernels test-fast notebooks standin debs npm emoji-styles
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +42,22 @@ debs:
 	  || (cd $(DEBS) && apt-get download wordnet-base) \
 	  || echo "note: could not download wordnet-base; the WordNet rebuild test will be skipped"
 
+## The pinned npm archives the multi-style emoji set is built from (for its rebuild test; about 90 MB);
+## best effort: without npm or a network the rebuild test is skipped.
+npm:
+	@mkdir -p $(NPM)
+	@for spec in $(NPM_ARCHIVES); do \
+	  f=$$(echo "$$spec" | sed 's/@/-/').tgz; test -f $(NPM)/$$f \
+	  || (cd $(NPM) && npm pack --silent "$$spec" >/dev/null) \
+	  || echo "note: could not fetch $$spec with npm pack; the emoji-styles rebuild test will be skipped"; \
+	done
+
+## Rebuild data/emoji_styles/ (Noto + Twemoji + Fluent flat/modern + OpenMoji) from the archives.
+emoji-styles: setup debs npm
+	$(BIN)/python -m jsdlib.emoji_styles --npm $(NPM) --debs $(DEBS) --out data/emoji_styles
+
 ## The whole test suite: unit tests + every notebook under nbval.
-test: setup debs
+test: setup debs npm
 	$(BIN)/python -m pytest $(NBVAL_FLAGS) --durations=15 tests notebooks
 
 ## The notebooks a second time under other CPU kernels (.ci/kernels2.py: AVX2 kernels on an AVX512/AMX machine,
