@@ -86,8 +86,8 @@ def _code_cells(path) -> list[str]:
 
 
 # Notebooks whose unchecked cells are known to lack their assert, kept strict: once fixed, the XPASS fails and says
-# to take the name off. 01: the checkpoint-header cell (its numbers are exact, so it could simply be checked).
-_PENDING = {"01_data_and_dense_vlp.ipynb"}
+# to take the name off.
+_PENDING: set[str] = set()
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
