@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## The main job on the bundled default: every experiment of the CPU course -> results/report.md, results.json
-## (about 2 hours on 2 cores; resumable: a second run reuses every finished step).
+## (3.2 hours for the committed run on a 2-core AMX machine, longer in fp32 on a laptop; resumable: a second run
+## reuses every finished step).
 run: setup
 	$(BIN)/jsdlib reproduce --preset cpu --out results
 

@@ -1,6 +1,6 @@
 """The headless main job: every experiment of the CPU course, resumable, into one report.
 
-    jsdlib reproduce --preset cpu --out results/          # about 1-2 hours on 2 CPU cores; rerun = reuse
+    jsdlib reproduce --preset cpu --out results/          # 3.2 h for the committed run (2 cores); rerun = reuse
     jsdlib reproduce --preset cpu --out results/ --only jsd_compare search
 
 Each **step** writes ``OUT/steps/<name>.json`` atomically when it finishes, stamped with a digest of its
