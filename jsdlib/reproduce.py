@@ -311,7 +311,7 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
     results, timing = {}, {}
     cost = {s.name: round(EXPECTED_SECONDS.get(s.name, 60.0)) for s in steps}
     bar = tqdm(total=sum(cost.values()), unit="s", disable=not progress,
-               bar_format="{desc}: {percentage:3.0f}% of the expected cost |{bar}| [{elapsed}<{remaining}]")
+               bar_format="{desc}{percentage:3.0f}% of the expected cost |{bar}| [{elapsed}<{remaining}]")
     for step in steps:
         bar.set_description(f"reproduce [{step.name}]")
         path = out / "steps" / f"{step.name}.json"
