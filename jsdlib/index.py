@@ -485,17 +485,20 @@ class InvertedIndex:
                              f"vocabulary has {self.vocab_size}")
         return Q
 
+    def _prepare(self, Q, k: int):
+        """Checked CSR queries, k capped at the corpus size, and zeroed (ids, scores, work) outputs for them."""
+        Q = self._queries(Q)
+        k = min(_check_k(k), self.n_docs) if self.n_docs else 0
+        B = Q.shape[0]
+        return Q, k, np.zeros((B, k), np.int64), np.zeros((B, k), np.float64), np.zeros(B, np.int64)
+
     def search(self, Q, k: int = 10, threads: int = 1) -> SearchResult:
         """Exact top-k (``TIE_ORDER``) for each query row of ``Q`` ((B, |V|) or one (|V|,) vector).
 
         ``threads > 1`` splits the batch over numba threads (one accumulator each).
         """
-        Q = self._queries(Q)
-        k = min(_check_k(k), self.n_docs) if self.n_docs else 0
+        Q, k, ids, scores, work = self._prepare(Q, k)
         B = Q.shape[0]
-        ids = np.zeros((B, k), np.int64)
-        scores = np.zeros((B, k), np.float64)
-        work = np.zeros(B, np.int64)
         if B == 0 or k == 0:
             return SearchResult(ids, scores, work, self.n_docs)
         q_ptr = Q.indptr.astype(np.int64)
@@ -1555,12 +1558,8 @@ def maxscore_search(index: "InvertedIndex", Q, k: int = 10) -> SearchResult:
     """
     if numba is None:
         raise ImportError("maxscore_search needs the numba package (pip install numba)")
-    Q = index._queries(Q)
-    k = min(_check_k(k), index.n_docs) if index.n_docs else 0
+    Q, k, ids, scores, work = index._prepare(Q, k)
     B = Q.shape[0]
-    ids = np.zeros((B, k), np.int64)
-    scores = np.zeros((B, k), np.float64)
-    work = np.zeros(B, np.int64)
     if B == 0 or k == 0:
         return SearchResult(ids, scores, work, index.n_docs)
     q_ptr = Q.indptr.astype(np.int64)
