@@ -331,6 +331,17 @@ if numba is not None:
             i = m
 
     @njit(cache=True)
+    def _heap_drain(hs, hd, size, qi, out_s, out_ids):
+        """Empty the heap of ``size`` items into row ``qi`` of the outputs, best first (worst popped first, from the back)."""
+        for pos in range(size - 1, -1, -1):
+            out_s[qi, pos] = hs[0]
+            out_ids[qi, pos] = hd[0]
+            last = size - 1
+            hs[0], hd[0] = hs[last], hd[last]
+            size -= 1
+            _sift_down(hs, hd, size)
+
+    @njit(cache=True)
     def _search_range(q0, q1, q_ptr, q_idx, q_val, ptr, docs, w, n_docs, k, acc, out_ids, out_s, out_work):
         """Term-at-a-time search of queries q0..q1-1 with one dense accumulator (zeroed after each query).
 
@@ -354,13 +365,7 @@ if numba is not None:
                 elif acc[d] > hs[0]:  # ids ascend: an equal score never beats the root here
                     size = _heap_offer(hs, hd, size, k, acc[d], d)
                 acc[d] = 0.0
-            for pos in range(size - 1, -1, -1):  # pop worst first -> fill from the back
-                out_s[qi, pos] = hs[0]
-                out_ids[qi, pos] = hd[0]
-                last = size - 1
-                hs[0], hd[0] = hs[last], hd[last]
-                size -= 1
-                _sift_down(hs, hd, size)
+            _heap_drain(hs, hd, size, qi, out_s, out_ids)
             out_work[qi] = work
 
     @njit(cache=True, parallel=True)
@@ -1526,13 +1531,7 @@ if numba is not None:
                 if not seen:
                     size = _heap_offer(hs, hd, size, k, 0.0, d)
                 d += 1
-            for p in range(size - 1, -1, -1):
-                out_s[qi, p] = hs[0]
-                out_ids[qi, p] = hd[0]
-                last = size - 1
-                hs[0], hd[0] = hs[last], hd[last]
-                size -= 1
-                _sift_down(hs, hd, size)
+            _heap_drain(hs, hd, size, qi, out_s, out_ids)
             out_work[qi] = work
 
 
