@@ -55,7 +55,7 @@ npm:
 
 ## Rebuild data/emoji_styles/ (Noto + Twemoji + Fluent flat/modern + OpenMoji) from the archives.
 emoji-styles: setup debs npm
-	$(BIN)/python -m jsdlib.emoji_styles --npm $(NPM) --debs $(DEBS) --out data/emoji_styles
+	$(BIN)/python -m jsdlib.data.emoji_styles --npm $(NPM) --debs $(DEBS) --out data/emoji_styles
 
 ## The whole test suite: unit tests + every notebook under nbval.
 test: setup debs npm
@@ -76,7 +76,7 @@ test-fast: setup
 
 ## Re-execute every notebook in place (default CPU mode), outputs and execution counts kept.
 notebooks: setup
-	$(BIN)/python -m jsdlib.notebooks
+	$(BIN)/python -m jsdlib.experiments.notebooks
 
 ## Retrain the stand-in VLP and overwrite the committed checkpoint.
 standin: setup

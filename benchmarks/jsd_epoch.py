@@ -2,7 +2,7 @@
 
     python benchmarks/jsd_epoch.py [--epochs 6] [--threads 2] [--json out.json]
 
-Trains the cpu-emoji preset for a few epochs with fp32 and, where the CPU has native bf16 (jsdlib.hardware), with
+Trains the cpu-emoji preset for a few epochs with fp32 and, where the CPU has native bf16 (jsdlib.common.hardware), with
 bf16 autocast, same run, same machine (elsewhere the trainer runs fp32 whatever is asked, so no bf16 row), and
 prints the median training time per epoch (the optimisation steps) and per epoch including validation,
 over the epochs after the first two (those are slower: before the L1 warm-up bites, most of the 30,522
@@ -17,10 +17,10 @@ import statistics
 
 import torch
 
-from jsdlib import hardware
-from jsdlib.experiments import emoji_features
-from jsdlib.jsd import train_jsd
-from jsdlib.presets import get_preset
+from jsdlib.common import hardware
+from jsdlib.experiments.jsd_compare import emoji_features
+from jsdlib.jsd.core import train_jsd
+from jsdlib.jsd.presets import get_preset
 
 
 def time_epochs(fs, epochs: int, bf16: bool, threads: int) -> dict:

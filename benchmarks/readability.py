@@ -5,7 +5,7 @@
 For each k: the share of test images whose top-k terms contain one of their caption words (``readable``) and
 a *specific* one (used by at most ``--max-images`` test images' captions; ``specific`` over the images that
 have one, ``specific_all`` over every image), overall and by the set's ``unseen_concept`` flag
-(:func:`jsdlib.readability.readability`). Writes the table to stdout; no file.
+(:func:`jsdlib.apps.readability.readability`). Writes the table to stdout; no file.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-images", type=int, default=10)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from jsdlib import bundled
-    from jsdlib.readability import readability
+    from jsdlib.apps import bundled
+    from jsdlib.apps.readability import readability
 
     start = time.perf_counter()
     search = bundled.EmojiSearch("test")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from jsdlib import biencoder as B
-from jsdlib.data import load_zeshel
+from jsdlib.retrieval import biencoder as B
+from jsdlib.data.datasets import load_zeshel
 
 FIXTURE = Path(__file__).parent / "fixtures" / "zeshel_mini"
 

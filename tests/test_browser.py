@@ -67,7 +67,7 @@ def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1:<free port> serving a temporary copy of notebook 03; yields (url, token)."""
     pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
     if not NOTEBOOK.is_file():
-        pytest.fail(f"{NOTEBOOK} is missing: build it with `python -m jsdlib.notebooks 03`")
+        pytest.fail(f"{NOTEBOOK} is missing: build it with `python -m jsdlib.experiments.notebooks 03`")
     nb_dir = tmp_path / "notebooks"
     nb_dir.mkdir()
     shutil.copy(NOTEBOOK, nb_dir / NOTEBOOK.name)

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from jsdlib import bundled
-from jsdlib.jsd import JSDModel
+from jsdlib.apps import bundled
+from jsdlib.jsd.core import JSDModel
 
 
 def _tiny(seed=0, mask=None):
@@ -42,9 +42,9 @@ def test_load_errors(tmp_path):
 
 
 def test_committed_model_reproduces_its_recorded_metrics():
-    from jsdlib.experiments import emoji_features
-    from jsdlib.jsd import evaluate_model
-    from jsdlib.presets import get_preset
+    from jsdlib.experiments.jsd_compare import emoji_features
+    from jsdlib.jsd.core import evaluate_model
+    from jsdlib.jsd.presets import get_preset
 
     model, meta = bundled.load_jsd()
     assert meta["preset"] == "cpu-emoji" and meta["seed"] == 0 and meta["config"]["pec"] is True

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jsdlib.cli import main
+from jsdlib.cli.main import main
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 T2I = {"R@1", "R@5", "R@10", "MRR@10"}
@@ -37,8 +37,8 @@ def test_eval_dense_bundled_default_is_reproducible_and_beats_the_floor(tmp_path
 
 
 def test_eval_dense_any_karpathy_set(tmp_path):
-    from jsdlib.standin import save_standin
-    from jsdlib.vlp import build_standin
+    from jsdlib.vlp.standin import save_standin
+    from jsdlib.vlp.models import build_standin
 
     torch.manual_seed(0)
     arch = {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "embed_dim": 16}

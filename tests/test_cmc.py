@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from jsdlib import cmc
-from jsdlib.cmc import (CMC, CMCConfig, CMCHead, CEConfig, CrossEncoder, RerankData, cmc_loss, cmc_rerank,
+from jsdlib.cmc import core as cmc
+from jsdlib.cmc.core import (CMC, CMCConfig, CMCHead, CEConfig, CrossEncoder, RerankData, cmc_loss, cmc_rerank,
                         gold_positions, run_pipelines, sample_candidates, teacher_scores, train_ce, train_cmc)
-from jsdlib.metrics import linking_accuracy, list_ranks
+from jsdlib.common.metrics import linking_accuracy, list_ranks
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +136,7 @@ def test_wordnet_top16_bf16_vs_fp32():
     Subset (the whole test set would first encode 31,012 senses, and bf16 matmuls are emulated on AVX2 CPUs):
     the 6 test domains with the smallest catalogues (539 queries, 1,888 senses; the BE encodings are cached
     after the first run, ~80 s), CMC over each query's BE top-64 (CMC's training list size). bf16 is
-    :func:`jsdlib.cmc.simulate_bf16`. Measured here: bf16 keeps the top-16 set for 96.1 % of queries (K = 64;
+    :func:`jsdlib.cmc.core.simulate_bf16`. Measured here: bf16 keeps the top-16 set for 96.1 % of queries (K = 64;
     97.6 % at K = 512), the top-1 for 100 % (99.8 %): below the bar, so ``DEFAULT_PRECISION`` is fp32."""
     d = cmc.wordnet_task("test", domains=WORDNET_SMALL_TEST_DOMAINS, k=64)
     assert len(d) == 539
@@ -163,7 +163,7 @@ def test_wordnet_top16_bf16_vs_fp32():
 
 
 def test_precision_names_and_auto():
-    from jsdlib import hardware
+    from jsdlib.common import hardware
 
     assert cmc.resolve_bf16("fp32", "cpu") is False and cmc.resolve_bf16("bf16", "cpu") is True
     assert cmc.resolve_bf16("auto", "cpu") == hardware.native_bf16()   # the one detector, not a second one
@@ -347,7 +347,7 @@ def test_save_load_roundtrip(tmp_path):
 def tiny_bert():
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from jsdlib.vlp import minilm_path
+    from jsdlib.vlp.models import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     torch.manual_seed(0)
@@ -455,7 +455,7 @@ def test_padded_short_lists_are_never_sampled_or_reranked():
 
 
 def test_cli_parses_cmc_commands():
-    from jsdlib.cli import build_parser
+    from jsdlib.cli.main import build_parser
 
     a = build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--seeds", "0", "1", "2", "--json", "o.json"])
     assert a.func.__name__ == "cmd_cmc_compare" and a.seeds == [0, 1, 2] and a.task == "wordnet"
@@ -524,7 +524,7 @@ def test_ce_training_reduces_the_loss_on_a_learnable_case():
 
 
 def test_speed_curve_rows_extrapolation_and_table():
-    from jsdlib.cmc import speed_curve, speed_table
+    from jsdlib.cmc.core import speed_curve, speed_table
 
     res = speed_curve((16, 32), ce_max=16, log=lambda *a: None)
     a, b = res["rows"]
@@ -551,7 +551,7 @@ def test_cmc_flops_formula():
 
 
 def test_matmul_probe_measures_a_rate():
-    from jsdlib import hardware
+    from jsdlib.common import hardware
 
     r = hardware.matmul_tflops(torch.float32, "cpu", n=128, seconds=0.05)
     assert 1e-4 < r < 100                     # TFLOP/s of a 128^3 product on one thread: a real, finite rate
@@ -559,7 +559,7 @@ def test_matmul_probe_measures_a_rate():
 
 
 def test_pipeline_tests_pair_queries_across_seeds():
-    from jsdlib.cmc import pipeline_tests
+    from jsdlib.cmc.core import pipeline_tests
 
     # two seeds, three queries; be_cmc puts the gold in the top 16 where the BE did not for query 0
     seed = {"be": {"ranks": [20, 3, 0]}, "be_cmc": {"ranks": [5, 3, 0]}}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jsdlib import data as D
-from jsdlib.data import ImageDecodeError, load_karpathy
+from jsdlib.data import datasets as D
+from jsdlib.data.datasets import ImageDecodeError, load_karpathy
 
 FIX = Path(__file__).parent / "fixtures"
 FLICKR_JSON = FIX / "flickr30k" / "dataset_flickr30k.json"
@@ -215,7 +215,7 @@ EMOJI_JSON, _ = D.emoji_paths()
 def test_emoji_paths_default_to_repo_data(monkeypatch):
     monkeypatch.delenv("JSDLIB_DATA", raising=False)
     js, images = D.emoji_paths()
-    assert js == Path(D.__file__).resolve().parent.parent / "data" / "emoji" / "dataset_emoji.json"
+    assert js == Path(D.__file__).resolve().parents[2] / "data" / "emoji" / "dataset_emoji.json"
     assert images == js.parent / "images"
 
 

@@ -1,4 +1,4 @@
-"""The bundled emoji set (data/emoji/) and its build script (jsdlib/emoji_build.py).
+"""The bundled emoji set (data/emoji/) and its build script (jsdlib/data/build_emoji.py).
 
 The first tests check the committed artefact; the rebuild test checks that it is what the script
 produces. The rebuild needs the two Debian packages in the folder $JSDLIB_DEBS (`make debs` / `.ci/run`
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib import emoji_build as eb
+from jsdlib.data import build_emoji as eb
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "emoji"
 JSON_PATH = DATA / "dataset_emoji.json"
@@ -28,7 +28,7 @@ SAMPLE = 50  # images the rebuild test re-renders and compares byte for byte
 def dataset():
     """The committed dataset_emoji.json."""
     if not JSON_PATH.is_file():
-        pytest.fail(f"{JSON_PATH} is missing; build it with `python -m jsdlib.emoji_build --out data/emoji`")
+        pytest.fail(f"{JSON_PATH} is missing; build it with `python -m jsdlib.data.build_emoji --out data/emoji`")
     return json.loads(JSON_PATH.read_text(encoding="utf-8"))
 
 

@@ -1,4 +1,4 @@
-"""The multi-style emoji set (data/emoji_styles/) and its builder (jsdlib/emoji_styles.py).
+"""The multi-style emoji set (data/emoji_styles/) and its builder (jsdlib/data/emoji_styles.py).
 
 The first tests check the committed artefact and its split design; the fixture test runs the whole builder
 on tiny hand-made archives; the rebuild test checks that the committed JSON and a sample of images are what
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib import emoji_build as eb
-from jsdlib import emoji_styles as es
+from jsdlib.data import build_emoji as eb
+from jsdlib.data import emoji_styles as es
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "emoji_styles"
@@ -113,7 +113,7 @@ def test_files_ids_and_images(dataset):
 
 
 def test_loader_reads_it(dataset):
-    from jsdlib.data import load_emoji
+    from jsdlib.data.datasets import load_emoji
 
     test = es.load("test")
     styles = Counter(m["style"] for m in test.image_meta)

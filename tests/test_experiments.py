@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jsdlib.experiments import aggregate, summary_rows
-from jsdlib.jsd import METHODS
+from jsdlib.experiments.jsd_compare import aggregate, summary_rows
+from jsdlib.jsd.core import METHODS
 
 
 def _fake(seed):

@@ -24,7 +24,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from jsdlib.cli import main
+from jsdlib.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).resolve().parent / "fixtures"
@@ -40,8 +40,8 @@ def _cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_standin(tmp_path_factory):
     """A random-init tiny stand-in checkpoint (32-px images, one layer): seconds to encode the Flickr fixture."""
-    from jsdlib.standin import save_standin
-    from jsdlib.vlp import build_standin
+    from jsdlib.vlp.standin import save_standin
+    from jsdlib.vlp.models import build_standin
 
     torch.manual_seed(0)
     arch = {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "embed_dim": 16}
@@ -99,7 +99,7 @@ def test_image_paths_outside_the_image_folder_are_refused(tmp_path, capsys, tiny
 
 
 def test_symlink_out_of_the_image_folder_is_refused(tmp_path):
-    from jsdlib.data import DataFormatError, load_karpathy
+    from jsdlib.data.datasets import DataFormatError, load_karpathy
 
     js, images = karpathy(tmp_path, [("a.jpg", None), ("link.jpg", None)])
     (tmp_path / "secret.jpg").write_bytes((images / "a.jpg").read_bytes())
@@ -116,7 +116,7 @@ def test_two_entries_on_one_image_file_are_refused(tmp_path, capsys, tiny_standi
 
 
 def test_the_bundled_and_fixture_sets_still_load():
-    from jsdlib.data import load_coco, load_emoji, load_flickr30k
+    from jsdlib.data.datasets import load_coco, load_emoji, load_flickr30k
 
     assert sum(len(load_emoji(s)) for s in ("train", "val", "test")) > 3000
     assert len(load_flickr30k(FLICKR, "test")) == 1 and len(load_coco(FIX / "coco", "test")) >= 1
@@ -139,7 +139,7 @@ def test_index_search_refuses_another_split(tmp_path, capsys):
 
 
 def test_index_without_provenance_or_of_another_model_is_refused(tmp_path):
-    from jsdlib.index import IndexMismatchError, Vectors, build_backend, open_backend
+    from jsdlib.index.core import IndexMismatchError, Vectors, build_backend, open_backend
 
     docs = Vectors(dense=np.eye(4, dtype=np.float32))
     build_backend("exact", docs, tmp_path / "old")                      # no provenance recorded
@@ -153,7 +153,7 @@ def test_index_without_provenance_or_of_another_model_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ 4
 def test_milvus_store_with_a_damaged_manifest_is_refused(tmp_path):
-    from jsdlib.index import MilvusBackend, Vectors
+    from jsdlib.index.core import MilvusBackend, Vectors
 
     rng = np.random.default_rng(0)
     D = rng.standard_normal((30, 8)).astype(np.float32)
@@ -197,7 +197,7 @@ def test_damaged_cached_features_are_recomputed(tmp_path, tiny_standin, damage):
         assert main(args + ["--json", str(b)]) == 0
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert ra["t2i"] == rb["t2i"] and ra["i2t"] == rb["i2t"] and ra["t2i"]["R@1"] > 0
-    from jsdlib.vlp import load_features
+    from jsdlib.vlp.models import load_features
 
     assert load_features(_feature_file(tmp_path)).text.abs().sum() > 0  # the cache holds real features again
 
@@ -211,7 +211,7 @@ def _flip(path: Path, n: int = 4096, where: float = 0.5) -> None:
 
 
 def test_corrupted_jsd_checkpoint_is_refused(tmp_path, capsys):
-    from jsdlib.bundled import load_jsd, save_jsd
+    from jsdlib.jsd.io import load_jsd, save_jsd
 
     model, meta = load_jsd()
     ck = save_jsd(model, tmp_path / "jsd.safetensors", meta)
@@ -222,9 +222,9 @@ def test_corrupted_jsd_checkpoint_is_refused(tmp_path, capsys):
 
 
 def test_corrupted_checkpoints_of_every_kind_are_refused(tmp_path, tiny_standin):
-    from jsdlib.cmc import CMC, load_cmc, save_cmc
-    from jsdlib.integrity import IntegrityError
-    from jsdlib.vlp import load_standin
+    from jsdlib.cmc.core import CMC, load_cmc, save_cmc
+    from jsdlib.common.integrity import IntegrityError
+    from jsdlib.vlp.models import load_standin
 
     ck = tmp_path / "standin.safetensors"
     ck.write_bytes(tiny_standin.read_bytes())
@@ -242,7 +242,7 @@ def test_corrupted_checkpoints_of_every_kind_are_refused(tmp_path, tiny_standin)
 def test_non_finite_weights_are_refused(tmp_path):
     from safetensors.torch import save_file
 
-    from jsdlib.integrity import IntegrityError, load_safetensors
+    from jsdlib.common.integrity import IntegrityError, load_safetensors
 
     save_file({"w": torch.tensor([1.0, float("nan")])}, str(tmp_path / "w.safetensors"))  # no digest: finite check
     with pytest.raises(IntegrityError, match="tensor 'w' holds NaN or infinite values"):
@@ -252,7 +252,7 @@ def test_non_finite_weights_are_refused(tmp_path):
 def test_committed_assets_match_their_recorded_digests(tmp_path, monkeypatch):
     from safetensors import safe_open
 
-    from jsdlib import integrity
+    from jsdlib.common import integrity
 
     recorded = json.loads(integrity.ASSET_DIGESTS.read_text())
     assets = sorted(p.name for p in integrity.ASSETS.glob("*.safetensors"))
@@ -301,7 +301,8 @@ def test_paper_preset_without_projection_refuses_to_run(tmp_path, capsys):
 
 
 def test_random_projection_is_explicit_and_recorded(tmp_path, monkeypatch):
-    from jsdlib import experiments, reproduce
+    from jsdlib.experiments import jsd_compare as experiments
+    from jsdlib.experiments import reproduce
 
     d = tmp_path / "data"
     d.mkdir()
@@ -344,7 +345,7 @@ def test_batch_size_zero_is_a_usage_error(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ 11-13
 @pytest.mark.parametrize("name", ["exact", "brute", "faiss", "seismic"])
 def test_empty_corpus_is_refused(name):
-    from jsdlib.index import Vectors, build_backend
+    from jsdlib.index.core import Vectors, build_backend
 
     docs = Vectors(np.zeros((0, 8), np.float32), sp.csr_matrix((0, 30), dtype=np.float32))
     with pytest.raises(ValueError, match=f"{name}: the corpus is empty"):
@@ -353,7 +354,7 @@ def test_empty_corpus_is_refused(name):
 
 @pytest.mark.parametrize("bad", [{"w1": float("nan")}, {"w2": float("inf")}, {"tau": float("nan")}])
 def test_non_finite_hybrid_weights_are_refused(bad):
-    from jsdlib.index import HybridWeights
+    from jsdlib.index.core import HybridWeights
 
     kw = {"w1": 1.0, "w2": 1.0, "tau": 0.1, **bad}
     with pytest.raises(ValueError, match=f"HybridWeights: {next(iter(bad))} must be a finite number"):
@@ -361,7 +362,7 @@ def test_non_finite_hybrid_weights_are_refused(bad):
 
 
 def test_non_finite_document_weights_are_refused():
-    from jsdlib.index import ExactBackend, Vectors
+    from jsdlib.index.core import ExactBackend, Vectors
 
     D = np.eye(3, dtype=np.float32)
     D[1, 1] = np.nan
@@ -397,7 +398,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
 
 
 def test_a_corrupt_image_fails_before_the_captions_are_encoded(tmp_path, capsys, tiny_standin, monkeypatch):
-    from jsdlib import vlp
+    from jsdlib.vlp import models as vlp
 
     js, images = karpathy(tmp_path, [("a.jpg", None), ("b.jpg", None)])
     (images / "b.jpg").write_bytes(b"not a jpeg")
@@ -458,7 +459,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
 def test_cli_process_exit_code_and_single_line():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     env.pop("JSDLIB_DEBUG", None)
-    p = subprocess.run([sys.executable, "-m", "jsdlib.cli", "eval", "dense", "--batch-size", "0"], env=env,
+    p = subprocess.run([sys.executable, "-m", "jsdlib.cli.main", "eval", "dense", "--batch-size", "0"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1 and p.stderr.startswith("jsdlib: ")
 
@@ -470,8 +471,8 @@ _TINY_REPRODUCE = textwrap.dedent('''
     import sys, time
     from pathlib import Path
     import torch
-    from jsdlib import reproduce
-    from jsdlib.checkpoint import open_run, save_state
+    from jsdlib.experiments import reproduce
+    from jsdlib.common.checkpoint import open_run, save_state
 
     def fit(ctx):
         gen = torch.Generator().manual_seed(0)
@@ -534,7 +535,7 @@ def test_reproduce_killed_with_sigkill_during_a_step_resumes_to_the_same_result(
 
 
 def test_a_corrupted_index_file_is_refused(tmp_path):
-    from jsdlib.index import Vectors, build_backend, open_backend
+    from jsdlib.index.core import Vectors, build_backend, open_backend
 
     rng = np.random.default_rng(0)
     docs = Vectors(rng.standard_normal((20, 4)).astype(np.float32),
@@ -550,7 +551,7 @@ def test_a_corrupted_index_file_is_refused(tmp_path):
 
 
 def test_a_zeshel_world_name_cannot_leave_the_documents_folder(tmp_path):
-    from jsdlib.data import DataFormatError, load_zeshel
+    from jsdlib.data.datasets import DataFormatError, load_zeshel
 
     (tmp_path / "documents").mkdir()
     (tmp_path / "mentions").mkdir()
@@ -563,7 +564,7 @@ def test_a_zeshel_world_name_cannot_leave_the_documents_folder(tmp_path):
 
 
 def test_an_unreadable_training_state_is_discarded_and_the_run_starts_over(tmp_path):
-    from jsdlib.checkpoint import open_run, save_state
+    from jsdlib.common.checkpoint import open_run, save_state
 
     def parts():
         torch.manual_seed(0)
@@ -582,7 +583,7 @@ def test_an_unreadable_training_state_is_discarded_and_the_run_starts_over(tmp_p
 
 
 def test_unreadable_paper_inputs_are_named(tmp_path):
-    from jsdlib.presets import load_projection, load_released_features
+    from jsdlib.jsd.presets import load_projection, load_released_features
 
     src = FIX / "released_features"
     bad = tmp_path / "text.parquet"

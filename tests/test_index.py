@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from jsdlib import index as ix
-from jsdlib.index import (BruteForceBackend, ExactBackend, FaissBackend, HybridWeights, InvertedIndex, MilvusBackend,
+from jsdlib.index import core as ix
+from jsdlib.index.core import (BruteForceBackend, ExactBackend, FaissBackend, HybridWeights, InvertedIndex, MilvusBackend,
                           SeismicBackend, Vectors, brute_force_dense, brute_force_sparse, topk_rows)
 
 
@@ -44,7 +44,7 @@ def rand():
 @pytest.fixture(scope="module")
 def emoji():
     """The bundled JSD model's vectors on the emoji test split (500 images, 1,000 captions)."""
-    from jsdlib.bundled import JSD_ASSET
+    from jsdlib.jsd.io import JSD_ASSET
 
     if not JSD_ASSET.is_file():
         pytest.skip(f"bundled JSD model not present at {JSD_ASSET}")
@@ -149,7 +149,7 @@ def test_index_accepts_torch_and_single_vectors(rand):
 
 
 def test_measured_work_is_the_d2s_flops(rand):
-    from jsdlib.sparse import flops
+    from jsdlib.jsd.head import flops
 
     Q, D = rand
     res = InvertedIndex.build(D).search(Q, 10)
@@ -211,7 +211,7 @@ def test_dense_exact_and_faiss(rand_docs):
 
 
 def test_hybrid_equals_ranking_by_S_x(rand_docs):
-    from jsdlib.jsd import score_matrices
+    from jsdlib.jsd.core import score_matrices
 
     docs, queries = rand_docs
     hw = HybridWeights(w1=0.7, w2=1.3, tau=0.05)
@@ -264,7 +264,7 @@ def test_backends_survive_a_restart(rand_docs, tmp_path, name):
 # real vectors: the bundled JSD model on the emoji test split
 # ----------------------------------------------------------------------------------------------
 def test_real_vectors_exact_index_equals_brute_force(emoji):
-    from jsdlib.jsd import efficiency
+    from jsdlib.jsd.core import efficiency
 
     docs, queries, hw, es = emoji
     got = InvertedIndex.build(docs.sparse).search(queries.sparse, 10)
@@ -278,7 +278,7 @@ def test_real_vectors_exact_index_equals_brute_force(emoji):
 
 
 def test_real_vectors_hybrid_equals_S_x(emoji):
-    from jsdlib.jsd import score_matrices
+    from jsdlib.jsd.core import score_matrices
 
     docs, queries, hw, es = emoji
     S_x = score_matrices(es.enc, hw.tau, hw.w1, hw.w2)["integrated"].double().numpy()
@@ -320,7 +320,7 @@ def test_milvus_bad_uri_gives_a_clear_error(tmp_path):
 _REOPEN = textwrap.dedent("""
     import json, sys
     import numpy as np, scipy.sparse as sp
-    from jsdlib.index import MilvusBackend, Vectors, HybridWeights
+    from jsdlib.index.core import MilvusBackend, Vectors, HybridWeights
     db, qpath, out, w1, w2, tau = sys.argv[1:7]
     f = np.load(qpath)
     q = Vectors(f["dense"], sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"])))
@@ -349,7 +349,7 @@ def test_milvus_lite_round_trip_random(rand_docs, tmp_path):
 
 
 def _milvus_round_trip(docs, q, hw, tmp_path):
-    from jsdlib.jsd import score_matrices
+    from jsdlib.jsd.core import score_matrices
 
     db = str(tmp_path / "jsd.db")
     b = MilvusBackend.build(docs, db)
@@ -411,7 +411,7 @@ def test_benchmark_rows(rand_docs):
 
 
 def test_cli_index_build_and_search(emoji, tmp_path, capsys):
-    from jsdlib.cli import main
+    from jsdlib.cli.main import main
 
     docs, queries, hw, es = emoji
     assert main(["index", "build", "--backend", "exact", "--path", str(tmp_path / "ix"), "--threads", "1"]) == 0

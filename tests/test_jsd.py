@@ -1,4 +1,4 @@
-"""JSD equations, model, trainer, baselines, presets and the released-feature loader (jsdlib.jsd, jsdlib.presets)."""
+"""JSD equations, model, trainer, baselines, presets and the released-feature loader (jsdlib.jsd.core, jsdlib.jsd.presets)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jsdlib.jsd import (METHODS, JSDModel, build_model, d2s_loss, dense_score, epoch_batches, info_nce,
+from jsdlib.jsd.core import (METHODS, JSDModel, build_model, d2s_loss, dense_score, epoch_batches, info_nce,
                         integrated_score, jsd_loss, kd_loss, lr_factor, pec_probability, run_methods, sparse_product,
                         sparse_score, steps_per_epoch, teachers, train_d2s, train_jsd)
-from jsdlib.presets import (PAPER_PRESETS, JSDConfig, get_preset, load_released_features)
-from jsdlib.vlp import Features
+from jsdlib.jsd.presets import (PAPER_PRESETS, JSDConfig, get_preset, load_released_features)
+from jsdlib.vlp.models import Features
 
 V, e, D, DT, DV = 60, 8, 16, 12, 10
 FIX = Path(__file__).parent / "fixtures" / "released_features"
@@ -179,8 +179,8 @@ def test_active_only_forward_gives_same_loss():
 
 
 def test_efficiency_matches_sparse_module():
-    from jsdlib.jsd import efficiency
-    from jsdlib.sparse import active_terms, flops
+    from jsdlib.jsd.core import efficiency
+    from jsdlib.jsd.head import active_terms, flops
 
     Zt, Zi = torch.relu(torch.randn(7, 30)), torch.relu(torch.randn(5, 30) - 1)
     eff = efficiency({"Z_t": Zt, "Z_i": Zi})
@@ -265,7 +265,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
 @pytest.fixture
 def bf16_env(monkeypatch):
     """Set ``$JSDLIB_CPU_BF16`` for one test (the detection is cached, so clear it before and after)."""
-    from jsdlib import hardware
+    from jsdlib.common import hardware
 
     def set_(value: str):
         monkeypatch.setenv("JSDLIB_CPU_BF16", value)
@@ -326,7 +326,7 @@ def test_d2s_loss_and_pec():
 
 
 def test_pec_mask_keeps_only_caption_tokens():
-    from jsdlib.jsd import _pec_mask
+    from jsdlib.jsd.core import _pec_mask
 
     z = torch.rand(2, 4) + 0.1                      # two captions, active columns [1, 3, 5, 7] of a V=8 vocabulary
     cols = torch.tensor([1, 3, 5, 7])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jsdlib import index as ix
-from jsdlib.index import InvertedIndex, brute_force_sparse, maxscore_search
+from jsdlib.index import core as ix
+from jsdlib.index.core import InvertedIndex, brute_force_sparse, maxscore_search
 
 pytestmark = pytest.mark.skipif(ix.numba is None, reason="MaxScore runs in numba")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from jsdlib import metrics as M
+from jsdlib.common import metrics as M
 
 
 # ------------------------------------------------------------------ slow, obvious reference versions

@@ -29,12 +29,12 @@ def test_notebook_is_committed_executed_with_header(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_matches_its_source(path):
-    from jsdlib.notebooks import script_to_notebook
+    from jsdlib.experiments.notebooks import script_to_notebook
 
     built = script_to_notebook((NB_DIR / "src" / (path.stem + ".py")).read_text())
     committed = json.loads(path.read_text())
     assert ["".join(c["source"]) for c in committed["cells"]] == [c["source"] for c in built.cells], \
-        f"{path.name} differs from notebooks/src/{path.stem}.py: run `python -m jsdlib.notebooks {path.name[:2]}`"
+        f"{path.name} differs from notebooks/src/{path.stem}.py: run `python -m jsdlib.experiments.notebooks {path.name[:2]}`"
 
 
 # --- outputs that nbval does not compare must still be checked (issue 12; layout.md, "nbval practice") --------

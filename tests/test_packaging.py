@@ -40,7 +40,7 @@ def test_torch_pin():
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "jsdlib.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "jsdlib.cli.main", "--help"], capture_output=True, text=True, check=True)
     for cmd in ("data build-emoji", "vlp train-standin", "eval dense"):
         assert cmd in out.stdout
 

@@ -1,4 +1,4 @@
-"""jsdlib.readability: the share of images whose top-k terms contain one of their caption words."""
+"""jsdlib.apps.readability: the share of images whose top-k terms contain one of their caption words."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from jsdlib import readability as rd
+from jsdlib.apps import readability as rd
 
 
 def test_is_word():

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib import reproduce
-from jsdlib.cli import main
+from jsdlib.experiments import reproduce
+from jsdlib.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_report_from_committed_results(tmp_path):
                        "jsd_sweep": json.loads((res / "jsd_sweep_cpu-emoji.json").read_text()),
                        "cmc_wordnet": json.loads((res / "cmc_compare_wordnet.json").read_text()),
                        "cmc_speed": json.loads((res / "cmc_speed.json").read_text())}}
-    from jsdlib.tables import write_report
+    from jsdlib.experiments.tables import write_report
 
     text = write_report(doc, tmp_path).read_text()
     assert (tmp_path / "jsd_sweep.png").stat().st_size > 1000
@@ -65,7 +65,7 @@ COMMITTED = ROOT / "notebooks" / "results" / "reproduce_cpu"
 def test_committed_report_is_the_committed_json(tmp_path):
     """The committed report of the last `jsdlib reproduce --preset cpu` run is exactly what its results.json
     renders to (so every number in the report is the JSON's), and the README's summary is that JSON's too."""
-    from jsdlib.tables import README_BEGIN, README_END, summary_markdown, write_report
+    from jsdlib.experiments.tables import README_BEGIN, README_END, summary_markdown, write_report
 
     doc = json.loads((COMMITTED / "results.json").read_text())
     assert doc["preset"] == "cpu" and set(doc["results"]) == set(reproduce.CPU_STEPS)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib import tables
+from jsdlib.experiments import tables
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARE = ROOT / "notebooks" / "results" / "jsd_compare_cpu-emoji.json"

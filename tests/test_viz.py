@@ -1,4 +1,4 @@
-"""Plots of sparse terms (jsdlib.viz), the explorer (jsdlib.explorer) and `jsdlib terms`.
+"""Plots of sparse terms (jsdlib.apps.viz), the explorer (jsdlib.apps.explorer) and `jsdlib terms`.
 
 Figures are drawn with Agg under ``warnings.simplefilter("error")``, so a missing glyph, a layout warning or a
 mathtext surprise fails the test. The pinned-term tests use the bundled JSD model and the real emoji images.
@@ -17,8 +17,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from jsdlib import explorer, viz  # noqa: E402
-from jsdlib.sparse import Vocabulary  # noqa: E402
+from jsdlib.apps import explorer
+from jsdlib.apps import viz  # noqa: E402
+from jsdlib.jsd.head import Vocabulary  # noqa: E402
 
 TOKENS = ["[PAD]", "[CLS]", "[SEP]", "dog", "face", "cat", "##s", "语", "$", "a-very-long-term-indeed-yes", "pet"]
 
@@ -164,7 +165,7 @@ def test_caption_terms_and_expansion_share():
 def test_find_image_by_id_file_and_caption():
     assert explorer.find_image("dog face") == explorer.find_image("Dog Face")
     split, row = explorer.find_image("dog face")
-    from jsdlib.data import load_emoji
+    from jsdlib.data.datasets import load_emoji
 
     sp = load_emoji(split, check_images=False)
     assert "dog face" in sp.captions_of(row)
@@ -185,8 +186,8 @@ class FakeSearch:
     SCORES = ("sparse",)
 
     def __init__(self, n=6):
-        from jsdlib.data import load_emoji
-        from jsdlib.sparse import minilm_tokenizer
+        from jsdlib.data.datasets import load_emoji
+        from jsdlib.jsd.head import minilm_tokenizer
 
         self.split = load_emoji("test").subset(range(n))
         self.tok = minilm_tokenizer()
@@ -271,7 +272,7 @@ def test_explorer_argument_errors(fake):
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bundled_model():
-    from jsdlib import bundled
+    from jsdlib.apps import bundled
 
     if not bundled.JSD_ASSET.is_file():
         pytest.fail(f"the bundled JSD model {bundled.JSD_ASSET} is missing (`jsdlib jsd export` writes it)")
@@ -300,7 +301,7 @@ def test_top_terms_are_real_vocabulary_words(bundled_model):
 
 
 def test_cli_terms_prints_and_saves_png(tmp_path, capsys, bundled_model):
-    from jsdlib.cli import main
+    from jsdlib.cli.main import main
 
     png = tmp_path / "dog.png"
     assert main(["terms", "--image", "dog face", "--k", "5", "--png", str(png), "--threads", "1"]) == 0

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from jsdlib import vlp as V
-from jsdlib.data import load_emoji
+from jsdlib.vlp import models as V
+from jsdlib.data.datasets import load_emoji
 
 TINY_CLIP = {  # an open_clip CLIP with the BPE text transformer, small enough for a unit test
     "embed_dim": 16,
@@ -30,7 +30,7 @@ def emoji_small():
 
 
 def _tiny_standin_checkpoint(path, seed=0):
-    from jsdlib.standin import save_standin
+    from jsdlib.vlp.standin import save_standin
 
     torch.manual_seed(seed)
     model, _, _ = V.build_standin(TINY_STANDIN)
@@ -125,7 +125,7 @@ def test_feature_cache_hit_miss_and_keys(tmp_path, emoji_small):
 def test_feature_cache_not_stale_when_image_changes(tmp_path):
     import shutil
 
-    from jsdlib.data import emoji_paths, load_karpathy
+    from jsdlib.data.datasets import emoji_paths, load_karpathy
 
     json_path, image_dir = emoji_paths()
     local = tmp_path / "images"
@@ -144,7 +144,7 @@ def test_feature_cache_not_stale_when_image_changes(tmp_path):
 
 def test_standin_training_resumes_exactly(tmp_path):
     """A run killed after epoch 1 and resumed ends with the same weights as an uninterrupted run."""
-    from jsdlib.standin import StandinConfig, train_standin
+    from jsdlib.vlp.standin import StandinConfig, train_standin
 
     train = load_emoji("train").subset(range(24))
     val = load_emoji("val").subset(range(8))

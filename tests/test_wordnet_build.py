@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib import wordnet_build as wb
+from jsdlib.data import build_wordnet as wb
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wordnet_zeshel"
 
@@ -158,7 +158,7 @@ def test_rebuild_matches_committed_and_is_deterministic(meta, debs, tmp_path):
 
 
 def test_cli_subcommand_reaches_the_build(tmp_path, capsys):
-    from jsdlib.cli import main
+    from jsdlib.cli.main import main
 
     rc = main(["data", "build-wordnet", "--out", str(tmp_path / "o"), "--wordnet", str(tmp_path / "x"), "--quiet"])
     err = capsys.readouterr().err

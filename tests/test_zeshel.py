@@ -1,4 +1,4 @@
-"""The ZeSHEL-format loader (jsdlib.data, ZeSHEL section) on a fixture in real ZeSHEL's exact layout and on
+"""The ZeSHEL-format loader (jsdlib.data.datasets, ZeSHEL section) on a fixture in real ZeSHEL's exact layout and on
 the bundled WordNet set."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib import data as D
+from jsdlib.data import datasets as D
 
 FIXTURE = Path(__file__).parent / "fixtures" / "zeshel_mini"
 
@@ -72,7 +72,7 @@ def test_candidate_text():
 
 
 def test_markers_are_single_minilm_tokens():
-    from jsdlib.biencoder import minilm_tokenizer
+    from jsdlib.retrieval.biencoder import minilm_tokenizer
 
     tok = minilm_tokenizer()
     pieces = tok.tokenize(f"many {D.MENTION_START} red brick {D.MENTION_END} . x {D.TITLE_SEP} y")

@@ -18,7 +18,9 @@
 import matplotlib.pyplot as plt
 import torch
 
-from jsdlib import bundled, cmc, viz
+from jsdlib.apps import bundled
+from jsdlib.cmc import core as cmc
+from jsdlib.apps import viz
 
 SEED = 0
 QUERY = "pig face"            # try your own: "sad face", "flag", "a red fruit", ...

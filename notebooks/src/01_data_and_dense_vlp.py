@@ -23,7 +23,10 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 
-from jsdlib import data, metrics, viz, vlp
+from jsdlib.data import datasets as data
+from jsdlib.common import metrics
+from jsdlib.apps import viz
+from jsdlib.vlp import models as vlp
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"   # retrain the stand-in instead of loading the committed one
@@ -89,7 +92,7 @@ print(coco, "| first caption:", coco.captions[0])
 
 # %%
 if FULL:
-    from jsdlib.standin import StandinConfig, train_standin
+    from jsdlib.vlp.standin import StandinConfig, train_standin
     ckpt = vlp.cache_dir() / "standin_retrained.safetensors"
     train_standin(StandinConfig(), out=ckpt, progress=False)
 else:

@@ -26,8 +26,13 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from jsdlib import experiments, hardware, jsd, metrics, sparse, viz
-from jsdlib.presets import get_preset
+from jsdlib.experiments import jsd_compare as experiments
+from jsdlib.common import hardware
+from jsdlib.jsd import core as jsd
+from jsdlib.common import metrics
+from jsdlib.jsd import head as sparse
+from jsdlib.apps import viz
+from jsdlib.jsd.presets import get_preset
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
@@ -135,7 +140,7 @@ print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
 # sparse head, distilling the *frozen* dense scores.
 #
 # The preset's 40 epochs take about 10 minutes per method on a 2-core laptop (in fp32: bf16 autocast is used
-# only on CPUs with native bf16, see `jsdlib.hardware`). So by default this notebook trains JSD on a
+# only on CPUs with native bf16, see `jsdlib.common.hardware`). So by default this notebook trains JSD on a
 # **3-epoch schedule** (same preset, warm-ups scaled with it) to show what training does, and reads the
 # 40-epoch runs from the committed `jsdlib jsd compare` result; `JSDLIB_FULL=1` trains JSD and D2S for the
 # full 40 epochs here and checks them against that result. Three epochs do not bring the vectors down to the

@@ -26,9 +26,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from jsdlib import bundled, explorer, jsd, sparse, viz
-from jsdlib.presets import get_preset
-from jsdlib.vlp import cached_features, word_embeddings
+from jsdlib.apps import bundled
+from jsdlib.apps import explorer
+from jsdlib.jsd import core as jsd
+from jsdlib.jsd import head as sparse
+from jsdlib.apps import viz
+from jsdlib.jsd.presets import get_preset
+from jsdlib.vlp.models import cached_features, word_embeddings
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
@@ -172,7 +176,7 @@ assert 0.5 < shares.mean() < 1 and with_word.mean() > 10 * chance
 #
 # The same JSD recipe trained *without* PEC (same preset, same seed) shows it at once. That model is not
 # committed (it would be a second 24 MB file); its summary is, in `results/terms_nopec_cpu-emoji.json`
-# (written by `jsdlib.bundled.write_nopec_report`; `JSDLIB_FULL=1` retrains it, about 2 minutes).
+# (written by `jsdlib.apps.bundled.write_nopec_report`; `JSDLIB_FULL=1` retrains it, about 2 minutes).
 
 # %%
 import json
@@ -310,8 +314,8 @@ assert 0 < kept.mean() < 1
 
 # %%
 if FULL:
-    from jsdlib import experiments
-    from jsdlib.vlp import cache_dir
+    from jsdlib.experiments import jsd_compare as experiments
+    from jsdlib.vlp.models import cache_dir
 
     fs = experiments.emoji_features()
     cfg = get_preset("cpu-emoji")

@@ -3,7 +3,7 @@
 #
 # **What you will learn.** Why sparse vectors over a vocabulary are searched with an *inverted index*
 # (postings lists per term), how term-at-a-time search works, by hand for one caption and then with
-# `jsdlib.index`; that the index returns exactly the brute-force top-k (ties included) while touching only
+# `jsdlib.index.core`; that the index returns exactly the brute-force top-k (ties included) while touching only
 # the postings of the query's terms — and that this work, divided by the corpus size, *is* D2S's FLOPs;
 # dense search and JSD's hybrid score `w1 S_d + w2 S_s` searched exactly; the accuracy/cost trade-off of the
 # L1 weight (with and without D2S's expansion control, PEC); and how the exact index compares with Seismic
@@ -23,10 +23,12 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 
-from jsdlib import experiments, index, viz
-from jsdlib.jsd import efficiency, score_matrices
-from jsdlib.metrics import t2i_metrics
-from jsdlib.presets import get_preset
+from jsdlib.experiments import jsd_compare as experiments
+from jsdlib.index import core as index
+from jsdlib.apps import viz
+from jsdlib.jsd.core import efficiency, score_matrices
+from jsdlib.common.metrics import t2i_metrics
+from jsdlib.jsd.presets import get_preset
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jsdlib import cmc, hardware, metrics
+from jsdlib.cmc import core as cmc
+from jsdlib.common import hardware
+from jsdlib.common import metrics
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"

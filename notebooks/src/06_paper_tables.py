@@ -26,7 +26,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from jsdlib import reproduce, tables, viz
+from jsdlib.experiments import reproduce
+from jsdlib.experiments import tables
+from jsdlib.apps import viz
 
 FULL = os.environ.get("JSDLIB_FULL") == "1"
 OUT = Path("results") / "reproduce_cpu"

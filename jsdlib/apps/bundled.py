@@ -1,0 +1,210 @@
+"""The committed, ready-to-use models of the CPU course, and a small search object over the emoji set.
+
+``jsdlib/assets/jsd_cpu_emoji.safetensors`` is a JSD model (:class:`jsdlib.jsd.core.JSDModel`: the two final
+projections, the shared sparse head and tau) trained by :func:`train_bundled_jsd` on the stand-in VLP's features
+of the bundled emoji training split, preset ``cpu-emoji`` **with probabilistic expansion control** (PEC, as in
+D2S: captions masked to their own tokens with a probability decaying 1 -> 0), seed 0, model selection on the
+validation split. PEC is what keeps the terms *words*: trained without it (``--no-pec``), this small setup turns
+the vocabulary into a latent code (an image of a dog face gets "lucky", "staff", "hail"; notebook 03). With PEC
+the vectors are also sparser (about 14 terms per caption, 20 per image, against 53 / 94) at a small R@1 cost.
+Later notebooks and the quickstart load it instead of training (``load_jsd``). The head's ``E`` (|V| x e =
+30,522 x 384) is stored in float16 to halve the file; everything else in float32. The file *is* the model: the
+numbers in its metadata are computed from the saved (float16-``E``) weights after saving.
+
+    jsdlib jsd export --out jsdlib/assets/jsd_cpu_emoji.safetensors      # retrain and overwrite (~2 min)
+
+:class:`EmojiSearch` wires the stand-in VLP and the bundled JSD model into text -> image search over one emoji
+split: ``search`` ranks by the sparse score ``z_t . z_i``, the dense score ``d_t . d_i / tau`` or the integrated
+score ``w1 S_d + w2 S_s`` (spec jsd.md §2), and ``explain`` splits a sparse score into its per-term products
+``z_t[j] * z_i[j]`` (the answer to "why did this image match").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from jsdlib.jsd.io import _HALF, FORMAT, JSD_ASSET, BundledModelError, load_jsd, save_jsd  # noqa: F401
+
+
+def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool = True, run_dir=None,
+                      progress: bool = True, log=print) -> dict:
+    """Train JSD on the emoji features (``preset``, ``seed``), save it to ``out`` and record its metrics.
+
+    The validation and test metrics stored in the metadata are measured on the *saved* model (reloaded), so a
+    later ``load_jsd`` reproduces them exactly (``tests/test_bundled.py`` checks).
+    """
+    from dataclasses import asdict
+
+    from jsdlib.experiments.jsd_compare import emoji_features
+    from jsdlib.jsd.core import evaluate_model, train_jsd
+    from jsdlib.jsd.presets import get_preset
+
+    cfg = get_preset(preset, seed=seed, pec=pec)
+    fs = emoji_features(progress=progress)
+    res = train_jsd(fs.train, fs.val, cfg, run_dir=run_dir, progress=progress, E_init=fs.E_init,
+                    special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, log=log)
+    out = Path(out) if out is not None else JSD_ASSET
+    meta = {"preset": cfg.name, "seed": seed, "best_epoch": res["best"]["epoch"], "epochs_run": res["epoch"],
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "vlp": fs.test.meta.get("model"), "vlp_weights": fs.test.meta.get("weights"),
+            "trained_on": "emoji train split (stand-in VLP pre-projection features); selected on val sparse R@1"}
+    save_jsd(res["model"], out, meta)
+    model, _ = load_jsd(out)
+    w1, w2 = cfg.w1, cfg.w2
+    meta["val"] = _summary(evaluate_model(model, fs.val, w1, w2))
+    meta["test"] = _summary(evaluate_model(model, fs.test, w1, w2))
+    save_jsd(model, out, meta)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): test sparse R@1 {meta['test']['sparse']['R@1']:.1f}, "
+        f"dense {meta['test']['dense']['R@1']:.1f}, integrated {meta['test']['integrated']['R@1']:.1f}; "
+        f"terms q/d {meta['test']['terms_q']:.0f}/{meta['test']['terms_d']:.0f}")
+    return meta
+
+
+def _summary(ev: dict) -> dict:
+    out = {k: {m: round(float(v), 4) for m, v in ev[k].items()} for k in ("sparse", "dense", "integrated")}
+    out.update({k: round(float(ev[k]), 4) for k in ("terms_q", "terms_d", "flops")})
+    return out
+
+
+class EmojiSearch:
+    """Text -> image search over a bundled emoji split (or ``"all"`` 3,635 images) with the stand-in VLP and JSD.
+
+    ``split``: ``"train"``, ``"val"``, ``"test"`` (default; the images JSD never saw) or ``"all"`` (the three
+    concatenated, as one :class:`~jsdlib.data.datasets.ImageTextSplit` whose ``image_meta[i]["split"]`` names the origin).
+
+    ``enc`` holds the split's encodings (``D_t, Z_t`` of its captions, ``D_i, Z_i`` of its images; see
+    :func:`jsdlib.jsd.core.encode`); ``d_i`` / ``z_i`` are the image sides. Scores (spec jsd.md §2)::
+
+        sparse      S_s = z_t . z_i
+        dense       S_d = d_t . d_i / tau
+        integrated  S_x = w1 S_d + w2 S_s          (w1, w2 of the model's preset)
+    """
+
+    SCORES = ("sparse", "dense", "integrated")
+
+    def __init__(self, split: str = "test", model=None, meta: dict | None = None, vlp=None, progress: bool = False):
+        from jsdlib.data.datasets import concat_splits, load_emoji
+        from jsdlib.jsd.core import encode
+        from jsdlib.jsd.presets import get_preset
+        from jsdlib.jsd.head import Vocabulary, minilm_tokenizer
+        from jsdlib.vlp.models import cached_features, load_standin
+
+        if model is None:
+            model, meta = load_jsd()
+        self.model, self.meta = model.eval(), meta or {}
+        cfg = get_preset(self.meta.get("preset", "cpu-emoji"))
+        self.w1, self.w2 = cfg.w1, cfg.w2
+        self.tau = float(model.tau.detach())
+        self.vlp = vlp if vlp is not None else load_standin()
+        names = ("train", "val", "test") if split == "all" else (split,)
+        parts = [load_emoji(s) for s in names]
+        self.split = parts[0] if len(parts) == 1 else concat_splits(parts, "all")
+        encs = [encode(model, cached_features(self.vlp, p, progress=progress)) for p in parts]
+        self.enc = {k: torch.cat([e[k] for e in encs]) for k in encs[0]}
+        self.d_i, self.z_i = self.enc["D_i"], self.enc["Z_i"]
+        self.vocab = Vocabulary.from_hf(minilm_tokenizer())
+
+    def __len__(self) -> int:
+        return len(self.split.image_paths)
+
+    @torch.no_grad()
+    def encode_query(self, texts: Sequence[str] | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d_t, z_t)`` for raw caption strings: VLP text tower -> pre-projection h_t -> JSD projection and head."""
+        from jsdlib.vlp.models import pre_projection, tokenize
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ValueError(f"encode_query needs non-empty strings, got {texts!r}")
+        m = self.vlp.model.eval()
+        with pre_projection(m):
+            h = m.encode_text(tokenize(m, self.vlp.tokenizer, texts)).float()
+        d = self.model.dense_text(h)
+        return d, self.model.head(d)
+
+    def scores(self, query: str, score: str = "sparse") -> torch.Tensor:
+        """Scores of every image of the split for one query string."""
+        if score not in self.SCORES:
+            raise ValueError(f"score must be one of {self.SCORES}, got {score!r}")
+        d, z = self.encode_query(query)
+        S_s = (z @ self.z_i.T)[0]
+        if score == "sparse":
+            return S_s
+        S_d = (d @ self.d_i.T)[0] / self.tau
+        return S_d if score == "dense" else self.w1 * S_d + self.w2 * S_s
+
+    def search(self, query: str, k: int = 10, score: str = "sparse") -> list[tuple[int, float]]:
+        """Top-``k`` ``(image_index, score)``, best first; ties broken by the lower index."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        s = self.scores(query, score)
+        order = sorted(range(len(s)), key=lambda i: (-float(s[i]), i))[:k]
+        return [(i, float(s[i])) for i in order]
+
+    def image_index(self, ident) -> int:
+        """An image's row from its index (int), its file name, or one of its exact captions (e.g. ``"dog face"``)."""
+        if isinstance(ident, int) or (isinstance(ident, str) and ident.isdigit()):
+            i = int(ident)
+            if not 0 <= i < len(self):
+                raise IndexError(f"image index {i} outside [0, {len(self)})")
+            return i
+        names = [Path(p).name for p in self.split.image_paths]
+        if ident in names:
+            return names.index(ident)
+        for i in range(len(self)):
+            if ident in self.split.captions_of(i):
+                return i
+        raise KeyError(f"no image in the emoji {self.split.split} images with file name or caption {ident!r}")
+
+    def image_terms(self, i: int, k: int = 20) -> list[tuple[str, float]]:
+        """The ``k`` highest-weighted vocabulary terms of image ``i``."""
+        from jsdlib.jsd.head import top_terms
+
+        return top_terms(self.z_i[i], k, self.vocab)
+
+    def explain(self, query: str, i: int, k: int = 10) -> list[tuple[str, float, float, float]]:
+        """``[(term, z_t[j], z_i[j], z_t[j] * z_i[j])]`` for the ``k`` terms contributing most to ``S_s(query, i)``.
+
+        The contributions of *all* shared terms sum to the sparse score (only the top ``k`` are returned).
+        """
+        _, z = self.encode_query(query)
+        prod = z[0] * self.z_i[i]
+        nz = prod.nonzero().squeeze(1)
+        order = nz[torch.argsort(prod[nz], descending=True, stable=True)][:k]
+        return [(self.vocab.term(int(j)), float(z[0, j]), float(self.z_i[i, j]), float(prod[j])) for j in order]
+
+
+def term_report(search: "EmojiSearch", captions: Sequence[str], k: int = 12) -> dict:
+    """``{caption: {"image_terms": [[term, weight], ...], "query_terms": [...]}}``: the top-``k`` terms of the
+    image with that exact caption and of the caption typed as a query (weights rounded to 3 decimals)."""
+    out = {}
+    for c in captions:
+        i = search.image_index(c)
+        _, z = search.encode_query(c)
+        from jsdlib.jsd.head import top_terms
+
+        out[c] = {"image_terms": [[t, round(w, 3)] for t, w in search.image_terms(i, k)],
+                  "query_terms": [[t, round(w, 3)] for t, w in top_terms(z[0], k, search.vocab)]}
+    return out
+
+
+def write_nopec_report(path, model_path=None, captions: Sequence[str] = ("dog face", "red apple", "airplane",
+                       "pig face", "rocket", "umbrella"), k: int = 12, progress: bool = True) -> dict:
+    """The same JSD recipe trained *without* PEC, summarised for notebook 03 (a 24 MB second checkpoint is not
+    committed): its recorded metrics and the top terms of a few emoji. ``model_path``: a checkpoint from
+    ``jsdlib jsd export --no-pec --out PATH``; without it one is trained first (about 2 minutes)."""
+    import tempfile
+
+    from jsdlib.experiments.jsd_compare import write_json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_path is None:
+            model_path = Path(tmp) / "jsd_nopec.safetensors"
+            train_bundled_jsd(model_path, pec=False, progress=progress)
+        model, meta = load_jsd(model_path)
+        report = {"model": {k: meta[k] for k in ("preset", "seed", "best_epoch", "val", "test")},
+                  "pec": meta["config"]["pec"], "terms": term_report(EmojiSearch("all", model, meta), captions, k)}
+    write_json(report, path)
+    return report

@@ -1,0 +1,174 @@
+"""Experiments over cached features: every JSD-table method over several seeds, with paired tests.
+
+``compare`` trains and evaluates the methods of spec §5 for each seed on the same features and split and
+aggregates them into the schema of ``jsdlib jsd compare --json``::
+
+    {"methods": {NAME: {"t2i": {"R@1": {"mean", "std"}, "R@5": ..., "R@10": ..., "MRR@10": ...},
+                        "flops", "terms_q", "terms_d", "per_seed": [...]}},
+     "tests": {"jsd_sparse_vs_NAME": {"p", "test", "n_pairs", "mean_rr_diff"},
+               "jsd_dense_vs_dense_original": {...}}, "config": ..., "seeds": [...]}
+
+Significance: a paired t-test on per-query reciprocal ranks (MRR@10 terms), **pooled over seeds**: each
+(seed, caption) is one pair, JSD sparse's value against the other method's for the same caption and seed.
+Std is the sample standard deviation over seeds (ddof=1; 0 for one seed).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from jsdlib.common.hardware import describe
+from jsdlib.common.metrics import paired_test
+from jsdlib.jsd.presets import JSDConfig
+
+
+@dataclass
+class FeatureSet:
+    """Everything the JSD methods need from one VLP and data set: three splits and the vocabulary side."""
+
+    train: object
+    val: object
+    test: object
+    E_init: torch.Tensor
+    special_ids: list
+    caption_token_ids: list  # token ids of each training caption (for D2S's expansion control)
+    vocab: object
+
+
+def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
+    """Cached pre-projection features of the bundled emoji splits under the stand-in VLP (committed checkpoint)."""
+    from jsdlib.data.datasets import load_emoji
+    from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer
+    from jsdlib.vlp.models import cached_features, load_standin, word_embeddings
+
+    vlp = load_standin(checkpoint)
+    splits = {s: load_emoji(s) for s in ("train", "val", "test")}
+    feats = {s: cached_features(vlp, sp, progress=progress) for s, sp in splits.items()}
+    tok = minilm_tokenizer()
+    vocab = Vocabulary.from_hf(tok)
+    return FeatureSet(feats["train"], feats["val"], feats["test"], word_embeddings(vlp).clone(),
+                      vocab.special_ids, caption_token_ids(splits["train"].captions, tok), vocab)
+
+
+def _mean_std(values: Sequence[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
+    """Per-seed ``{name: result}`` dicts -> the compare schema (mean/std per metric, pooled paired tests)."""
+    names = list(per_seed[0])
+    methods = {}
+    for n in names:
+        runs = [r[n] for r in per_seed]
+        t2i = {k: _mean_std([r["t2i"][k] for r in runs]) for k in runs[0]["t2i"]}
+        methods[n] = {"t2i": t2i, **{k: float(np.mean([r[k] for r in runs])) for k in ("flops", "terms_q", "terms_d")},
+                      "per_seed": [{"seed": s, "t2i": r["t2i"], "flops": r["flops"], "terms_q": r["terms_q"],
+                                    "terms_d": r["terms_d"], **({"best_epoch": r["best_epoch"]} if "best_epoch" in r
+                                                                else {})} for s, r in zip(seeds, runs)]}
+    tests = {}
+    if "jsd_sparse" in names:
+        a = np.concatenate([r["jsd_sparse"]["rr"] for r in per_seed])
+        for n in names:
+            if n == "jsd_sparse":
+                continue
+            b = np.concatenate([r[n]["rr"] for r in per_seed])
+            tests[f"jsd_sparse_vs_{n}"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
+                                           "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+    if {"jsd_dense", "dense_original"} <= set(names):  # the paper's "JSD dense > dense original"
+        a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in ("jsd_dense", "dense_original"))
+        tests["jsd_dense_vs_dense_original"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
+                                                "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+    return {"methods": methods, "tests": tests}
+
+
+def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequence[str] | None = None,
+            run_root=None, progress: bool = False, log=print) -> dict:
+    """Run ``names`` (default: all methods) for every seed on ``fs`` and aggregate (see module docstring)."""
+    from jsdlib.jsd.core import METHODS, run_methods
+
+    names = list(names or METHODS)
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    per_seed = []
+    for s in seeds:
+        log(f"seed {s}: {', '.join(names)}")
+        per_seed.append(run_methods(names, fs.train, fs.val, fs.test, cfg, seed=s, E_init=fs.E_init,
+                                    special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids,
+                                    run_root=run_root, progress=progress, log=log))
+    out = aggregate(per_seed, list(seeds))
+    out["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    out["seeds"] = list(seeds)
+    # what the training ran in (bf16 autocast only on CPUs with native bf16, see jsdlib.common.hardware)
+    out["precision"] = sorted({r["precision"] for res in per_seed for r in res.values() if r.get("precision")})
+    out["cpu"] = describe()
+    out["data"] = {"dataset": fs.test.meta.get("dataset"), "split": "test", "n_images": int(fs.test.image.shape[0]),
+                   "n_captions": int(fs.test.text.shape[0])}
+    return out
+
+
+def summary_rows(result: dict, digits: int = 1) -> dict:
+    """``{method: {"R@1": "57.6 ± 0.3", ..., "terms q/d": ..., "FLOPs": ..., "p vs JSD sparse": ...}}`` for tables."""
+    rows = {}
+    for n, m in result["methods"].items():
+        row = {k: f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}" for k, v in m["t2i"].items()}
+        row["terms q/d"] = f"{m['terms_q']:.0f}/{m['terms_d']:.0f}"
+        row["FLOPs"] = f"{m['flops']:.1f}"
+        t = result["tests"].get(f"jsd_sparse_vs_{n}")
+        row["p vs JSD sparse"] = "—" if t is None else f"{t['p']:.2g}"
+        rows[n] = row
+    return rows
+
+
+def write_json(result: dict, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+
+
+def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float], seed: int | None = None,
+             run_root=None, progress: bool = False, log=print) -> list[dict]:
+    """Train ``method`` ("jsd" or "d2s") with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
+
+    Both methods scale the same base (JSD's weights; D2S's own ``d2s_eta_*`` are ignored here), so one scale
+    means one L1 weight on both curves.
+
+    Returns one row per scale with validation *and* test R@1, active terms and FLOPs: the R@1-vs-FLOPs trade-off
+    of the paper's Figure 2. Pick operating points on the validation numbers only.
+    """
+    from jsdlib.jsd.core import efficiency, encode, evaluate_model, sparse_product, train_d2s, train_jsd
+    from jsdlib.common.metrics import t2i_metrics
+
+    if method not in ("jsd", "d2s"):
+        raise ValueError(f"l1_sweep: method must be 'jsd' or 'd2s', got {method!r}")
+    rows = []
+    for scale in scales:
+        if method == "jsd":
+            c = cfg.replace(eta_t=cfg.eta_t * scale, eta_i=cfg.eta_i * scale)
+            train = train_jsd
+            kw = {}
+        else:
+            c = cfg.replace(d2s_eta_t=cfg.eta_t * scale, d2s_eta_i=cfg.eta_i * scale)
+            train = train_d2s
+            kw = {"caption_token_ids": fs.caption_token_ids}
+        rd = None if run_root is None else Path(run_root) / f"{method}-l1x{scale:g}-seed{c.seed if seed is None else seed}"
+        res = train(fs.train, fs.val, c, run_dir=rd, seed=seed, E_init=fs.E_init, special_ids=fs.special_ids,
+                    progress=progress, log=log, **kw)
+        val = evaluate_model(res["model"], fs.val, c.w1, c.w2)
+        enc = encode(res["model"], fs.test)
+        test = t2i_metrics(sparse_product(enc["Z_t"], enc["Z_i"]).numpy(), fs.test.caption_to_image)
+        eff = efficiency(enc)
+        rows.append({"method": method, "scale": scale, "eta_t": c.eta_t if method == "jsd" else c.d2s_eta_t,
+                     "eta_i": c.eta_i if method == "jsd" else c.d2s_eta_i, "pec": c.pec,
+                     "val_R@1": val["sparse"]["R@1"], "val_flops": val["flops"], "val_terms_q": val["terms_q"],
+                     "val_terms_d": val["terms_d"], "test_R@1": test["R@1"], "test_flops": eff["flops"],
+                     "test_terms_q": eff["terms_q"], "test_terms_d": eff["terms_d"],
+                     "best_epoch": res["best"]["epoch"], "precision": res["precision"]})
+        log(f"{method} L1 x{scale:g}: val R@1 {rows[-1]['val_R@1']:.1f} FLOPs {rows[-1]['val_flops']:.1f} "
+            f"terms {rows[-1]['val_terms_q']:.0f}/{rows[-1]['val_terms_d']:.0f}")
+    return rows

@@ -1,0 +1,344 @@
+"""The headless main job: every experiment of the CPU course, resumable, into one report.
+
+    jsdlib reproduce --preset cpu --out results/          # 3.2 h for the committed run (2 cores); rerun = reuse
+    jsdlib reproduce --preset cpu --out results/ --only jsd_compare search
+
+Each **step** writes ``OUT/steps/<name>.json`` atomically when it finishes, stamped with a digest of its
+configuration; a second run reuses every step whose file exists with the same digest (an interrupted step
+restarts, and its trainings resume from ``OUT/runs/``). Then ``OUT/results.json`` (every step's result, the
+environment, the seeds) and ``OUT/report.md`` (tables beside the papers' numbers, the claims check, plots as PNG)
+are written from the step files, so the report's numbers are the JSON's.
+
+Steps of the ``cpu`` preset (bundled emoji set, stand-in VLP, WordNet sense linking):
+
+| step | what | made by |
+|---|---|---|
+| dense | dense retrieval of the stand-in VLP | :func:`jsdlib.common.metrics.evaluate_split` |
+| jsd_compare | every JSD-table method, 3 seeds, paired tests | :func:`jsdlib.experiments.jsd_compare.compare` |
+| jsd_sweep | R@1 vs FLOPs over L1 weights: JSD, D2S, D2S + PEC | :func:`jsdlib.experiments.jsd_compare.l1_sweep` |
+| search | index back ends at 1k and 10k documents | :func:`jsdlib.index.core.benchmark_backends` |
+| cmc_wordnet, cmc_emoji | BE / BE-CE / BE-CMC / BE-CMC-CE / CMC-final, 3 seeds | :func:`jsdlib.cmc.core.compare` |
+| cmc_speed | ms/query vs candidates, CMC and CE | :func:`jsdlib.cmc.core.speed_curve` |
+
+Paper presets (``blip-coco``, ``blip-flickr``, ``albef-coco``, ``albef-flickr``) run the JSD steps on the authors'
+released features; without them the job stops at once and names the files and where they come from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+SEEDS = (0, 1, 2)
+CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_emoji", "cmc_speed")
+# Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
+# 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
+# weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
+EXPECTED_SECONDS = {"dense": 10.4, "jsd_compare": 2213.1, "jsd_sweep": 4671.1, "search": 10.6,
+                    "cmc_wordnet": 2043.1, "cmc_emoji": 2289.7, "cmc_speed": 107.7}
+PAPER_DATA = {  # preset -> (Karpathy JSON, text parquet, image parquet)
+    "blip-coco": ("dataset_coco.json", "text_embs_before_proj_blip.parquet", "img_embs_before_proj_blip.parquet"),
+    "albef-coco": ("dataset_coco.json", "text_embs_before_proj_albef.parquet", "img_embs_before_proj_albef.parquet"),
+    "blip-flickr": ("dataset_flickr30k.json", "text_embs_before_proj_blip.parquet",
+                    "img_embs_before_proj_blip.parquet"),
+    "albef-flickr": ("dataset_flickr30k.json", "text_embs_before_proj_albef.parquet",
+                     "img_embs_before_proj_albef.parquet"),
+}
+WHERE = ("the authors' released pre-projection features (github.com/holi-lab/mm-sparse-retrieval) and Karpathy's "
+         "split JSON (cs.stanford.edu/people/karpathy/deepimagesent), plus the VLP's final projection weights "
+         "exported from the LAVIS checkpoint (--projection) and its text tower's word embeddings (--word-embeddings)")
+
+
+class MissingDataError(FileNotFoundError):
+    """A paper preset was asked for without its data."""
+
+
+@dataclass
+class Step:
+    name: str
+    title: str
+    config: dict
+    run: Callable[["Context"], dict]
+
+
+@dataclass
+class Context:
+    out: Path
+    preset: str
+    seeds: tuple
+    progress: bool = True
+    log: Callable = print
+    options: dict = field(default_factory=dict)
+    _features: object = None
+
+    def features(self):
+        """The emoji FeatureSet (stand-in VLP: the committed checkpoint, or the retrained one)."""
+        if self._features is None:
+            from jsdlib.experiments.jsd_compare import emoji_features
+
+            self._features = emoji_features(self.options.get("standin"), progress=self.progress)
+        return self._features
+
+    def run_root(self, step: str) -> Path:
+        return self.out / "runs" / step
+
+
+# ----------------------------------------------------------------------------------------------
+# Steps
+# ----------------------------------------------------------------------------------------------
+def _dense(ctx: Context) -> dict:
+    from jsdlib.data.datasets import load_emoji
+    from jsdlib.common.metrics import evaluate_split
+    from jsdlib.vlp.models import cached_features, load_standin
+
+    vlp = load_standin(ctx.options.get("standin"))
+    split = load_emoji("test")
+    feats = cached_features(vlp, split, progress=ctx.progress)
+    res = evaluate_split(feats.dense_scores().numpy(), split.caption_to_image, split.image_to_captions,
+                         split.image_meta)
+    return {**res, "model": vlp.name, "weights": vlp.weights, "dataset": "emoji", "split": "test"}
+
+
+def _jsd_compare(ctx: Context) -> dict:
+    from jsdlib.experiments.jsd_compare import compare
+    from jsdlib.jsd.presets import get_preset
+
+    return compare(ctx.features(), get_preset("cpu-emoji"), list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
+                   progress=ctx.progress, log=ctx.log)
+
+
+def _jsd_sweep(ctx: Context, scales=(0.3, 1.0, 3.0, 10.0)) -> dict:
+    from jsdlib.experiments.jsd_compare import l1_sweep
+    from jsdlib.jsd.presets import get_preset
+
+    cfg, fs = get_preset("cpu-emoji"), ctx.features()
+    rows = []
+    for method, pec in (("jsd", False), ("d2s", False), ("d2s", True)):
+        rows += l1_sweep(fs, cfg.replace(pec=pec), method, scales, seed=ctx.seeds[0],
+                         run_root=ctx.run_root("jsd_sweep") / ("pec" if pec else "plain"), log=ctx.log)
+    return {"rows": rows, "preset": cfg.name, "seed": ctx.seeds[0], "scales": list(scales)}
+
+
+def _search(ctx: Context, sizes=(1000, 10000)) -> dict:
+    import tempfile
+
+    from jsdlib.index.core import benchmark_backends, corpus_of_size, emoji_vectors
+
+    docs, queries, _, _ = emoji_vectors("test")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            ctx.log(f"search benchmark: {n} documents")
+            rows += benchmark_backends(corpus_of_size(docs, n), queries, workdir=Path(tmp) / str(n), log=ctx.log)
+    return {"rows": rows, "sizes": list(sizes), "queries": len(queries), "model": "bundled JSD (cpu-emoji + PEC)"}
+
+
+def _cmc(task: str) -> Callable[[Context], dict]:
+    def run(ctx: Context) -> dict:
+        from jsdlib.cmc.core import compare
+
+        return compare(task, list(ctx.seeds), run_root=ctx.run_root(f"cmc_{task}"), progress=ctx.progress,
+                       log=ctx.log)
+
+    return run
+
+
+def _cmc_speed(ctx: Context, ns=(16, 64, 256, 1000, 4000, 10000), ce_max: int = 1000) -> dict:
+    from jsdlib.cmc.core import speed_curve
+
+    # the CE is measured up to 1,000 candidates and extrapolated linearly above (N independent pair passes):
+    # measuring it at 10,000 takes about 20 minutes here (benchmarks/cmc_speed.py measures every N)
+    return speed_curve(ns, ce_max=ce_max, log=ctx.log)
+
+
+def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
+    steps = [Step("dense", "Dense retrieval of the stand-in VLP", {}, _dense),
+             Step("jsd_compare", "JSD and its baselines (3 seeds)", {"preset": "cpu-emoji"}, _jsd_compare),
+             Step("jsd_sweep", "R@1 vs FLOPs over L1 weights", {"preset": "cpu-emoji", "scales": [0.3, 1, 3, 10]},
+                  _jsd_sweep),
+             Step("search", "Search back ends", {"sizes": [1000, 10000]}, _search),
+             Step("cmc_wordnet", "CMC on WordNet sense linking", {"task": "wordnet"}, _cmc("wordnet")),
+             Step("cmc_emoji", "CMC on emoji retrieval after JSD", {"task": "emoji"}, _cmc("emoji")),
+             Step("cmc_speed", "CMC vs CE speed", {"ns": [16, 64, 256, 1000, 4000, 10000], "ce_max": 1000},
+                  _cmc_speed)]
+    if only:
+        unknown = set(only) - {s.name for s in steps}
+        if unknown:
+            raise ValueError(f"unknown step(s) {sorted(unknown)}; steps: {[s.name for s in steps]}")
+        steps = [s for s in steps if s.name in only]
+    return steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Paper presets: data check
+# ----------------------------------------------------------------------------------------------
+def check_paper_data(preset: str, data_dir) -> dict[str, Path]:
+    """The files a paper preset needs in ``data_dir``; raises :class:`MissingDataError` naming what is missing."""
+    if preset not in PAPER_DATA:
+        raise ValueError(f"unknown preset {preset!r}; paper presets: {sorted(PAPER_DATA)}, or 'cpu'")
+    names = dict(zip(("karpathy_json", "text_parquet", "image_parquet"), PAPER_DATA[preset]))
+    if data_dir is None:
+        raise MissingDataError(f"preset {preset!r} needs --data DIR holding {', '.join(names.values())}: {WHERE}. "
+                               "Nothing is downloaded; the CPU course runs with --preset cpu.")
+    paths = {k: Path(data_dir) / v for k, v in names.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise MissingDataError(f"preset {preset!r}: missing {', '.join(missing)}. They are {WHERE}.")
+    return paths
+
+
+PROJECTION_HOW = ("export BLIP's/ALBEF's `text_proj` and `vision_proj` (Linear 768 -> 256) from the LAVIS checkpoint "
+                  "as W_t, b_t, W_v, b_v into a .safetensors or .pt file")
+
+
+def check_paper_inputs(projection, word_embeddings, random_projection: bool = False) -> None:
+    """The VLP's projections and word embeddings a paper preset needs, checked before any feature is read.
+
+    Without ``--projection`` the dense branch would start from a random Linear layer and "dense original" would
+    mean nothing: refused unless ``random_projection`` (``--random-projection``) says so explicitly.
+    """
+    if projection is None and not random_projection:
+        raise MissingDataError("paper presets need --projection FILE with the VLP's final projections (W_t, b_t, W_v, "
+                               f"b_v): {PROJECTION_HOW}; --random-projection trains from a random projection "
+                               "instead (recorded in results.json; 'dense original' is then meaningless)")
+    if projection is not None and random_projection:
+        raise ValueError("give either --projection FILE or --random-projection, not both")
+    if projection is not None and not Path(projection).is_file():
+        raise MissingDataError(f"--projection {projection}: file not found ({PROJECTION_HOW})")
+    if word_embeddings is None:
+        raise MissingDataError("paper presets need --word-embeddings (a .pt/.safetensors tensor |V| x 768: the "
+                               "BERT word embeddings of the VLP's text tower) to initialise E")
+    if not Path(word_embeddings).is_file():
+        raise MissingDataError(f"--word-embeddings {word_embeddings}: file not found (a .pt/.safetensors tensor "
+                               "|V| x 768: the BERT word embeddings of the VLP's text tower)")
+
+
+def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None,
+                random_projection: bool = False) -> list[Step]:
+    """The JSD comparison on the released features (GPU recommended: about 4 h per run on an RTX-3090)."""
+    paths = check_paper_data(preset, data_dir)
+    check_paper_inputs(projection, word_embeddings, random_projection)
+    proj_src = "random(seed=0)" if projection is None else str(projection)
+
+    def run(ctx: Context) -> dict:
+        import torch
+
+        from jsdlib.experiments.jsd_compare import FeatureSet, compare
+        from jsdlib.jsd.presets import get_preset, load_released_features
+        from jsdlib.jsd.head import Vocabulary
+
+        feats = {s: load_released_features(paths["text_parquet"], paths["image_parquet"], paths["karpathy_json"], s,
+                                           projection=projection) for s in ("train", "val", "test")}
+        from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
+
+        if str(word_embeddings).endswith(".safetensors"):
+            E = next(iter(load_safetensors(word_embeddings, "word embeddings")[0].values()))
+        else:
+            try:
+                E = torch.load(word_embeddings, weights_only=True, map_location="cpu")
+            except Exception as e:  # a truncated or foreign file: name it
+                raise IntegrityError(f"word embeddings {word_embeddings} are unreadable ({e})") from e
+            check_finite({"E": E} if torch.is_tensor(E) else {}, word_embeddings, "word embeddings")
+        fs = FeatureSet(feats["train"], feats["val"], feats["test"], E, [], [], Vocabulary.from_minilm())
+        cfg = get_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
+        res = compare(fs, cfg, list(ctx.seeds), run_root=ctx.run_root("jsd_compare"), progress=ctx.progress,
+                      log=ctx.log)
+        return {**res, "projection": proj_src}
+
+    return [Step("jsd_compare", f"JSD and its baselines ({preset})",
+                 {"preset": preset, "projection": proj_src, **{k: str(v) for k, v in paths.items()}}, run)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Runner and report
+# ----------------------------------------------------------------------------------------------
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def environment() -> dict:
+    import torch
+
+    from jsdlib.common import hardware
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "cuda": torch.cuda.is_available(), "cpu": hardware.describe(),
+            "cpu_bf16": hardware.native_bf16()}  # whether bf16-requesting steps ran bf16 autocast
+
+
+def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
+        data_dir=None, standin=None, projection=None, word_embeddings=None, progress: bool = True,
+        log=print, random_projection: bool = False, steps: Sequence[Step] | None = None) -> dict:
+    """Run (or reuse) every step, then write ``results.json`` and ``report.md``; returns the results dict.
+
+    A step file that cannot be read (e.g. truncated by a crash of another tool) is reported, discarded and the
+    step recomputed. ``steps`` replaces the preset's steps (tests use tiny ones).
+    """
+    from tqdm.auto import tqdm
+
+    from jsdlib.common.integrity import read_derived_json
+
+    out = Path(out)
+    if steps is None:
+        steps = (cpu_steps(only) if preset == "cpu"
+                 else paper_steps(preset, data_dir, projection, word_embeddings, random_projection))
+    steps = list(steps)
+    ctx = Context(out, preset, tuple(seeds), progress, log, {"standin": standin})
+    if standin is not None:
+        for s in steps:
+            s.config["standin"] = str(standin)
+    results, timing = {}, {}
+    cost = {s.name: round(EXPECTED_SECONDS.get(s.name, 60.0)) for s in steps}
+    bar = tqdm(total=sum(cost.values()), unit="s", disable=not progress,
+               bar_format="{desc}{percentage:3.0f}% of the expected cost |{bar}| [{elapsed}<{remaining}]")
+    for step in steps:
+        bar.set_description(f"reproduce [{step.name}]")
+        path = out / "steps" / f"{step.name}.json"
+        cfg = {**step.config, "seeds": list(seeds)}
+        digest = hashlib.sha256(json.dumps({"step": step.name, **cfg}, sort_keys=True, default=str)
+                                .encode()).hexdigest()[:16]
+        saved = read_derived_json(path)
+        if saved is not None and isinstance(saved.get("_step"), dict) and "result" in saved:
+            if saved["_step"].get("digest") == digest:
+                log(f"[reproduce] {step.name}: reusing {path}")
+                results[step.name], timing[step.name] = saved["result"], saved["_step"]
+                bar.update(cost[step.name])
+                continue
+        log(f"[reproduce] {step.name}: {step.title}")
+        t0 = time.time()
+        res = step.run(ctx)
+        meta = {"name": step.name, "digest": digest, "config": cfg, "seconds": round(time.time() - t0, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        _write_json_atomic(path, {"_step": meta, "result": res})
+        results[step.name], timing[step.name] = json.loads(path.read_text())["result"], meta
+        bar.update(cost[step.name])
+    bar.close()
+    doc = {"preset": preset, "seeds": list(seeds), "environment": environment(), "steps": timing,
+           "results": results}
+    _write_json_atomic(out / "results.json", doc)
+    from jsdlib.experiments.tables import write_report
+
+    write_report(doc, out)
+    log(f"[reproduce] wrote {out / 'results.json'} and {out / 'report.md'}")
+    return doc
