@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jsdlib.data import datasets as D
-from jsdlib.data.datasets import ImageDecodeError, load_karpathy
+import jsdlib.data as D
+from jsdlib.data.errors import ImageDecodeError
+from jsdlib.data.karpathy import load_karpathy
 
 FIX = Path(__file__).parent / "fixtures"
 FLICKR_JSON = FIX / "flickr30k" / "dataset_flickr30k.json"

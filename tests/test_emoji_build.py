@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from jsdlib.data import build_emoji as eb
+from jsdlib.data import cldr, emoji_glyphs, emoji_records, emoji_sources
+from jsdlib.data.debs import find_debs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "emoji"
 JSON_PATH = DATA / "dataset_emoji.json"
@@ -66,7 +68,7 @@ def test_ids_and_order(dataset):
     keys = [tuple(int(c, 16) for c in im["codepoints"].split("_")) for im in images]
     assert keys == sorted(keys)
     for im in images[:50]:
-        assert eb.codepoints(im["emoji"]) == im["codepoints"]
+        assert cldr.codepoints(im["emoji"]) == im["codepoints"]
         assert im["filename"] == f"emoji_u{im['codepoints']}.png"
 
 
@@ -81,7 +83,7 @@ def test_splits(dataset):
 def test_base_and_unseen_concept(dataset):
     images = dataset["images"]
     for im in images:
-        assert im["base"] == eb.codepoints(eb.base_sequence(im["emoji"])), im["filename"]
+        assert im["base"] == cldr.codepoints(cldr.base_sequence(im["emoji"])), im["filename"]
     train_bases = {im["base"] for im in images if im["split"] == "train"}
     for im in images:
         expected = im["split"] == "test" and im["base"] not in train_bases
@@ -110,7 +112,7 @@ def test_images_are_small_rgb_pngs(dataset):
 
 def test_card_licences_and_attribution():
     card = (DATA / "DATACARD.md").read_text(encoding="utf-8")
-    for needle in (eb.FONT_PACKAGE, eb.CLDR_PACKAGE, "unseen_concept", "straddle", "Base rule"):
+    for needle in (emoji_sources.FONT_PACKAGE, cldr.CLDR_PACKAGE, "unseen_concept", "straddle", "Base rule"):
         assert needle in card
     licences = {p.name: p.read_text(encoding="utf-8") for p in (DATA / "LICENSES").glob("*.txt")}
     assert set(licences) == {"Apache-2.0.txt", "OFL-1.1.txt", "Unicode-DFS-2016.txt"}
@@ -131,20 +133,20 @@ def test_card_licences_and_attribution():
     ("\U0001F3FB", "1f3fb"),                                     # lone skin-tone swatch: its own base
 ])
 def test_base_rule(seq, base):
-    assert eb.codepoints(eb.base_sequence(seq)) == base
+    assert cldr.codepoints(cldr.base_sequence(seq)) == base
 
 
 def test_candidate_forms_try_fe0f():
-    assert eb.candidate_forms("\u2601") == ["\u2601", "\u2601\uFE0F"]
-    assert eb.candidate_forms("\u2601\uFE0F") == ["\u2601\uFE0F"]
+    assert emoji_glyphs.candidate_forms("\u2601") == ["\u2601", "\u2601\uFE0F"]
+    assert emoji_glyphs.candidate_forms("\u2601\uFE0F") == ["\u2601\uFE0F"]
 
 
 def test_split_is_seeded():
-    a = eb.assign_splits(100, seed=3, n_test=10, n_val=20)
-    assert a == eb.assign_splits(100, seed=3, n_test=10, n_val=20)
+    a = emoji_records.assign_splits(100, seed=3, n_test=10, n_val=20)
+    assert a == emoji_records.assign_splits(100, seed=3, n_test=10, n_val=20)
     assert Counter(a) == {"train": 70, "val": 20, "test": 10}
     with pytest.raises(ValueError):
-        eb.assign_splits(10, seed=0, n_test=5, n_val=5)
+        emoji_records.assign_splits(10, seed=0, n_test=5, n_val=5)
 
 
 def test_missing_sources_name_the_packages(tmp_path, capsys):
@@ -152,7 +154,7 @@ def test_missing_sources_name_the_packages(tmp_path, capsys):
                   "--cldr", str(tmp_path / "nope"), "--quiet"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert eb.FONT_PACKAGE in err and eb.CLDR_PACKAGE in err and "--debs" in err
+    assert emoji_sources.FONT_PACKAGE in err and cldr.CLDR_PACKAGE in err and "--debs" in err
 
 
 # --------------------------------------------------------------------------------------- rebuild
@@ -162,8 +164,8 @@ def debs() -> Path:
     if shutil.which("dpkg") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("rebuild check needs dpkg/dpkg-deb (a Debian-based system) to unpack the packages")
     env_dir = os.environ.get("JSDLIB_DEBS")
-    if not env_dir or len(eb.find_debs(Path(env_dir))) != len(eb.PACKAGES):
-        pytest.skip(f"rebuild check needs {', '.join(eb.PACKAGES)} .deb files in $JSDLIB_DEBS "
+    if not env_dir or len(find_debs(Path(env_dir), emoji_sources.PACKAGES)) != len(emoji_sources.PACKAGES):
+        pytest.skip(f"rebuild check needs {', '.join(emoji_sources.PACKAGES)} .deb files in $JSDLIB_DEBS "
                     "(run `make debs`, which sets it for `make test`)")
     return Path(env_dir)
 

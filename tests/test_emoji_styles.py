@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib.data import build_emoji as eb
+from jsdlib.data import build_io, emoji_records, styles_card, styles_sources, styles_split
 from jsdlib.data import emoji_styles as es
+from jsdlib.data.cldr import ANNOTATION_FILES, CLDR_PACKAGE, captions_of, load_annotations
+from jsdlib.data.debs import find_debs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "emoji_styles"
@@ -62,7 +64,7 @@ def test_split_design(dataset):
     unseen = {b for b, s in subsets.items() if s == "unseen"}
     cross = {b for b, s in subsets.items() if s == "cross-style"}
     train_by_style = {s: {im["base"] for im in images if im["style"] == s and im["split"] == "train"}
-                      for s in es.STYLES}
+                      for s in styles_split.STYLES}
     # no OpenMoji in train; OpenMoji is the unseen-style gallery of val/test
     assert not train_by_style["openmoji"]
     assert {im["subset"] for im in images if im["style"] == "openmoji"} == {"unseen-style"}
@@ -79,7 +81,7 @@ def test_split_design(dataset):
             expected = "seen" if im["base"] in train_by_style["noto"] else subsets[im["base"]]
             assert im["subset"] == expected, im["filename"]
     # a fixed half of the unseen concepts, none of the pinned five
-    assert not unseen & set(es.PINNED)
+    assert not unseen & set(styles_split.PINNED)
     assert abs(len(unseen) - len(cross)) <= 10
     test = Counter(im["subset"] for im in images if im["style"] == "noto" and im["split"] == "test")
     assert test["seen"] == 280 and test["seen"] + test["cross-style"] + test["unseen"] == 500
@@ -113,7 +115,7 @@ def test_files_ids_and_images(dataset):
 
 
 def test_loader_reads_it(dataset):
-    from jsdlib.data.datasets import load_emoji
+    from jsdlib.data.karpathy import load_emoji
 
     test = es.load("test")
     styles = Counter(m["style"] for m in test.image_meta)
@@ -139,11 +141,11 @@ def test_card_and_licences(dataset):
 
 # ------------------------------------------------------------------------------------- unit rules
 def test_sequence_from_hex_and_slug():
-    assert es.sequence_from_hex("00a9-fe0f") == "\u00a9"
-    assert es.sequence_from_hex("1F468-200D-1F373") == "\U0001F468\u200d\U0001F373"
-    assert es.slug("Japanese “here” button") == "japanese-here-button"
-    assert es.slug("piñata") == "pinata"
-    assert es.slug("A button (blood type)") == "a-button-blood-type"
+    assert styles_sources.sequence_from_hex("00a9-fe0f") == "\u00a9"
+    assert styles_sources.sequence_from_hex("1F468-200D-1F373") == "\U0001F468\u200d\U0001F373"
+    assert styles_sources.slug("Japanese “here” button") == "japanese-here-button"
+    assert styles_sources.slug("piñata") == "pinata"
+    assert styles_sources.slug("A button (blood type)") == "a-button-blood-type"
 
 
 def test_fluent_names_map_through_cldr():
@@ -152,18 +154,18 @@ def test_fluent_names_map_through_cldr():
            "\U0001F44D\U0001F3FB": {"name": "thumbs up: light skin tone", "keywords": ["up"]},
            "\U0001F468\U0001F3FF\u200d\U0001F9B2": {"name": "man: dark skin tone, bald", "keywords": ["bald"]},
            "\U0001F468\u200d\U0001F9B2": {"name": "man: bald", "keywords": ["bald"]}}
-    idx = es.fluent_index(ann)
-    assert es.fluent_sequence("dog-face", idx, ann) == "\U0001F436"
-    assert es.fluent_sequence("thumbs-up-default", idx, ann) == "\U0001F44D"
-    assert es.fluent_sequence("thumbs-up-light", idx, ann) == "\U0001F44D\U0001F3FB"
-    assert es.fluent_sequence("man-bald-dark", idx, ann) == "\U0001F468\U0001F3FF\u200d\U0001F9B2"
-    assert es.fluent_sequence("thumbs-up-dark", idx, ann) is None      # CLDR lacks it
-    assert es.fluent_sequence("hugging-face", idx, ann) is None
+    idx = styles_sources.fluent_index(ann)
+    assert styles_sources.fluent_sequence("dog-face", idx, ann) == "\U0001F436"
+    assert styles_sources.fluent_sequence("thumbs-up-default", idx, ann) == "\U0001F44D"
+    assert styles_sources.fluent_sequence("thumbs-up-light", idx, ann) == "\U0001F44D\U0001F3FB"
+    assert styles_sources.fluent_sequence("man-bald-dark", idx, ann) == "\U0001F468\U0001F3FF\u200d\U0001F9B2"
+    assert styles_sources.fluent_sequence("thumbs-up-dark", idx, ann) is None      # CLDR lacks it
+    assert styles_sources.fluent_sequence("hugging-face", idx, ann) is None
 
 
 def _noto_record(i, cp, split):
     seq = "".join(chr(int(h, 16)) for h in cp.split("_"))
-    rec = eb.image_record(i, seq, split, {"name": f"n{i}", "keywords": f"k{i}"}, 2 * i)
+    rec = emoji_records.image_record(i, seq, split, {"name": f"n{i}", "keywords": f"k{i}"}, 2 * i)
     return rec
 
 
@@ -171,15 +173,15 @@ def test_concept_subsets_seeded_half_never_pinned():
     cps = ["1f431", "1f419", "1f382"] + [f"{0x1f680 + i:x}" for i in range(20)]
     noto = [_noto_record(i, cp, "test" if i < 13 else "val") for i, cp in enumerate(cps)]
     noto.append(_noto_record(len(noto), "1f600", "train"))
-    a = es.concept_subsets(noto, seed=0)
-    assert a == es.concept_subsets(noto, seed=0) and a != es.concept_subsets(noto, seed=1)
+    a = styles_split.concept_subsets(noto, seed=0)
+    assert a == styles_split.concept_subsets(noto, seed=0) and a != styles_split.concept_subsets(noto, seed=1)
     assert set(a) == set(cps)
     assert all(a[p] == "cross-style" for p in ("1f431", "1f419", "1f382"))
     assert Counter(a[cp] for cp in cps[3:13]) == {"unseen": 5, "cross-style": 5}
     assert Counter(a[cp] for cp in cps[13:]) == {"unseen": 5, "cross-style": 5}
     # a concept no other training style draws is unseen whichever half it fell in (pinned ones excepted)
     moved = next(cp for cp in cps[3:] if a[cp] == "cross-style")
-    b = es.concept_subsets(noto, seed=0, rendered=set(cps) - {cps[0], moved})
+    b = styles_split.concept_subsets(noto, seed=0, rendered=set(cps) - {cps[0], moved})
     assert b[cps[0]] == "cross-style" and b[moved] == "unseen"
     assert {cp: s for cp, s in b.items() if cp != moved} == {cp: s for cp, s in a.items() if cp != moved}
 
@@ -221,34 +223,34 @@ def fixture_sources(tmp_path):
     npm = tmp_path / "npm"
     npm.mkdir()
     lic = {"package/LICENSE": b"MIT License\n", "package/LICENSE.txt": b"Attribution-ShareAlike 4.0 International\n"}
-    _tgz(npm / es.archive_name("emoji-datasource-twitter"),
+    _tgz(npm / styles_sources.archive_name("emoji-datasource-twitter"),
          {**lic, **{f"package/img/twitter/64/{cp}.png": _png((255, 0, i * 40, 255))
                     for i, cp in enumerate(["1f436", "1f431", "1f419", "1f680", "1f681", "1f9ff"])}})
-    _tgz(npm / es.archive_name("fluentui-emoji"),
+    _tgz(npm / styles_sources.archive_name("fluentui-emoji"),
          {**lic, **{f"package/icons/{k}/{n}.svg": SVG.format(c="3366aa").encode()
                     for k in ("flat", "modern") for n in ("dog-face", "cat-face", "rocket", "no-such-emoji")}})
-    _tgz(npm / es.archive_name("openmoji"),
+    _tgz(npm / styles_sources.archive_name("openmoji"),
          {**lic, **{f"package/color/svg/{cp.upper()}.svg": SVG.format(c="aa3366").encode()
                     for cp in ("1f436", "1f431", "1f419", "1f680", "1f681")}})
     cldr = tmp_path / "cldr"
-    for rel in eb.ANNOTATION_FILES:
+    for rel in ANNOTATION_FILES:
         (cldr / rel).parent.mkdir(parents=True, exist_ok=True)
         (cldr / rel).write_text(CLDR_XML if rel.startswith("common/annotations/") else
                                 '<?xml version="1.0"?><ldml><annotations/></ldml>', encoding="utf-8")
     noto_dir = tmp_path / "noto"
     (noto_dir / "images").mkdir(parents=True)
     (noto_dir / "LICENSES").mkdir()
-    for name in es.NOTO_LICENSES:
+    for name in styles_card.NOTO_LICENSES:
         (noto_dir / "LICENSES" / name).write_text(name, encoding="utf-8")
-    ann = eb.load_annotations(cldr)
+    ann = load_annotations(cldr)
     splits = {"1f436": "train", "1f431": "test", "1f419": "val", "1f680": "test", "1f681": "test"}
     records = []
     for i, (cp, split) in enumerate(splits.items()):
         seq = chr(int(cp, 16))
-        records.append(eb.image_record(i, seq, split, eb.captions_of(ann[seq]), 2 * i))
+        records.append(emoji_records.image_record(i, seq, split, captions_of(ann[seq]), 2 * i))
         records[-1]["unseen_concept"] = split == "test"
         (noto_dir / "images" / records[-1]["filename"]).write_bytes(_png((0, 255, i, 255)))
-    eb.write_dataset_json(noto_dir / "dataset_emoji.json", {"dataset": "emoji", "images": records, "build": {}})
+    build_io.write_dataset_json(noto_dir / "dataset_emoji.json", {"dataset": "emoji", "images": records, "build": {}})
     return npm, cldr, noto_dir
 
 
@@ -283,7 +285,7 @@ def test_build_on_fixture_is_deterministic(fixture_sources, tmp_path):
     from PIL import Image
 
     assert {im["filepath"] for im in data["images"]} == {"emoji/images"} | {
-        f"emoji_styles/images/{s}" for s in es.STYLES[1:]}
+        f"emoji_styles/images/{s}" for s in styles_split.STYLES[1:]}
     assert not (outs[0] / "images" / "noto").exists() and not list((outs[0] / "images").glob("*.png"))
     with Image.open(outs[0] / "images/fluent-flat/emoji_u1f436.png") as img:
         assert img.mode == "RGB" and img.size == (64, 64)
@@ -300,11 +302,11 @@ def test_missing_archives_say_how_to_fetch(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def sources():
     npm, debs = os.environ.get("JSDLIB_NPM"), os.environ.get("JSDLIB_DEBS")
-    if not npm or len(es.find_archives(Path(npm))) != len(es.NPM_PACKAGES):
-        pytest.skip("rebuild check needs the npm archives " + ", ".join(es.archive_name(p) for p in es.NPM_PACKAGES)
+    if not npm or len(styles_sources.find_archives(Path(npm))) != len(styles_sources.NPM_PACKAGES):
+        pytest.skip("rebuild check needs the npm archives " + ", ".join(styles_sources.archive_name(p) for p in styles_sources.NPM_PACKAGES)
                     + " in $JSDLIB_NPM (run `make emoji-styles`, which fetches them with `npm pack`)")
-    if not debs or eb.CLDR_PACKAGE not in eb.find_debs(Path(debs)):
-        pytest.skip(f"rebuild check needs the {eb.CLDR_PACKAGE} .deb in $JSDLIB_DEBS (run `make debs`)")
+    if not debs or CLDR_PACKAGE not in find_debs(Path(debs), (CLDR_PACKAGE,)):
+        pytest.skip(f"rebuild check needs the {CLDR_PACKAGE} .deb in $JSDLIB_DEBS (run `make debs`)")
     pytest.importorskip("cairosvg")
     return Path(npm), Path(debs)
 
@@ -317,6 +319,6 @@ def test_rebuild_matches_committed(dataset, sources, tmp_path):
     assert rebuilt["images"] == dataset["images"]
     assert rebuilt["build"] == dataset["build"]
     written = sorted((out / "images").rglob("*.png"))
-    assert len(written) == summary["images_written"] == SAMPLE * (len(es.STYLES) - 1)
+    assert len(written) == summary["images_written"] == SAMPLE * (len(styles_split.STYLES) - 1)
     for path in written:
         assert _sha256(path) == _sha256(DATA / path.relative_to(out)), path

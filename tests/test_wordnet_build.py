@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from jsdlib.data import build_wordnet as wb
+from jsdlib.data import wordnet_parse
+from jsdlib.data.debs import find_debs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wordnet_zeshel"
 
@@ -35,9 +37,9 @@ def _jsonl(path: Path) -> list[dict]:
 # ------------------------------------------------------------------------------------- committed files
 def test_files_and_checksums(meta):
     files = sorted(str(p.relative_to(DATA)) for p in DATA.rglob("*.json.gz"))
-    expected = sorted([f"documents/{d}.json.gz" for d in wb.LEXNAMES] + [f"documents/{wb.CONTEXT_WORLD}.json.gz"]
+    expected = sorted([f"documents/{d}.json.gz" for d in wordnet_parse.LEXNAMES] + [f"documents/{wb.CONTEXT_WORLD}.json.gz"]
                       + [f"mentions/{s}.json.gz" for s in ("train", "val", "test")])
-    assert files == expected and len(wb.LEXNAMES) == 45
+    assert files == expected and len(wordnet_parse.LEXNAMES) == 45
     for rel, sha in meta["sha256_uncompressed"].items():
         assert hashlib.sha256(gzip.decompress((DATA / rel).read_bytes())).hexdigest() == sha, rel
 
@@ -45,7 +47,7 @@ def test_files_and_checksums(meta):
 def test_counts_split_and_labels(meta):
     c = meta["counts"]
     assert c["synsets"] == 117659 and c["examples"] == 48339
-    docs = {d: _jsonl(DATA / "documents" / f"{d}.json.gz") for d in wb.LEXNAMES}
+    docs = {d: _jsonl(DATA / "documents" / f"{d}.json.gz") for d in wordnet_parse.LEXNAMES}
     assert sum(len(v) for v in docs.values()) == c["synsets"]
     ids = {d: {x["document_id"] for x in v} for d, v in docs.items()}
     contexts = {x["document_id"]: x for x in _jsonl(DATA / "documents" / f"{wb.CONTEXT_WORLD}.json.gz")}
@@ -86,31 +88,31 @@ def test_card_and_licence(meta):
 
 # ------------------------------------------------------------------------------------------- build rules
 def test_tokenize_peels_edge_punctuation():
-    assert wb.tokenize('"she was able, he said." (maybe)') == ['"', "she", "was", "able", ",", "he", "said", ".",
+    assert wordnet_parse.tokenize('"she was able, he said." (maybe)') == ['"', "she", "was", "able", ",", "he", "said", ".",
                                                               '"', "(", "maybe", ")"]
-    assert wb.tokenize("U.S. able-bodied don't") == ["U.S", ".", "able-bodied", "don't"]
+    assert wordnet_parse.tokenize("U.S. able-bodied don't") == ["U.S", ".", "able-bodied", "don't"]
 
 
 def test_split_gloss_drops_examples_and_attributions():
-    definition, examples = wb.split_gloss('sparing in consumption; "never of much consequence"- John Galsworthy; '
+    definition, examples = wordnet_parse.split_gloss('sparing in consumption; "never of much consequence"- John Galsworthy; '
                                           '"a spartan diet"')
     assert definition == "sparing in consumption"
     assert examples == ["never of much consequence", "a spartan diet"]
-    assert wb.split_gloss("no examples here") == ("no examples here", [])
+    assert wordnet_parse.split_gloss("no examples here") == ("no examples here", [])
 
 
 def test_lemma_name_and_span():
-    assert wb.lemma_name("dead-on(a)") == "dead-on" and wb.lemma_name("Canis_familiaris") == "Canis familiaris"
-    toks = wb.tokenize("The hot dog and the dog , hot dog !")
-    assert wb.find_span(toks, ["dog", "hot dog"]) == (1, 2, "hot dog")        # longest lemma wins
-    assert wb.find_span(toks, ["dog"]) == (2, 2, "dog")                       # earliest position
-    assert wb.find_span(wb.tokenize("Dogs bark"), ["dog"]) is None            # verbatim whole tokens only
+    assert wordnet_parse.lemma_name("dead-on(a)") == "dead-on" and wordnet_parse.lemma_name("Canis_familiaris") == "Canis familiaris"
+    toks = wordnet_parse.tokenize("The hot dog and the dog , hot dog !")
+    assert wordnet_parse.find_span(toks, ["dog", "hot dog"]) == (1, 2, "hot dog")        # longest lemma wins
+    assert wordnet_parse.find_span(toks, ["dog"]) == (2, 2, "dog")                       # earliest position
+    assert wordnet_parse.find_span(wordnet_parse.tokenize("Dogs bark"), ["dog"]) is None            # verbatim whole tokens only
 
 
 def test_split_rule_is_seeded_and_balanced():
-    counts = {d: (i * 37) % 101 + 1 for i, d in enumerate(wb.LEXNAMES)}
+    counts = {d: (i * 37) % 101 + 1 for i, d in enumerate(wordnet_parse.LEXNAMES)}
     a, b = wb.split_domains(counts, seed=3), wb.split_domains(counts, seed=3)
-    assert a == b and set(a) == set(wb.LEXNAMES)
+    assert a == b and set(a) == set(wordnet_parse.LEXNAMES)
     total = sum(counts.values())
     got = {s: sum(n for d, n in counts.items() if a[d] == s) / total for s in ("train", "val", "test")}
     assert abs(got["test"] - 0.25) < 0.03 and abs(got["val"] - 0.125) < 0.03
@@ -130,7 +132,7 @@ def debs() -> Path:
     if shutil.which("dpkg") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("rebuild check needs dpkg/dpkg-deb (a Debian-based system) to unpack wordnet-base")
     env_dir = os.environ.get("JSDLIB_DEBS")
-    if not env_dir or wb.find_deb(Path(env_dir)) is None:
+    if not env_dir or wb.PACKAGE not in find_debs(Path(env_dir), (wb.PACKAGE,)):
         pytest.skip("rebuild check needs the wordnet-base .deb in $JSDLIB_DEBS (run `make debs`, which sets it "
                     "for `make test`)")
     return Path(env_dir)

@@ -1,4 +1,4 @@
-"""The ZeSHEL-format loader (jsdlib.data.datasets, ZeSHEL section) on a fixture in real ZeSHEL's exact layout and on
+"""The ZeSHEL-format loader (jsdlib.data.zeshel) on a fixture in real ZeSHEL's exact layout and on
 the bundled WordNet set."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jsdlib.data import datasets as D
+import jsdlib.data as D
 
 FIXTURE = Path(__file__).parent / "fixtures" / "zeshel_mini"
 
