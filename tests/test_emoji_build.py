@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jsdlib.data import build_emoji as eb
-from jsdlib.data import cldr, emoji_glyphs, emoji_records, emoji_sources
+from jsdlib.data import build_io, cldr, emoji_glyphs, emoji_records, emoji_sources
 from jsdlib.data.debs import find_debs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "emoji"
@@ -155,6 +155,30 @@ def test_missing_sources_name_the_packages(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert emoji_sources.FONT_PACKAGE in err and cldr.CLDR_PACKAGE in err and "--debs" in err
+
+
+def test_without_apt_the_debs_are_named(tmp_path, monkeypatch, capsys):
+    """No .deb in --debs and no apt-get: one line naming both packages and the two ways out."""
+    monkeypatch.setattr("jsdlib.data.debs.shutil.which", lambda name: None)
+    rc = eb.main(["--out", str(tmp_path / "out"), "--debs", str(tmp_path), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "apt-get/dpkg not found" in err
+    assert emoji_sources.FONT_PACKAGE in err and cldr.CLDR_PACKAGE in err and "--debs" in err and "--font" in err
+
+
+def test_sample_evenly_and_remove_stale(tmp_path):
+    """The image sample keeps the first and last record; a full write deletes exactly the PNGs not in the set."""
+    items = list(range(10))
+    assert build_io.sample_evenly(items, None) is items
+    assert build_io.sample_evenly(items, 3) == [0, 4, 9]   # linspace 0, 4.5, 9 rounded half to even
+    assert build_io.sample_evenly(items, 50) == items
+    (tmp_path / "sub").mkdir()
+    files = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "sub" / "c.png", tmp_path / "notes.txt"]
+    for f in files:
+        f.write_bytes(b"x")
+    build_io.remove_stale(tmp_path, {files[0], files[2]})
+    assert [f.exists() for f in files] == [True, False, True, True]
 
 
 # --------------------------------------------------------------------------------------- rebuild

@@ -11,13 +11,14 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from jsdlib.data import build_io, emoji_records, styles_card, styles_sources, styles_split
+from jsdlib.data import build_io, emoji_records, raster, styles_card, styles_sources, styles_split
 from jsdlib.data import emoji_styles as es
 from jsdlib.data.cldr import ANNOTATION_FILES, CLDR_PACKAGE, captions_of, load_annotations
 from jsdlib.data.debs import find_debs
@@ -290,6 +291,13 @@ def test_build_on_fixture_is_deterministic(fixture_sources, tmp_path):
     with Image.open(outs[0] / "images/fluent-flat/emoji_u1f436.png") as img:
         assert img.mode == "RGB" and img.size == (64, 64)
         assert img.getpixel((0, 0)) == (255, 255, 255) and img.getpixel((32, 32)) != (255, 255, 255)
+
+
+def test_svg_without_cairosvg_says_what_to_install(monkeypatch):
+    """cairosvg (an optional engine) is imported in one helper; without it the error says what to install."""
+    monkeypatch.setitem(sys.modules, "cairosvg", None)   # makes `import cairosvg` raise ImportError
+    with pytest.raises(RuntimeError, match="pip install cairosvg"):
+        raster.render_file(b"<svg/>", ".svg", 64)
 
 
 def test_missing_archives_say_how_to_fetch(tmp_path, capsys):

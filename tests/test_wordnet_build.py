@@ -125,6 +125,14 @@ def test_missing_sources_name_the_package(tmp_path, capsys):
     assert "wordnet-base" in err and "--debs" in err and "data.noun" in err
 
 
+def test_without_apt_the_deb_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("jsdlib.data.debs.shutil.which", lambda name: None)
+    rc = wb.main(["--out", str(tmp_path / "out"), "--debs", str(tmp_path), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and wb.PACKAGE in err and "--debs" in err and "--wordnet" in err
+
+
 # ------------------------------------------------------------------------------------------------ rebuild
 @pytest.fixture(scope="module")
 def debs() -> Path:

@@ -11,6 +11,10 @@ its CLDR short name (kind ``name``, e.g. "dog face") and its CLDR keywords joine
 ``keywords``, e.g. "dog, face, pet"). The result is written in Karpathy's format
 (``dataset_emoji.json`` + ``images/``) with a fixed seeded split, together with a data card, the licence
 texts and an attribution note. The build is deterministic: two runs give byte-identical output.
+
+This module runs the build and its command line; the steps live in ``emoji_sources`` (the .deb files or paths),
+``emoji_glyphs`` (drawing and keeping glyphs), ``emoji_records`` (records, split, flags) and ``emoji_card`` (data
+card, attribution, licences), on the pieces every builder shares: ``debs``, ``cldr``, ``raster``, ``build_io``.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ What becomes what (ZeSHEL's zero-shot entity linking, Logeswaran et al. 2019, wi
 - **context document**: ZeSHEL mentions point (``context_document_id``) into a document of their world. Here
   each example sentence is a context document of its own, kept in the pseudo-world file
   ``documents/wordnet_examples.json.gz`` (ids ``ctx:<synset id>:<k>``), so the sentences are never candidates.
-  The loader (:func:`jsdlib.data.datasets.load_zeshel`) builds the query window from ``context_document_id`` +
+  The loader (:func:`jsdlib.data.zeshel.load_zeshel`) builds the query window from ``context_document_id`` +
   ``start_index`` / ``end_index`` exactly as for real ZeSHEL.
 - ``category`` (ZeSHEL: LOW_OVERLAP, ...) = ``polysemous`` if the matched lemma names more than one synset of
   the domain, else ``monosemous``.
@@ -35,6 +35,9 @@ Everything is written as gzip-compressed JSON lines (gzip mtime 0, no file name 
 sorted, so two builds are byte-identical; ``build.json`` records the counts, the split, the source package and
 the sha256 of every file's *uncompressed* content. ``DATACARD.md`` and ``LICENSE`` (the WordNet 3.0 licence from
 the package's ``debian/copyright``) are written by the same build.
+
+The data files are parsed in ``wordnet_parse``, the data card is written by ``wordnet_card``; fetching the .deb and
+writing the gzip files are shared with the emoji builders (``debs``, ``build_io``).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Sources (npm archives fetched with ``npm pack``, see ``make emoji-styles``; this
 - ``openmoji`` 17.0.0: OpenMoji, ``color/svg/*.svg`` (CC BY-SA 4.0; never trained on).
 
 Captions are the CLDR English names and keywords (the Debian ``unicode-cldr-core`` package, read with
-:func:`jsdlib.data.build_emoji.load_annotations`), joined to each image by its code points; Fluent files are named
+:func:`jsdlib.data.cldr.load_annotations`), joined to each image by its code points; Fluent files are named
 by CLDR short names ("dog-face.svg", "woman-pouting-light.svg") and are joined through the CLDR names.
 The Noto entries are taken unchanged from ``data/emoji/`` (their ids, splits and captions stay exactly as
 they are) and their images are not copied: the JSON's image paths are relative to ``data/`` (``filepath``
@@ -15,7 +15,7 @@ they are) and their images are not copied: the JSON's image paths are relative t
 
     python -m jsdlib.data.emoji_styles --npm .cache/npm --debs .cache/debs --out data/emoji_styles
 
-Split design (the concept of an image is its ``base``, :func:`jsdlib.data.build_emoji.base_sequence`): the Noto
+Split design (the concept of an image is its ``base``, :func:`jsdlib.data.cldr.base_sequence`): the Noto
 val/test splits are today's. A test or val concept with no Noto training image was "unseen" in the Noto set;
 a fixed seeded half of those concepts (test first, then the remaining val ones; never the pinned concepts
 dog face, cat face, octopus, birthday cake, red apple) stays out of training in every style (subset
@@ -24,6 +24,10 @@ dog face, cat face, octopus, birthday cake, red apple) stays out of training in 
 those concepts are subset ``seen``). OpenMoji is never trained on: its renderings of the Noto test (val)
 sequences form an unseen-style gallery in the test (val) split (``style: "openmoji"``,
 ``subset: "unseen-style"``, ``concept_subset``: the subset of its concept). The build is deterministic.
+
+This module runs the build, writes the images, loads the committed set (:func:`load`) and has the command line;
+the steps live in ``styles_sources`` (archives, file -> sequence), ``styles_split`` (styles, subsets, records) and
+``styles_card`` (data card, attribution, licences), on the pieces shared with ``build_emoji``.
 """
 from __future__ import annotations
 
