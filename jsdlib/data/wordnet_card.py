@@ -4,23 +4,30 @@ from __future__ import annotations
 from collections import Counter
 
 
-def datacard(meta: dict, mentions: list[dict], documents: dict, contexts: list[dict]) -> str:
-    """The data card (Markdown), generated from the build's own numbers."""
+def _tables(meta: dict) -> tuple[str, str, str]:
+    """(domain rows, split rows, part-of-speech mix per split) of the data card."""
     c = meta["counts"]
     rows = "\n".join(f"| {d} | {v['split']} | {v['entities']:,} | {v['mentions']:,} | {v['polysemous_mentions']:,} |"
                      for d, v in sorted(meta["domains"].items(), key=lambda kv: (("train", "val", "test").index(
                          kv[1]["split"]), kv[0])))
     split_rows = "\n".join(f"| {s} | {v['domains']} | {v['entities']:,} | {v['mentions']:,} | "
                            f"{100 * v['mentions'] / c['mentions']:.1f} % |" for s, v in c["splits"].items())
-    ex = next(m for m in mentions if m["label_document_id"] == "02084071-n")
-    dog = next(d for d in documents["noun.animal"] if d["document_id"] == "02084071-n")
-    ctx = next(x for x in contexts if x["document_id"] == ex["context_document_id"])
-    big = meta["domains"]["adj.all"]
     pos_mix = "; ".join(
         f"{sp} " + ", ".join(f"{p} {100 * n / v['mentions']:.1f} %" for p, n in sorted(Counter(
             {pp: sum(x["mentions"] for d, x in meta["domains"].items() if x["split"] == sp and d.startswith(pp))
              for pp in ("noun", "verb", "adj", "adv")}).items()) if n)
         for sp, v in c["splits"].items())
+    return rows, split_rows, pos_mix
+
+
+def datacard(meta: dict, mentions: list[dict], documents: dict, contexts: list[dict]) -> str:
+    """The data card (Markdown), generated from the build's own numbers."""
+    c = meta["counts"]
+    rows, split_rows, pos_mix = _tables(meta)
+    ex = next(m for m in mentions if m["label_document_id"] == "02084071-n")
+    dog = next(d for d in documents["noun.animal"] if d["document_id"] == "02084071-n")
+    ctx = next(x for x in contexts if x["document_id"] == ex["context_document_id"])
+    big = meta["domains"]["adj.all"]
     return f"""# WordNet sense linking in ZeSHEL format (`data/wordnet_zeshel/`)
 
 Zero-shot entity linking with WordNet 3.0 senses as the entities: link a word in an example sentence to its
