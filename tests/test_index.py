@@ -14,9 +14,13 @@ import torch
 
 from jsdlib import index as ix
 from jsdlib.apps.emoji_index import emoji_vectors
+from jsdlib.cli.main import main
 from jsdlib.index import (BruteForceBackend, ExactBackend, FaissBackend, HybridWeights, InvertedIndex, MilvusBackend,
                           SeismicBackend, Vectors, brute_force_dense, brute_force_sparse, topk_rows)
 from jsdlib.index.milvus import quiet_unimplemented_rpcs
+from jsdlib.jsd.core import efficiency, score_matrices
+from jsdlib.jsd.head import flops
+from jsdlib.jsd.io import JSD_ASSET
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,8 +51,6 @@ def rand():
 @pytest.fixture(scope="module")
 def emoji():
     """The bundled JSD model's vectors on the emoji test split (500 images, 1,000 captions)."""
-    from jsdlib.jsd.io import JSD_ASSET
-
     if not JSD_ASSET.is_file():
         pytest.skip(f"bundled JSD model not present at {JSD_ASSET}")
     torch.set_num_threads(1)
@@ -152,8 +154,6 @@ def test_index_accepts_torch_and_single_vectors(rand):
 
 
 def test_measured_work_is_the_d2s_flops(rand):
-    from jsdlib.jsd.head import flops
-
     Q, D = rand
     res = InvertedIndex.build(D).search(Q, 10)
     expect = flops(torch.from_numpy(Q.toarray()), torch.from_numpy(D.toarray()))
@@ -214,8 +214,6 @@ def test_dense_exact_and_faiss(rand_docs):
 
 
 def test_hybrid_equals_ranking_by_S_x(rand_docs):
-    from jsdlib.jsd.core import score_matrices
-
     docs, queries = rand_docs
     hw = HybridWeights(w1=0.7, w2=1.3, tau=0.05)
     enc = {"D_t": torch.from_numpy(queries.dense), "D_i": torch.from_numpy(docs.dense),
@@ -267,8 +265,6 @@ def test_backends_survive_a_restart(rand_docs, tmp_path, name):
 # real vectors: the bundled JSD model on the emoji test split
 # ----------------------------------------------------------------------------------------------
 def test_real_vectors_exact_index_equals_brute_force(emoji):
-    from jsdlib.jsd.core import efficiency
-
     docs, queries, hw, es = emoji
     got = InvertedIndex.build(docs.sparse).search(queries.sparse, 10)
     ref = brute_force_sparse(queries.sparse, docs.sparse, 10)
@@ -281,8 +277,6 @@ def test_real_vectors_exact_index_equals_brute_force(emoji):
 
 
 def test_real_vectors_hybrid_equals_S_x(emoji):
-    from jsdlib.jsd.core import score_matrices
-
     docs, queries, hw, es = emoji
     S_x = score_matrices(es.enc, hw.tau, hw.w1, hw.w2)["integrated"].double().numpy()
     res = ExactBackend.build(docs).search(queries, 10, "hybrid", hybrid=hw)
@@ -352,8 +346,6 @@ def test_milvus_lite_round_trip_random(rand_docs, tmp_path):
 
 
 def _milvus_round_trip(docs, q, hw, tmp_path):
-    from jsdlib.jsd.core import score_matrices
-
     db = str(tmp_path / "jsd.db")
     b = MilvusBackend.build(docs, db)
     first = b.search(q, 10, "hybrid", hybrid=hw)
@@ -466,8 +458,6 @@ def test_benchmark_rows(rand_docs):
 
 
 def test_cli_index_build_and_search(emoji, tmp_path, capsys):
-    from jsdlib.cli.main import main
-
     docs, queries, hw, es = emoji
     assert main(["index", "build", "--backend", "exact", "--path", str(tmp_path / "ix"), "--threads", "1"]) == 0
     assert main(["index", "search", "--path", str(tmp_path / "ix"), "--query", "cat face", "--k", "3",
