@@ -1,4 +1,4 @@
-"""Old home of jsdlib.index (0.1's index.py): every name now lives in its own module; these lines keep old imports working."""
+"""Old home of the index (0.1's index.py): every name now lives in its own module; these keep old imports working."""
 from jsdlib.index.base import Backend, _check_corpus, _meta_path, _optional, _read_meta  # moved:
 from jsdlib.index.bench import BENCH_BACKENDS, benchmark_backends, ratio_table  # moved:
 from jsdlib.index.brute import BruteForceBackend  # moved:

@@ -108,7 +108,7 @@ _WIDTH = {"dense": ("dense queries have {} dimensions", "the index holds {}-d ve
 
 
 def _check_queries(q: Vectors, mode: str, dim: int | None, vocab_size: int | None, where: str) -> None:
-    """Queries ``q`` fit an index of ``dim``-d dense / ``vocab_size``-term sparse vectors for ``mode``, or one clear error."""
+    """Check that queries ``q`` fit an index of ``dim``-d dense / ``vocab_size``-term sparse vectors in ``mode``."""
     if mode not in ("dense", "sparse", "hybrid"):
         raise ValueError(f"{where}: mode must be 'sparse', 'dense' or 'hybrid', got {mode!r}")
     for side, width in (("dense", dim), ("sparse", vocab_size)):
