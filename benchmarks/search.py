@@ -4,7 +4,7 @@
                                 [--queries 1000] [--timed 200] [--repeats 3] [--json out.json]
 
 Documents: the bundled JSD model's image vectors of all 3,635 emoji images (train, val, test), then, for
-larger corpora, deterministic synthetic vectors with the same statistics (``jsdlib.index.core.synthetic_sparse``:
+larger corpora, deterministic synthetic vectors with the same statistics (``jsdlib.index.synthetic.synthetic_sparse``:
 active-term counts, term shares p_j and per-term weights of the real image vectors; dense: a real vector
 plus noise, renormalised). Queries: the 1,000 emoji test captions (sparse ``z_t`` for sparse back ends,
 dense ``d_t`` for dense ones).
@@ -34,7 +34,7 @@ def _single_thread() -> None:
 
 
 def main(argv=None) -> int:
-    from jsdlib.index.core import BENCH_BACKENDS
+    from jsdlib.index.bench import BENCH_BACKENDS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from jsdlib.index.core import Vectors, benchmark_backends, corpus_of_size, emoji_vectors, ratio_table
+    from jsdlib.apps.emoji_index import emoji_vectors
+    from jsdlib.index import Vectors, benchmark_backends, corpus_of_size, ratio_table
 
     torch.set_num_threads(1)
     try:

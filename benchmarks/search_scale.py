@@ -4,12 +4,12 @@
                                       [--json out.json] [--txt out.txt]
 
 Documents as in ``benchmarks/search.py``: the bundled JSD model's 3,635 emoji image vectors, then synthetic
-vectors with their statistics (``jsdlib.index.core.corpus_of_size``) up to N. Queries: the 1,000 emoji test captions'
+vectors with their statistics (``jsdlib.index.synthetic.corpus_of_size``) up to N. Queries: the 1,000 emoji test captions'
 sparse vectors. One thread everywhere; queries issued one at a time.
 
 Back ends, per N:
 - ``exact`` (``InvertedIndex.search``): term-at-a-time, every posting of every query term, then all N scores.
-- ``exact_maxscore`` (``jsdlib.index.core.maxscore_search``): MaxScore over the same postings (same ids and scores).
+- ``exact_maxscore`` (``jsdlib.index.maxscore.maxscore_search``): MaxScore over the same postings (same ids and scores).
 - ``seismic`` at its defaults (``query_cut`` 50, ``heap_factor`` 0.9, ``n_postings`` max(500, 2 x mean df)).
 - ``seismic_tuned``: the fastest point of a grid (n_postings x1/8, 1/4, 1/2, 1 of the default; query_cut 10,
   20, 50; heap_factor 0.7, 0.8, 0.9, 1.0) whose recall@10 on the *tuning* queries (captions 500..999) is
@@ -54,8 +54,9 @@ def main(argv=None) -> int:
     import torch
 
     from jsdlib.common import hardware
-    from jsdlib.index.core import (InvertedIndex, SeismicBackend, Vectors, brute_force_sparse, corpus_of_size,
-                              emoji_vectors, maxscore_search, recall_at_k, term_max_weights)
+    from jsdlib.apps.emoji_index import emoji_vectors
+    from jsdlib.index import (InvertedIndex, SeismicBackend, Vectors, brute_force_sparse, corpus_of_size,
+                              maxscore_search, recall_at_k, term_max_weights)
 
     torch.set_num_threads(1)
     docs_real, queries, _, _ = emoji_vectors("test")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -11,9 +12,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from jsdlib.index import core as ix
-from jsdlib.index.core import (BruteForceBackend, ExactBackend, FaissBackend, HybridWeights, InvertedIndex, MilvusBackend,
+from jsdlib import index as ix
+from jsdlib.apps.emoji_index import emoji_vectors
+from jsdlib.cli.main import main
+from jsdlib.index import (BruteForceBackend, ExactBackend, FaissBackend, HybridWeights, InvertedIndex, MilvusBackend,
                           SeismicBackend, Vectors, brute_force_dense, brute_force_sparse, topk_rows)
+from jsdlib.index.milvus import quiet_unimplemented_rpcs
+from jsdlib.jsd.core import efficiency, score_matrices
+from jsdlib.jsd.head import flops
+from jsdlib.jsd.io import JSD_ASSET
 
 
 # ----------------------------------------------------------------------------------------------
@@ -44,12 +51,10 @@ def rand():
 @pytest.fixture(scope="module")
 def emoji():
     """The bundled JSD model's vectors on the emoji test split (500 images, 1,000 captions)."""
-    from jsdlib.jsd.io import JSD_ASSET
-
     if not JSD_ASSET.is_file():
         pytest.skip(f"bundled JSD model not present at {JSD_ASSET}")
     torch.set_num_threads(1)
-    docs, queries, hw, es = ix.emoji_vectors("test")
+    docs, queries, hw, es = emoji_vectors("test")
     return docs, queries, hw, es
 
 
@@ -149,8 +154,6 @@ def test_index_accepts_torch_and_single_vectors(rand):
 
 
 def test_measured_work_is_the_d2s_flops(rand):
-    from jsdlib.jsd.head import flops
-
     Q, D = rand
     res = InvertedIndex.build(D).search(Q, 10)
     expect = flops(torch.from_numpy(Q.toarray()), torch.from_numpy(D.toarray()))
@@ -211,8 +214,6 @@ def test_dense_exact_and_faiss(rand_docs):
 
 
 def test_hybrid_equals_ranking_by_S_x(rand_docs):
-    from jsdlib.jsd.core import score_matrices
-
     docs, queries = rand_docs
     hw = HybridWeights(w1=0.7, w2=1.3, tau=0.05)
     enc = {"D_t": torch.from_numpy(queries.dense), "D_i": torch.from_numpy(docs.dense),
@@ -264,8 +265,6 @@ def test_backends_survive_a_restart(rand_docs, tmp_path, name):
 # real vectors: the bundled JSD model on the emoji test split
 # ----------------------------------------------------------------------------------------------
 def test_real_vectors_exact_index_equals_brute_force(emoji):
-    from jsdlib.jsd.core import efficiency
-
     docs, queries, hw, es = emoji
     got = InvertedIndex.build(docs.sparse).search(queries.sparse, 10)
     ref = brute_force_sparse(queries.sparse, docs.sparse, 10)
@@ -278,8 +277,6 @@ def test_real_vectors_exact_index_equals_brute_force(emoji):
 
 
 def test_real_vectors_hybrid_equals_S_x(emoji):
-    from jsdlib.jsd.core import score_matrices
-
     docs, queries, hw, es = emoji
     S_x = score_matrices(es.enc, hw.tau, hw.w1, hw.w2)["integrated"].double().numpy()
     res = ExactBackend.build(docs).search(queries, 10, "hybrid", hybrid=hw)
@@ -320,7 +317,7 @@ def test_milvus_bad_uri_gives_a_clear_error(tmp_path):
 _REOPEN = textwrap.dedent("""
     import json, sys
     import numpy as np, scipy.sparse as sp
-    from jsdlib.index.core import MilvusBackend, Vectors, HybridWeights
+    from jsdlib.index import MilvusBackend, Vectors, HybridWeights
     db, qpath, out, w1, w2, tau = sys.argv[1:7]
     f = np.load(qpath)
     q = Vectors(f["dense"], sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"])))
@@ -349,8 +346,6 @@ def test_milvus_lite_round_trip_random(rand_docs, tmp_path):
 
 
 def _milvus_round_trip(docs, q, hw, tmp_path):
-    from jsdlib.jsd.core import score_matrices
-
     db = str(tmp_path / "jsd.db")
     b = MilvusBackend.build(docs, db)
     first = b.search(q, 10, "hybrid", hybrid=hw)
@@ -371,6 +366,58 @@ def _milvus_round_trip(docs, q, hw, tmp_path):
         full = S[key].double().numpy()
         assert_same_topk(np.array(res[mode]), ref.ids, full, tol)
     assert_same_topk(first.ids, np.array(res["hybrid"]), S["integrated"].double().numpy(), 1e-3)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+_UNIMPLEMENTED = "Exception calling application: Method not implemented!"
+
+
+def test_quiet_unimplemented_rpcs_is_scoped():
+    """The grpc filter drops only Milvus Lite's message, only inside the block, and is removed after an error too."""
+    log = logging.getLogger("grpc._server")
+    before, seen = list(log.filters), _Records()
+    log.addHandler(seen)
+    try:
+        with quiet_unimplemented_rpcs():
+            log.error(_UNIMPLEMENTED)
+            log.error("another grpc error")
+            assert len(log.filters) == len(before) + 1
+        with pytest.raises(RuntimeError), quiet_unimplemented_rpcs():
+            raise RuntimeError("boom")
+        with quiet_unimplemented_rpcs(enabled=False):
+            log.error(_UNIMPLEMENTED)
+        log.error(_UNIMPLEMENTED)
+    finally:
+        log.removeHandler(seen)
+    assert seen.messages == ["another grpc error", _UNIMPLEMENTED, _UNIMPLEMENTED]
+    assert log.filters == before
+
+
+def test_milvus_lite_leaves_the_grpc_logger_as_it_found_it(rand_docs, tmp_path):
+    """Milvus Lite's "Method not implemented" records are hidden during its calls, and no filter stays behind."""
+    docs, queries = rand_docs
+    log = logging.getLogger("grpc._server")
+    before, seen = list(log.filters), _Records()
+    log.addHandler(seen)
+    try:
+        b = MilvusBackend.build(docs.rows(np.arange(50)), str(tmp_path / "g.db"))
+        assert log.filters == before  # between calls: nothing installed
+        b.search(queries.rows([0, 1]), 3, "hybrid", hybrid=HybridWeights(1.0, 1.0, 1.0))
+        b.close()
+        MilvusBackend.open(str(tmp_path / "g.db")).close()
+        log.error(_UNIMPLEMENTED)  # outside a Milvus call the same record gets through: the filter is gone
+    finally:
+        log.removeHandler(seen)
+    assert log.filters == before
+    assert seen.messages == [_UNIMPLEMENTED]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,8 +458,6 @@ def test_benchmark_rows(rand_docs):
 
 
 def test_cli_index_build_and_search(emoji, tmp_path, capsys):
-    from jsdlib.cli.main import main
-
     docs, queries, hw, es = emoji
     assert main(["index", "build", "--backend", "exact", "--path", str(tmp_path / "ix"), "--threads", "1"]) == 0
     assert main(["index", "search", "--path", str(tmp_path / "ix"), "--query", "cat face", "--k", "3",

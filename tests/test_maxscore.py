@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jsdlib.index import core as ix
-from jsdlib.index.core import InvertedIndex, brute_force_sparse, maxscore_search
+from jsdlib.index import inverted
+from jsdlib.index.inverted import InvertedIndex
+from jsdlib.index.maxscore import maxscore_search, term_max_weights
+from jsdlib.index.reference import brute_force_sparse
 
-pytestmark = pytest.mark.skipif(ix.numba is None, reason="MaxScore runs in numba")
+pytestmark = pytest.mark.skipif(inverted.numba is None, reason="MaxScore runs in numba")
 
 
 def _random_sparse(n, V, density, seed, integer=False, skew=False):
@@ -52,4 +54,4 @@ def test_maxscore_ties_few_matches_and_fallback():
     Qn.data[0] = -Qn.data[0]
     got, ref = maxscore_search(idx, Qn, 10), brute_force_sparse(Qn, D, 10)
     np.testing.assert_array_equal(got.ids, ref.ids)
-    assert ix.term_max_weights(idx).shape == (80,)
+    assert term_max_weights(idx).shape == (80,)
