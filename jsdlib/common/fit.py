@@ -234,12 +234,12 @@ def fit(task: Task, opt: torch.optim.Optimizer, sched, gen: torch.Generator, cfg
             state["epoch"] = epoch
             if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
                 state["done"] = True
-            if log_epochs:
-                log(task.epoch_line(row))
             if run_dir is not None:
                 save_state(run_dir / "last.pt", ident, _Weights(task), opt, sched, gen, state,
                            scaler=scaler.state_dict(), precision=cfg.precision,
                            **(_rng_state(device) if cfg.global_rng else {}))
+            if log_epochs:      # after the checkpoint: a run killed once an epoch is reported resumes after it
+                log(task.epoch_line(row))
             if stop_after_epoch is not None and stop_after_epoch <= epoch < cfg.epochs and not state["done"]:
                 return {"model": task.model, "stopped_at": epoch, "precision": cfg.precision, **state}
         if best_sd is not None:
