@@ -149,7 +149,8 @@ __all__ = ["BiEncoder", "mean_pool", "cached_encode", "MAX_LEN", "SCALE", "ENCOD
 from jsdlib.retrieval.topk import PAD_SCORE, Retrieval, retrieval_metrics, retrieve  # noqa: E402  # moved:
 from jsdlib.retrieval.finetune import (FinetuneConfig, default_val_domains, finetune,  # noqa: E402  # moved:
                                        finetuned_path, load_biencoder, save_biencoder, sibling_rows)  # moved:
-from jsdlib.retrieval.report import main, report  # noqa: E402  # moved:
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # jsdlib 0.1's command; the report is `python -m jsdlib.retrieval.report` now
+    from jsdlib.retrieval.report import main  # noqa: E402  # moved:
+
     raise SystemExit(main())

@@ -1,5 +1,5 @@
 """Vision-language dual encoders (VLPs) and their pre-projection features: the frozen encoders JSD starts from
-(JSD, CIKM 2025, §3: JSD trains on cached features ``h`` and initialises its dense branch with the VLP's own
+(JSD, CIKM 2025: JSD trains on cached features ``h`` and initialises its dense branch with the VLP's own
 projection). Any open_clip model by name, or the bundled stand-in (MiniLM text tower + small ViT) trained here on
 the emoji set. Taught in notebook 01 (data and the dense VLP).
 """
