@@ -2,15 +2,13 @@
 keep the old paths working until their callers are rewritten)."""
 from __future__ import annotations
 
-from jsdlib.common.integrity import _FILE_HASHES, file_sha256, safetensors_digest  # moved:
+from jsdlib.common.integrity import file_sha256, safetensors_digest  # moved:
 from jsdlib.common.paths import cache_dir, minilm_path  # moved:
 from jsdlib.vlp.features import (FEATURE_FORMAT, Features, cached_features, encode_split, feature_key,  # moved:
                                  load_features, save_features, split_fingerprint)  # moved:
 from jsdlib.vlp.load import load_vlp  # moved:
 from jsdlib.vlp.openclip import VLP, PretrainedUnavailableError, load_openclip, register_model_config  # moved:
-from jsdlib.vlp.projection import (_as_linear, _image_projection_owner, _text_projection_owner,  # moved:
-                                   pre_projection, projection_params, tokenize, word_embeddings)  # moved:
+from jsdlib.vlp.projection import pre_projection, projection_params, tokenize, word_embeddings  # moved:
 from jsdlib.vlp.quiet import quiet_loading  # moved:
-from jsdlib.vlp.standin import (DEFAULT_STANDIN_CHECKPOINT, STANDIN_NAME, _trainable_prefixes,  # moved:
-                                build_standin, load_standin, register_standin, standin_config,  # moved:
-                                standin_state_dict)  # moved:
+from jsdlib.vlp.standin import (DEFAULT_STANDIN_CHECKPOINT, STANDIN_NAME, build_standin, load_standin,  # moved:
+                                register_standin, standin_config, standin_state_dict)  # moved:

