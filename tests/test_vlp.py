@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from jsdlib.vlp import models as V
+from jsdlib import vlp as V
+from jsdlib.common.integrity import safetensors_digest
+from jsdlib.common.paths import cache_dir
+from jsdlib.vlp.openclip import register_model_config
 from jsdlib.data.datasets import load_emoji
 
 TINY_CLIP = {  # an open_clip CLIP with the BPE text transformer, small enough for a unit test
@@ -65,7 +68,7 @@ def test_standin_pre_projection_matches_projection():
 def test_openclip_bpe_model_pre_projection_and_vocab():
     import open_clip
 
-    name = V.register_model_config("jsd-test-tiny-clip", TINY_CLIP)
+    name = register_model_config("jsd-test-tiny-clip", TINY_CLIP)
     vlp = V.load_openclip(name)  # random weights, offline
     assert vlp.weights == "random" and vlp.fingerprint == "random"
     _check_projection_split(vlp.model, open_clip.get_tokenizer(name), torch.randn(2, 3, 32, 32))
@@ -144,7 +147,7 @@ def test_feature_cache_not_stale_when_image_changes(tmp_path):
 
 def test_standin_training_resumes_exactly(tmp_path):
     """A run killed after epoch 1 and resumed ends with the same weights as an uninterrupted run."""
-    from jsdlib.vlp.standin import StandinConfig, train_standin
+    from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
     train = load_emoji("train").subset(range(24))
     val = load_emoji("val").subset(range(8))
@@ -169,9 +172,9 @@ def test_checkpoint_fingerprint_is_content_based(tmp_path):
     """Saving the same weights twice may reorder safetensors' metadata; the cache key must not change."""
     a = _tiny_standin_checkpoint(tmp_path / "a.safetensors")
     b = _tiny_standin_checkpoint(tmp_path / "b.safetensors")
-    assert V.safetensors_digest(a) == V.safetensors_digest(b)
+    assert safetensors_digest(a) == safetensors_digest(b)
     c = _tiny_standin_checkpoint(tmp_path / "c.safetensors", seed=1)
-    assert V.safetensors_digest(c) != V.safetensors_digest(a)
+    assert safetensors_digest(c) != safetensors_digest(a)
 
 
 @pytest.mark.parametrize("bar_on", [True, False])
@@ -207,11 +210,10 @@ def test_quiet_loading_puts_every_logging_setting_back(bar_on):
 
 
 def test_the_old_import_paths_still_work():
-    from jsdlib import vlp
-    from jsdlib.vlp import standin
+    from jsdlib.vlp import models, standin
 
-    assert V.load_standin is vlp.load_standin and V.Features is vlp.Features and V.cache_dir() == vlp.features.cache_dir()
-    assert standin.train_standin is vlp.train_standin and standin.StandinConfig is vlp.StandinConfig
+    assert models.load_standin is V.load_standin and models.Features is V.Features and models.cache_dir is cache_dir
+    assert standin.train_standin is V.train_standin and standin.StandinConfig is V.StandinConfig
 
 
 def test_minilm_tokenizer_with_and_without_the_zeshel_markers():
