@@ -3,7 +3,7 @@ keep the old paths working until their callers are rewritten)."""
 from __future__ import annotations
 
 from jsdlib.common.integrity import file_sha256, safetensors_digest  # moved:
-from jsdlib.common.paths import cache_dir, minilm_path  # moved:
+from jsdlib.common.paths import PACKAGE_DIR, cache_dir, minilm_path  # moved:
 from jsdlib.vlp.features import (FEATURE_FORMAT, Features, cached_features, encode_split, feature_key,  # moved:
                                  load_features, save_features, split_fingerprint)  # moved:
 from jsdlib.vlp.load import load_vlp  # moved:
