@@ -8,6 +8,7 @@ transformer. :func:`train_ce` trains either with softmax CE over the gold and th
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.model import default_device, ffn_dim, pretrained_minilm
 from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16
+from jsdlib.common.fit import FitConfig, Task, fit
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 from jsdlib.retrieval.biencoder import minilm_tokenizer
@@ -181,17 +182,25 @@ def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, p
     ``{"model", "train_time_s", "n_train_queries", "losses" (one per step), "loss_first", "loss_last"
     (mean of the first / last 10 % of the steps), "config"}``.
     """
+    device = torch.device(cfg.device or default_device())
     with seeded(cfg.seed):
         if ce is None:
             ce = (CrossEncoder(max_len=cfg.max_len) if train.cand_feats is None
                   else ImageCrossEncoder(train.cand_feats.shape[1], max_len=cfg.max_len))
-        t0 = time.time()
-        qidx, losses = _fit_ce(ce, train, cfg, progress)
+        ce.to(device)
+        gen = generator(cfg.seed)
+        task = CETask(ce, train, cfg, torch.randperm(len(train), generator=gen)[:cfg.max_train_queries].tolist())
+        opt = torch.optim.AdamW(task.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        sched = warmup_decay(opt, cfg.epochs * len(task.qidx), cfg.warmup_frac, rounding="nearest")
+        res = fit(task, opt, sched, gen, FitConfig(cfg.epochs, cfg.grad_clip, device=str(device), global_rng=True),
+                  ident=f"ce:{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}", progress=progress,
+                  log=lambda *a: None, log_epochs=False, desc="ce")
+    losses = task.losses
     n10 = max(1, len(losses) // 10)
     first, last = float(np.mean(losses[:n10])), float(np.mean(losses[-n10:]))
-    log(f"ce: {len(qidx)} queries x {cfg.epochs} epoch(s), mean loss first/last 10%: {first:.3f} / {last:.3f} "
+    log(f"ce: {len(task.qidx)} queries x {cfg.epochs} epoch(s), mean loss first/last 10%: {first:.3f} / {last:.3f} "
         f"(chance ln {cfg.n_candidates} = {math.log(cfg.n_candidates):.3f})")
-    return {"model": ce, "train_time_s": time.time() - t0, "n_train_queries": len(qidx), "losses": losses,
+    return {"model": ce, "train_time_s": res["train_time_s"], "n_train_queries": len(task.qidx), "losses": losses,
             "loss_first": first, "loss_last": last, "config": dataclasses.asdict(cfg)}
 
 
@@ -203,29 +212,28 @@ def ce_query_loss(ce: nn.Module, data: RerankData, q: int, n_candidates: int) ->
     return F.cross_entropy(sc[None], torch.zeros(1, dtype=torch.long, device=sc.device))
 
 
-def _fit_ce(ce: nn.Module, train: RerankData, cfg: CEConfig, progress: bool) -> tuple[list[int], list[float]]:
-    """The CE's training loop: one query per step, a seeded query subset in a seeded order each epoch."""
-    device = torch.device(cfg.device or default_device())
-    ce.to(device)
-    g = generator(cfg.seed)
-    qidx = torch.randperm(len(train), generator=g)[:cfg.max_train_queries].tolist()
-    params = [p for p in ce.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    sched = warmup_decay(opt, cfg.epochs * len(qidx), cfg.warmup_frac, rounding="nearest")
-    ce.train()
-    losses = []
-    for epoch in range(cfg.epochs):
-        order = [qidx[i] for i in torch.randperm(len(qidx), generator=g).tolist()]
-        for q in tqdm(order, desc=f"ce epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
-            loss = ce_query_loss(ce, train, q, cfg.n_candidates)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-    ce.eval()
-    return qidx, losses
+class CETask(Task):
+    """The cross-encoder for :func:`jsdlib.common.fit.fit`: one training query per step (:func:`ce_query_loss`),
+    the seeded query subset ``qidx`` in a new seeded order each epoch; no validation (the last epoch is kept).
+    ``losses``: every step's loss, in order."""
+
+    unselectable = "the cross-encoder is not selected on validation"
+
+    def __init__(self, ce: nn.Module, train: RerankData, cfg: CEConfig, qidx: list[int]):
+        self.model, self.train, self.cfg, self.qidx = ce, train, cfg, qidx
+        self.params = [p for p in ce.parameters() if p.requires_grad]
+        self.losses: list[float] = []
+
+    def batches(self, epoch: int, gen: torch.Generator) -> list[int]:
+        return [self.qidx[i] for i in torch.randperm(len(self.qidx), generator=gen).tolist()]
+
+    def loss(self, q: int, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        loss = ce_query_loss(self.model, self.train, q, self.cfg.n_candidates)
+        self.losses.append(float(loss.detach()))
+        return loss, {"loss": self.losses[-1]}
+
+    def validate(self, epoch: int) -> tuple[dict, None]:
+        return {}, None
 
 
 class PairCache:

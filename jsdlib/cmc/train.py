@@ -4,24 +4,22 @@ Per step, ``batch_size`` training queries each get ``[gold, 31 best-ranked other
 top-1024]`` (:func:`jsdlib.cmc.data.sample_candidates`), CMC scores them and :func:`jsdlib.cmc.loss.cmc_loss`
 compares the scores with the gold and with the retriever's (teacher) scores. AdamW, linear warm-up then linear
 decay (:mod:`jsdlib.common.schedule`), gradient clipping; after each epoch CMC reranks the validation queries'
-top-``eval_k`` and the epoch with the best top-1 accuracy is kept.
+top-``eval_k`` and the epoch with the best top-1 accuracy is kept. The loop is :func:`jsdlib.common.fit.fit`
+(:class:`CMCTask` says what a batch, its loss and the validation are).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import torch
-from tqdm.auto import tqdm
 
 from jsdlib.cmc.config import CMCConfig
 from jsdlib.cmc.data import RerankData, eval_subset, sample_candidates
 from jsdlib.cmc.loss import cmc_loss, teacher_scores
 from jsdlib.cmc.model import CMC, default_device
 from jsdlib.cmc.rerank import evaluate_cmc
-from jsdlib.common.checkpoint import open_run, save_state
-from jsdlib.common.io import save_torch
+from jsdlib.common.fit import FitConfig, Task, fit
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 
@@ -73,6 +71,32 @@ def cmc_batch_loss(model: CMC, data: RerankData, qs: list[int], gen: torch.Gener
     return cmc_loss(sc, torch.zeros(len(qs), dtype=torch.long, device=device), teacher, cfg.alpha, cfg.T)
 
 
+class CMCTask(Task):
+    """CMC for :func:`jsdlib.common.fit.fit`: batches of training queries, :func:`cmc_batch_loss`, validation
+    accuracy of CMC over the validation queries' top-``eval_k`` (the selection key)."""
+
+    def __init__(self, model: CMC, train: RerankData, val: RerankData, cfg: CMCConfig, qidx: torch.Tensor,
+                 device: torch.device):
+        self.model, self.train, self.val, self.cfg, self.qidx = model, train, val, cfg, qidx
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.Q, self.C = train.query_emb.float().to(device), train.cand_emb.float().to(device)
+
+    def batches(self, epoch: int, gen: torch.Generator) -> list[list[int]]:
+        order = self.qidx[torch.randperm(len(self.qidx), generator=gen)]
+        return [order[s:s + self.cfg.batch_size].tolist() for s in range(0, len(order), self.cfg.batch_size)]
+
+    def loss(self, batch: list[int], step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        loss, parts = cmc_batch_loss(self.model, self.train, batch, gen, self.cfg, self.Q, self.C)
+        return loss, {"loss": loss.detach(), "ce": parts["ce"], "kl": parts["kl"]}
+
+    def validate(self, epoch: int) -> tuple[dict, float]:
+        val_acc = evaluate_cmc(self.model, self.val, self.cfg.eval_k, self.cfg.eval_batch)
+        return {"val_acc": val_acc}, val_acc
+
+    def epoch_line(self, row: dict) -> str:
+        return f"cmc epoch {row['epoch']}  loss {row['loss']:.4f}  val acc {row['val_acc']:.2f}  {row['epoch_s']:.1f}s"
+
+
 def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, resume: bool = True,
               progress: bool = True, stop_after_epoch: int | None = None, log=print, model: CMC | None = None) -> dict:
     """Train CMC (spec §3) and keep the epoch with the best validation accuracy (CMC over val top-``eval_k``).
@@ -82,73 +106,23 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
     and the catalogue is re-encoded for validation. ``run_dir``: ``last.pt`` each epoch and ``best.pt``; a
     killed run resumes bit for bit (generator, torch RNG for dropout, optimiser, scheduler). Seeded with
     ``cfg.seed`` (initialisation, dropout, batch order, sampling); the caller's torch RNG is left as it was.
-    Returns ``{"model", "history", "best", "variant", ...}``.
+    Returns ``{"model", "history", "best", "variant", "n_train_queries", "config", ...}`` (:func:`fit`'s result).
     """
-    with seeded(cfg.seed):
-        return _train_cmc(train, val, cfg, run_dir, resume, progress, stop_after_epoch, log, model)
-
-
-def _train_cmc(train, val, cfg, run_dir, resume, progress, stop_after_epoch, log, model) -> dict:
     device = torch.device(cfg.device or default_device())
-    model = _check(train, val, cfg, model)
-    qidx = _training_queries(train, cfg)
-    val = eval_subset(val, cfg.max_val_queries)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    spe = math.ceil(len(qidx) / cfg.batch_size)
-    sched = warmup_decay(opt, cfg.epochs * spe, cfg.warmup_frac, rounding="nearest")
-    gen = generator(cfg.seed)
-    state = {"epoch": 0, "history": [], "best": None, "step": 0}
-    ident = f"cmc:{cfg.digest()}:{train.fingerprint()}:{val.fingerprint()}"
-    run_dir, state, extra, best_state = open_run(run_dir, ident, model, opt, sched, gen, state, resume, "cmc", log)
-    if "torch_rng" in extra:
-        torch.set_rng_state(extra["torch_rng"])
-    if "cuda_rng" in extra and device.type == "cuda":
-        torch.cuda.set_rng_state(extra["cuda_rng"], device)
-
-    Q, C = train.query_emb.float().to(device), train.cand_emb.float().to(device)
-    t0 = time.time()
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        te = time.time()
-        model.train()
-        order = qidx[torch.randperm(len(qidx), generator=gen)]
-        sums = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"cmc epoch {epoch}/{cfg.epochs}",
-                   disable=not progress, leave=False)
-        for s in bar:
-            loss, parts = cmc_batch_loss(model, train, order[s:s + cfg.batch_size].tolist(), gen, cfg, Q, C)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            state["step"] += 1
-            sums["loss"] += float(loss.detach())
-            sums["ce"] += float(parts["ce"])
-            sums["kl"] += float(parts["kl"])
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        n_b = max(1, spe)
-        val_acc = evaluate_cmc(model, val, cfg.eval_k, cfg.eval_batch)
-        row = {"epoch": epoch, **{k: v / n_b for k, v in sums.items()}, "val_acc": val_acc,
-               "epoch_s": round(time.time() - te, 3)}
-        state["history"].append(row)
-        if state["best"] is None or val_acc > state["best"]["val_acc"]:
-            state["best"] = row
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if run_dir is not None:
-                save_torch(best_state, run_dir / "best.pt")
-        state["epoch"] = epoch
-        (log if progress else (lambda *a: None))(
-            f"cmc epoch {epoch}  loss {row['loss']:.4f}  val acc {val_acc:.2f}  {row['epoch_s']:.1f}s")
-        if run_dir is not None:
-            rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
-            save_state(run_dir / "last.pt", ident, model, opt, sched, gen, state, torch_rng=torch.get_rng_state(),
-                       **rng)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs:
-            return {"model": model, "stopped_at": epoch, "variant": model.encoders, **state}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return {"model": model, "variant": model.encoders, "train_time_s": time.time() - t0,
-            "n_train_queries": int(len(qidx)), "config": dataclasses.asdict(cfg), **state}
+    with seeded(cfg.seed):
+        model = _check(train, val, cfg, model).to(device)
+        qidx = _training_queries(train, cfg)
+        val = eval_subset(val, cfg.max_val_queries)
+        task = CMCTask(model, train, val, cfg, qidx, device)
+        opt = torch.optim.AdamW(task.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        sched = warmup_decay(opt, cfg.epochs * math.ceil(len(qidx) / cfg.batch_size), cfg.warmup_frac,
+                             rounding="nearest")
+        res = fit(task, opt, sched, generator(cfg.seed),
+                  FitConfig(cfg.epochs, cfg.grad_clip, device=str(device), global_rng=True),
+                  ident=f"cmc:{cfg.digest()}:{train.fingerprint()}:{val.fingerprint()}", run_dir=run_dir,
+                  resume=resume, progress=progress, log=log, log_epochs=progress, desc="cmc",
+                  stop_after_epoch=stop_after_epoch)
+    res["variant"] = model.encoders
+    if "stopped_at" not in res:
+        res.update(n_train_queries=int(len(qidx)), config=dataclasses.asdict(cfg))
+    return res
