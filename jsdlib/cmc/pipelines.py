@@ -43,6 +43,19 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+def _check_pipelines(names: Sequence[str], k: int, k_ce: int, cmc, ce) -> None:
+    """A clear error for unknown pipeline names, ``k_ce > k`` or a pipeline whose model is missing."""
+    if k_ce > k:
+        raise ValueError(f"k_ce ({k_ce}) must not exceed k ({k})")
+    if any(x in names for x in ("be_ce", "be_cmc_ce")) and ce is None:
+        raise ValueError("run_pipelines: be_ce / be_cmc_ce need a cross-encoder")
+    if any(x in names for x in ("be_cmc", "be_cmc_ce", "cmc_final")) and cmc is None:
+        raise ValueError("run_pipelines: the CMC pipelines need a CMC model")
+    unknown = set(names) - set(PIPELINES)
+    if unknown:
+        raise ValueError(f"unknown pipelines {sorted(unknown)}; known: {PIPELINES}")
+
+
 def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k: int = 512, k_ce: int = 16,
                   names: Sequence[str] = PIPELINES, progress: bool = False, ce_cache: PairCache | None = None) -> dict:
     """Every pipeline of spec §1 on ``data`` (test queries with the retriever's top-K), with metrics and ms/query.
@@ -61,16 +74,7 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     """
     n = len(data)
     k = min(k, data.k)
-    if k_ce > k:
-        raise ValueError(f"k_ce ({k_ce}) must not exceed k ({k})")
-    need_ce = any(x in names for x in ("be_ce", "be_cmc_ce"))
-    if need_ce and ce is None:
-        raise ValueError("run_pipelines: be_ce / be_cmc_ce need a cross-encoder")
-    if any(x in names for x in ("be_cmc", "be_cmc_ce", "cmc_final")) and cmc is None:
-        raise ValueError("run_pipelines: the CMC pipelines need a CMC model")
-    unknown = set(names) - set(PIPELINES)
-    if unknown:
-        raise ValueError(f"unknown pipelines {sorted(unknown)}; known: {PIPELINES}")
+    _check_pipelines(names, k, k_ce, cmc, ce)
 
     def retrieve():  # exact dense top-k (what the BE costs per query; the ranking itself comes from data.topk)
         return torch.topk(data.query_emb.float() @ data.cand_emb.float().T, min(k, data.cand_emb.shape[0]), dim=1)

@@ -111,6 +111,30 @@ def speed_curve(ns: Sequence[int] = (16, 64, 256, 1000, 4000, 10000), ce_max: in
     gemm = _gemm_probe(dev, tiny, log) if probe else {"fp32": None, "bf16": None}
     peak = gemm["bf16"] if bf16 else gemm["fp32"]
 
+    rows = _measure(ns, run_cmc, run_ce, run_be, ce_max, repeats, dev, d, peak, log)
+    machine = hardware.describe() if dev.type == "cpu" else torch.cuda.get_device_name(dev)
+    return {"rows": rows, "claims": speed_claims(rows), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "pair_tokens": [n_q, n_c], "device": str(dev), "precision": "bf16" if bf16 else "fp32",
+            "gemm_tflops": gemm, "machine": f"{hardware.cpu_model()}; {machine}"}
+
+
+def speed_claims(rows: Sequence[dict]) -> dict:
+    """The paper's two speed claims read off the rows: CMC at the largest N (>= 4,000) against the CE at N = 16
+    (``holds_within_2x``: the ratio lies in [0.5, 2]), and the CE / CMC ratio at N = 64."""
+    by_n, claims = {r["n"]: r for r in rows}, {}
+    if 16 in by_n and max(by_n) >= 4000:
+        big = max(by_n)
+        ratio = by_n[big]["cmc_ms"] / by_n[16]["ce_ms"]
+        claims["cmc_at_max_vs_ce_at_16"] = {"n": big, "cmc_ms": by_n[big]["cmc_ms"], "ce16_ms": by_n[16]["ce_ms"],
+                                            "ratio": ratio, "holds_within_2x": bool(0.5 <= ratio <= 2.0)}
+    if 64 in by_n:
+        claims["ce_over_cmc_at_64"] = by_n[64]["ce_ms"] / by_n[64]["cmc_ms"]
+    return claims
+
+
+def _measure(ns, run_cmc, run_ce, run_be, ce_max: int, repeats, dev, d: int, peak, log) -> list[dict]:
+    """The rows of :func:`speed_curve`: median ms of CMC, the CE (extrapolated above ``ce_max``) and BE top-N per
+    N, with CMC's FLOPs (:func:`cmc_flops`) and achieved throughput against the GEMM probe's ``peak``."""
     rows, ce_last = [], None
     r_cmc, r_ce_small, r_ce_big = repeats
     for n in ns:
@@ -134,24 +158,7 @@ def speed_curve(ns: Sequence[int] = (16, 64, 256, 1000, 4000, 10000), ce_max: in
             f" = {100 * row['cmc_peak_frac']:.0f} % of the GEMM probe" if peak else "")
         log(f"N={n:6d}  CMC {row['cmc_ms']:9.1f} ms  CE {row['ce_ms']:10.1f} ms"
             f"{'' if row['ce_measured'] else ' (extrapolated)'}  BE top-N {row['be_topk_ms']:.2f} ms{roof}")
-    machine = hardware.describe() if dev.type == "cpu" else torch.cuda.get_device_name(dev)
-    return {"rows": rows, "claims": speed_claims(rows), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "pair_tokens": [n_q, n_c], "device": str(dev), "precision": "bf16" if bf16 else "fp32",
-            "gemm_tflops": gemm, "machine": f"{hardware.cpu_model()}; {machine}"}
-
-
-def speed_claims(rows: Sequence[dict]) -> dict:
-    """The paper's two speed claims read off the rows: CMC at the largest N (>= 4,000) against the CE at N = 16
-    (``holds_within_2x``: the ratio lies in [0.5, 2]), and the CE / CMC ratio at N = 64."""
-    by_n, claims = {r["n"]: r for r in rows}, {}
-    if 16 in by_n and max(by_n) >= 4000:
-        big = max(by_n)
-        ratio = by_n[big]["cmc_ms"] / by_n[16]["ce_ms"]
-        claims["cmc_at_max_vs_ce_at_16"] = {"n": big, "cmc_ms": by_n[big]["cmc_ms"], "ce16_ms": by_n[16]["ce_ms"],
-                                            "ratio": ratio, "holds_within_2x": bool(0.5 <= ratio <= 2.0)}
-    if 64 in by_n:
-        claims["ce_over_cmc_at_64"] = by_n[64]["ce_ms"] / by_n[64]["cmc_ms"]
-    return claims
+    return rows
 
 
 def _encoders(tiny: bool, max_len: int, precision: str) -> tuple[TextEncoder, CrossEncoder]:
