@@ -19,7 +19,8 @@ from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16, simulate_bf16
 from jsdlib.cmc.rerank import catalogue_vectors, cmc_rerank
 from jsdlib.cmc.speed import cmc_flops, roofline_table, speed_curve, speed_table
 from jsdlib.cmc.train import _training_queries, train_cmc
-from jsdlib.experiments.cmc_compare import compare
+from jsdlib.apps.linker import Linker
+from jsdlib.experiments.cmc_compare import compare, lr_sweep
 from jsdlib.common.metrics import linking_accuracy, list_ranks
 
 
@@ -145,8 +146,8 @@ def test_wordnet_top16_bf16_vs_fp32():
     Subset (the whole test set would first encode 31,012 senses, and bf16 matmuls are emulated on AVX2 CPUs):
     the 6 test domains with the smallest catalogues (539 queries, 1,888 senses; the BE encodings are cached
     after the first run, ~80 s), CMC over each query's BE top-64 (CMC's training list size). bf16 is
-    :func:`jsdlib.cmc.precision.simulate_bf16`. Measured here: bf16 keeps the top-16 set for 96.1 % of queries (K = 64;
-    97.6 % at K = 512), the top-1 for 100 % (99.8 %): below the bar, so ``DEFAULT_PRECISION`` is fp32."""
+    :func:`jsdlib.cmc.precision.simulate_bf16`. Measured here: bf16 keeps the top-16 set for 96.1 % of queries
+    (K = 64; 97.6 % at K = 512), the top-1 for 100 % (99.8 %): below the bar, so ``DEFAULT_PRECISION`` is fp32."""
     d = cmc.wordnet_task("test", domains=WORDNET_SMALL_TEST_DOMAINS, k=64)
     assert len(d) == 539
     m, _ = cmc.load_bundled()
@@ -525,6 +526,33 @@ def test_presets_and_compare_schema_on_synthetic_data():
     # emoji's default leaves the cross-encoder rows out, and says why
     assert default["names"] == ["be", "be_cmc", "cmc_final"] and set(default["pipelines"]) == set(default["names"])
     assert default["ce"]["skipped"] and "chance" in default["ce"]["note"] and default["ce_config"] is None
+
+
+def test_lr_sweep_reports_each_rate_as_train_cmc_does():
+    tr, va = synthetic(n=80, seed=0, noise=1.5), synthetic(n=30, seed=5, noise=1.5)
+    tiny = dict(epochs=2, batch_size=8, eval_k=100, n_hard=7, n_random=8, pool=100, dropout=0.0)
+    rows = lr_sweep(tr, va, [1e-3, 3e-3], preset="spec", log=lambda *a: None, **tiny)
+    assert [r["lr"] for r in rows] == [1e-3, 3e-3] and all(len(r["history"]) == 2 for r in rows)
+    ref = train_cmc(tr, va, cmc.get_cmc_preset("spec", lr=3e-3, seed=0, **tiny), progress=False, log=lambda *a: None)
+    assert rows[1]["val_acc"] == ref["best"]["val_acc"] and rows[1]["best_epoch"] == ref["best"]["epoch"]
+    assert rows[1]["history"] == [h["val_acc"] for h in ref["history"]]
+
+
+def test_linker_links_a_mention_of_a_domain():
+    """The quickstart's demo (apps.linker): the bi-encoder's top-k of one mention, reranked by the bundled head."""
+    linker = Linker("verb.body", k=64)
+    out = linker.link(0, top=5)
+    assert set(out) == {"mention", "gold", "be", "cmc", "be_rank", "cmc_rank"} and "[[" in out["mention"]
+    assert len(out["be"]) == len(out["cmc"]) == 5
+    for name in ("be", "cmc"):
+        scores = [s for _, s in out[name]]
+        assert scores == sorted(scores, reverse=True), name
+        r = out[f"{name}_rank"]
+        assert r is None or 1 <= r <= linker.k
+        if r is not None and r <= 5:
+            assert out[name][r - 1][0] == out["gold"]
+    with pytest.raises(IndexError, match="outside"):
+        linker.link(len(linker))
 
 
 def test_bundled_wordnet_head_loads():

@@ -28,7 +28,7 @@ def load_cmc(path) -> tuple[CMC, dict]:
     """``(model, meta)`` from :func:`save_cmc` (eval mode, float32; content digest and finite weights checked)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no CMC checkpoint at {path}")
+        raise FileNotFoundError(f"no CMC checkpoint at {path}: train one with `jsdlib cmc export --out {path}`")
     sd, header = load_safetensors(path, "CMC checkpoint")
     raw = header.get("jsdlib")
     info = json.loads(raw) if raw else {}

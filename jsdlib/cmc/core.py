@@ -16,14 +16,16 @@ from jsdlib.cmc.loss import cmc_loss, teacher_scores  # moved:
 from jsdlib.cmc.model import CMC, CMCHead, TextEncoder, default_device, ffn_dim  # moved:
 from jsdlib.cmc.pipelines import (PIPELINE_TESTS, PIPELINES, RECALL_KS, SUMMARY_KEYS, aggregate_pipelines,  # moved:
                                   pipeline_tests, ranking_metrics, run_pipelines, summary_table)  # moved:
-from jsdlib.cmc.precision import DEFAULT_PRECISION, PRECISIONS, fused_encoder_layer, resolve_bf16, simulate_bf16  # moved:
+from jsdlib.cmc.precision import (DEFAULT_PRECISION, PRECISIONS, fused_encoder_layer, resolve_bf16,  # moved:
+                                  simulate_bf16)  # moved:
 from jsdlib.cmc.rerank import catalogue_vectors, cmc_rerank, evaluate_cmc, top1_accuracy  # moved:
 from jsdlib.cmc.speed import cmc_flops, roofline_table, speed_curve, speed_table  # moved:
 from jsdlib.cmc.tasks import (TASKS, WORDNET_TRAIN_MAX_ENTITIES, WORDNET_VAL_MAX_ENTITIES, emoji_task,  # moved:
                               load_task, wordnet_domains, wordnet_task)  # moved:
 from jsdlib.cmc.train import _training_queries, train_cmc  # moved:
 
-_MOVED_UP = {"compare": "jsdlib.experiments.cmc_compare", "export_wordnet_head": "jsdlib.experiments.cmc_compare",  # moved:
+_MOVED_UP = {"compare": "jsdlib.experiments.cmc_compare",  # moved:
+             "export_wordnet_head": "jsdlib.experiments.cmc_compare",  # moved:
              "lr_sweep": "jsdlib.experiments.cmc_compare", "Linker": "jsdlib.apps.linker"}  # moved:
 
 
