@@ -27,17 +27,20 @@ def cmc_rerank(model: CMC, data: RerankData, k: int | None = None, batch: int = 
     full = torch.nonzero(n_valid == k).squeeze(1)
     for s in range(0, len(full), batch):
         qs = full[s:s + batch]
-        top = data.topk[qs, :k]
-        sc = model(Q[qs].float().to(dev), C[top].float().to(dev)).cpu()
-        o = torch.argsort(sc, dim=1, descending=True, stable=True)
-        rows[qs], scores[qs] = torch.gather(top, 1, o), torch.gather(sc, 1, o)
+        rows[qs], scores[qs] = _ranked(model, Q[qs], C, data.topk[qs, :k], dev)
     for q in torch.nonzero(n_valid < k).squeeze(1).tolist():  # short lists: only the real entries, padding last
         nv = int(n_valid[q])
-        top = data.topk[q, :nv]
-        sc = model(Q[q:q + 1].float().to(dev), C[top][None].float().to(dev))[0].cpu()
-        o = torch.argsort(sc, descending=True, stable=True)
-        rows[q, :nv], scores[q, :nv] = top[o], sc[o]
+        r, sc = _ranked(model, Q[q:q + 1], C, data.topk[q:q + 1, :nv], dev)
+        rows[q, :nv], scores[q, :nv] = r[0], sc[0]
     return rows, scores
+
+
+def _ranked(model: CMC, q: torch.Tensor, C: torch.Tensor, top: torch.Tensor, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """CMC's scores of the catalogue rows ``top`` (B, K) for the query vectors ``q`` (B, d): (rows, scores) sorted
+    best first (ties keep the retriever's order)."""
+    sc = model(q.float().to(dev), C[top].float().to(dev)).cpu()
+    o = torch.argsort(sc, dim=1, descending=True, stable=True)
+    return torch.gather(top, 1, o), torch.gather(sc, 1, o)
 
 
 def top1_accuracy(ranked: torch.Tensor, gold: torch.Tensor) -> float:
