@@ -19,7 +19,6 @@ from typing import Sequence
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel
 
 from jsdlib.cmc.precision import DEFAULT_PRECISION, fused_encoder_layer, resolve_bf16
 from jsdlib.retrieval.biencoder import minilm_tokenizer
@@ -38,6 +37,8 @@ def default_device() -> str:
 
 def pretrained_minilm() -> nn.Module:
     """The pretrained all-MiniLM-L6-v2 (:func:`jsdlib.vlp.models.minilm_path`), loaded quietly."""
+    from transformers import AutoModel  # noqa: PLC0415 (importing transformers' models costs ~5 s: only when used)
+
     with quiet_loading():
         return AutoModel.from_pretrained(minilm_path())
 

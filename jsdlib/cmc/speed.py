@@ -9,7 +9,6 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertModel
 
 from jsdlib.cmc.cross_encoder import CrossEncoder
 from jsdlib.cmc.model import CMC, TextEncoder, default_device, ffn_dim
@@ -165,6 +164,8 @@ def _encoders(tiny: bool, max_len: int, precision: str) -> tuple[TextEncoder, Cr
     """The query encoder and the CE of the speed curve: MiniLM, or (``tiny``) a 2-layer random BERT of width 32."""
     if not tiny:
         return TextEncoder(max_len=max_len), CrossEncoder(max_len=max_len, precision=precision)
+    from transformers import BertConfig, BertModel  # noqa: PLC0415 (~5 s to import: only for the tiny dry run)
+
     tok = minilm_tokenizer()
     cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=max(64, max_len))
