@@ -7,7 +7,8 @@ from jsdlib.cmc.checkpoint import load_bundled
 from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.rerank import cmc_rerank
 from jsdlib.data.datasets import MENTION_END, MENTION_START, load_zeshel, wordnet_dir
-from jsdlib.retrieval.biencoder import load_biencoder, retrieve
+from jsdlib.retrieval.finetune import load_biencoder
+from jsdlib.retrieval.topk import retrieve
 
 
 class Linker:

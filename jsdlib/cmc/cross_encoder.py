@@ -25,7 +25,7 @@ from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16
 from jsdlib.common.fit import FitConfig, Task, fit
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
-from jsdlib.retrieval.biencoder import minilm_tokenizer
+from jsdlib.vlp.minilm import minilm_tokenizer
 
 
 class CrossEncoder(nn.Module):
@@ -34,7 +34,7 @@ class CrossEncoder(nn.Module):
     Pooling: the last-layer [CLS] hidden state, not BERT's ``pooler`` (dense + tanh): all-MiniLM-L6-v2 is a
     mean-pooling sentence-embedding model whose pooler weights its training never used. The [CLS] state is
     fine-tuned together with the head (``train_ce``); the query/candidate markers ``[unused0..2]`` stay whole
-    tokens (:func:`jsdlib.retrieval.biencoder.minilm_tokenizer`) and the pair gets token types 0 / 1. ``bert`` /
+    tokens (:func:`jsdlib.vlp.minilm.minilm_tokenizer`) and the pair gets token types 0 / 1. ``bert`` /
     ``tokenizer`` default to the pretrained MiniLM (tests pass a tiny random BERT). Image candidates: see
     :class:`ImageCrossEncoder`.
     """
@@ -43,7 +43,7 @@ class CrossEncoder(nn.Module):
         super().__init__()
         resolve_bf16(precision, "cpu")  # validates the name
         self.bert = bert if bert is not None else pretrained_minilm()
-        self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer()
+        self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer(markers=True)
         self.max_len = max_len
         self.precision = precision
         self.score = nn.Linear(self.bert.config.hidden_size, 1)
@@ -95,7 +95,7 @@ class ImageCrossEncoder(nn.Module):
         super().__init__()
         self.bert = bert if bert is not None else pretrained_minilm()
         self.bert.requires_grad_(False)
-        self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer()
+        self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer(markers=True)
         self.max_len = max_len
         self.text_in = nn.Linear(self.bert.config.hidden_size, dim)
         self.image_in = nn.Linear(cand_dim, dim)

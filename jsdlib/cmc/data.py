@@ -1,7 +1,7 @@
 """What CMC and the cross-encoder read: a retriever's output (:class:`RerankData`) and the training candidates.
 
 Data is generic over tensors, so the same code serves entity linking (a bi-encoder's
-:class:`jsdlib.retrieval.biencoder.Retrieval`) and text -> image (JSD retrieval over image vectors). Training
+:class:`jsdlib.retrieval.topk.Retrieval`) and text -> image (JSD retrieval over image vectors). Training
 candidates per query (spec cmc.md §3): the gold (inserted if missing), the 31 best-ranked others and 32 drawn
 uniformly from the rest of the retriever's top-1024 (:func:`sample_candidates`).
 """
@@ -101,7 +101,7 @@ class RerankData:
 
     @classmethod
     def from_retrieval(cls, ret, zset=None, name: str = "") -> "RerankData":
-        """From :class:`jsdlib.retrieval.biencoder.Retrieval` (+ its ``ZeshelSet`` for texts and domains)."""
+        """From :class:`jsdlib.retrieval.topk.Retrieval` (+ its ``ZeshelSet`` for texts and domains)."""
         q, c = ret.query_emb.float(), ret.cand_emb.float()
         gold = torch.as_tensor(ret.gold, dtype=torch.long)
         gold_score = (q * c[gold]).sum(1)

@@ -21,8 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from jsdlib.cmc.precision import DEFAULT_PRECISION, fused_encoder_layer, resolve_bf16
-from jsdlib.retrieval.biencoder import minilm_tokenizer
-from jsdlib.vlp.models import minilm_path, quiet_loading
+from jsdlib.common.paths import minilm_path
+from jsdlib.vlp.minilm import minilm_tokenizer
+from jsdlib.vlp.quiet import quiet_loading
 
 
 def ffn_dim(d: int) -> int:
@@ -36,7 +37,7 @@ def default_device() -> str:
 
 
 def pretrained_minilm() -> nn.Module:
-    """The pretrained all-MiniLM-L6-v2 (:func:`jsdlib.vlp.models.minilm_path`), loaded quietly."""
+    """The pretrained all-MiniLM-L6-v2 (:func:`jsdlib.common.paths.minilm_path`), loaded quietly."""
     from transformers import AutoModel  # noqa: PLC0415 (importing transformers' models costs ~5 s: only when used)
 
     with quiet_loading():
@@ -93,14 +94,14 @@ class TextEncoder(nn.Module):
     """A MiniLM (BERT-style) text encoder with [CLS] pooling: ``encode(texts) -> (N, hidden)``.
 
     ``model`` defaults to the pretrained all-MiniLM-L6-v2 (:func:`pretrained_minilm`); ``tokenizer`` to MiniLM's with
-    the ZeSHEL markers kept whole (:func:`jsdlib.retrieval.biencoder.minilm_tokenizer`); tests pass a tiny random
+    the ZeSHEL markers kept whole (:func:`jsdlib.vlp.minilm.minilm_tokenizer`); tests pass a tiny random
     ``transformers.BertModel``.
     """
 
     def __init__(self, model=None, tokenizer=None, max_len: int = 64):
         super().__init__()
         self.bert = model if model is not None else pretrained_minilm()
-        self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer()
+        self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer(markers=True)
         self.max_len = max_len
 
     @property

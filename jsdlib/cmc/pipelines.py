@@ -12,7 +12,8 @@ from jsdlib.cmc.cross_encoder import CrossEncoder, PairCache, ce_rerank
 from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.model import CMC
 from jsdlib.cmc.rerank import catalogue_vectors, cmc_rerank
-from jsdlib.common.metrics import linking_accuracy, list_ranks, mrr_at_k, paired_test, recall_at_k
+from jsdlib.common.metrics import linking_accuracy, list_ranks, mrr_at_k, success_at_k
+from jsdlib.common.stats import mean_std, paired_test
 
 PIPELINES = ("be", "be_ce", "be_cmc", "be_cmc_ce", "cmc_final")
 RECALL_KS = (1, 2, 4, 8, 16, 32, 64)
@@ -25,7 +26,7 @@ def ranking_metrics(ranked: torch.Tensor, gold: torch.Tensor, n_reranked: int, d
     queries whose gold is among them).
     """
     r = list_ranks(ranked, gold)
-    out = {f"R@{k}": recall_at_k(r, k) for k in RECALL_KS}
+    out = {f"R@{k}": success_at_k(r, k) for k in RECALL_KS}
     out["MRR@10"] = mrr_at_k(r, 10)
     acc = linking_accuracy(r, n_reranked, domains)
     out["acc_unnorm"] = acc["macro"]["acc_unnorm"]
@@ -110,12 +111,6 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     return out
 
 
-def _mean_std(v) -> dict:
-    """``{"mean", "std"}`` of ``v`` (sample std, ddof 1; 0 for one value)."""
-    v = np.asarray(v, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-
-
 SUMMARY_KEYS = ("R@1", "R@2", "R@4", "R@8", "R@16", "R@32", "R@64", "MRR@10", "acc_unnorm", "acc_norm",
                 "acc_unnorm_micro", "acc_norm_micro", "ms_per_query")
 
@@ -125,9 +120,9 @@ def aggregate_pipelines(per_seed: Sequence[dict]) -> dict:
     out = {}
     for name in per_seed[0]:
         runs = [r[name] for r in per_seed]
-        row = {k: _mean_std([r[k] for r in runs]) for k in SUMMARY_KEYS}
+        row = {k: mean_std([r[k] for r in runs]) for k in SUMMARY_KEYS}
         row["n_reranked"] = runs[0]["n_reranked"]
-        row["per_domain"] = {d: {k: _mean_std([r["per_domain"][d][k] for r in runs]) for k in ("acc_unnorm", "acc_norm")}
+        row["per_domain"] = {d: {k: mean_std([r["per_domain"][d][k] for r in runs]) for k in ("acc_unnorm", "acc_norm")}
                              | {"n": runs[0]["per_domain"][d]["n"]} for d in runs[0]["per_domain"]}
         out[name] = row
     return out

@@ -15,7 +15,7 @@ from jsdlib.cmc.model import CMC, TextEncoder, default_device, ffn_dim
 from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16
 from jsdlib.common import hardware
 from jsdlib.common.seeding import seeded
-from jsdlib.retrieval.biencoder import minilm_tokenizer
+from jsdlib.vlp.minilm import minilm_tokenizer
 
 QUERY_WORDS, CANDIDATE_WORDS = 22, 38   # the WordNet setting: a 22-word query, a 38-word candidate
 CATALOGUE = 10000                       # BE retrieval: dense top-N over this many vectors (at least)
@@ -166,7 +166,7 @@ def _encoders(tiny: bool, max_len: int, precision: str) -> tuple[TextEncoder, Cr
         return TextEncoder(max_len=max_len), CrossEncoder(max_len=max_len, precision=precision)
     from transformers import BertConfig, BertModel  # noqa: PLC0415 (~5 s to import: only for the tiny dry run)
 
-    tok = minilm_tokenizer()
+    tok = minilm_tokenizer(markers=True)
     cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=max(64, max_len))
     return (TextEncoder(BertModel(cfg), tok, max_len=max_len),

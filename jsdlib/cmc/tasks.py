@@ -13,8 +13,10 @@ from jsdlib.data.datasets import load_emoji, load_zeshel, wordnet_dir
 from jsdlib.jsd.core import encode, score_matrices
 from jsdlib.jsd.io import load_jsd
 from jsdlib.jsd.presets import get_preset
-from jsdlib.retrieval.biencoder import load_biencoder, retrieve
-from jsdlib.vlp.models import cached_features, load_standin
+from jsdlib.retrieval.finetune import load_biencoder
+from jsdlib.retrieval.topk import retrieve
+from jsdlib.vlp.features import cached_features
+from jsdlib.vlp.standin import load_standin
 
 
 def emoji_task(split: str, k: int = 1024, score: str = "integrated", jsd=None, meta: dict | None = None,
