@@ -8,9 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from jsdlib.cmc import core as cmc
-from jsdlib.cmc.core import (CMC, CMCConfig, CMCHead, CEConfig, CrossEncoder, RerankData, cmc_loss, cmc_rerank,
-                        gold_positions, run_pipelines, sample_candidates, teacher_scores, train_ce, train_cmc)
+from jsdlib import cmc
+from jsdlib.cmc.config import CMCConfig
+from jsdlib.cmc.cross_encoder import CEConfig, CrossEncoder, train_ce
+from jsdlib.cmc.data import RerankData, gold_positions, sample_candidates
+from jsdlib.cmc.loss import cmc_loss, teacher_scores
+from jsdlib.cmc.model import CMC, CMCHead, ffn_dim
+from jsdlib.cmc.pipelines import pipeline_tests, run_pipelines
+from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16, simulate_bf16
+from jsdlib.cmc.rerank import catalogue_vectors, cmc_rerank
+from jsdlib.cmc.speed import cmc_flops, roofline_table, speed_curve, speed_table
+from jsdlib.cmc.train import _training_queries, train_cmc
+from jsdlib.apps.linker import Linker
+from jsdlib.experiments.cmc_compare import compare, lr_sweep
 from jsdlib.common.metrics import linking_accuracy, list_ranks
 
 
@@ -37,8 +47,8 @@ def synthetic(n=40, m=120, d=16, k=100, seed=0, noise=1.0, texts=False) -> Reran
 # ------------------------------------------------------------------------------------------ model
 def test_head_shape_ffn_and_layers():
     h = CMCHead(384)
-    assert len(h.layers) == 2 and h.layers[0].linear1.out_features == 1024 == cmc.ffn_dim(384)
-    assert cmc.ffn_dim(768) == 2048
+    assert len(h.layers) == 2 and h.layers[0].linear1.out_features == 1024 == ffn_dim(384)
+    assert ffn_dim(768) == 2048
     assert h.layers[0].self_attn.num_heads == 4 and not h.layers[0].norm_first
     with pytest.raises(ValueError, match="divisible"):
         CMCHead(30)
@@ -119,7 +129,7 @@ def test_simulated_bf16_errs_like_real_bf16_autocast():
         f = m(q, c)
         m.head.precision = "bf16"
         real = m(q, c)
-    sim = cmc.simulate_bf16(m.head, q, c)
+    sim = simulate_bf16(m.head, q, c)
     e_real, e_sim = float((real - f).abs().max()), float((sim - f).abs().max())
     assert 0 < e_sim and 0 < e_real
     assert 0.25 < e_sim / e_real < 4                               # the same order of error
@@ -136,8 +146,8 @@ def test_wordnet_top16_bf16_vs_fp32():
     Subset (the whole test set would first encode 31,012 senses, and bf16 matmuls are emulated on AVX2 CPUs):
     the 6 test domains with the smallest catalogues (539 queries, 1,888 senses; the BE encodings are cached
     after the first run, ~80 s), CMC over each query's BE top-64 (CMC's training list size). bf16 is
-    :func:`jsdlib.cmc.core.simulate_bf16`. Measured here: bf16 keeps the top-16 set for 96.1 % of queries (K = 64;
-    97.6 % at K = 512), the top-1 for 100 % (99.8 %): below the bar, so ``DEFAULT_PRECISION`` is fp32."""
+    :func:`jsdlib.cmc.precision.simulate_bf16`. Measured here: bf16 keeps the top-16 set for 96.1 % of queries
+    (K = 64; 97.6 % at K = 512), the top-1 for 100 % (99.8 %): below the bar, so ``DEFAULT_PRECISION`` is fp32."""
     d = cmc.wordnet_task("test", domains=WORDNET_SMALL_TEST_DOMAINS, k=64)
     assert len(d) == 539
     m, _ = cmc.load_bundled()
@@ -148,7 +158,7 @@ def test_wordnet_top16_bf16_vs_fp32():
             top = d.topk[i, :int(d.valid[i].sum())]
             q, c = d.query_emb[i:i + 1].float(), d.cand_emb[top][None].float()
             rank = lambda s: torch.argsort(s[0], descending=True, stable=True)[:16]   # noqa: E731
-            fast, ref, b = rank(m(q, c)), rank(_reference_scores(m.head, q, c)), rank(cmc.simulate_bf16(m.head, q, c))
+            fast, ref, b = rank(m(q, c)), rank(_reference_scores(m.head, q, c)), rank(simulate_bf16(m.head, q, c))
             same_ref += set(fast.tolist()) == set(ref.tolist())
             same_bf16 += set(fast.tolist()) == set(b.tolist())
             top1_bf16 += int(fast[0] == b[0])
@@ -158,20 +168,20 @@ def test_wordnet_top16_bf16_vs_fp32():
     assert same_ref / n >= 0.99
     assert top1_bf16 / n >= 0.99
     assert same_bf16 / n > 0.9
-    assert same_bf16 / n >= 0.99 or (cmc.DEFAULT_PRECISION == "fp32" and CMCHead(8).precision == "fp32"
+    assert same_bf16 / n >= 0.99 or (DEFAULT_PRECISION == "fp32" and CMCHead(8).precision == "fp32"
                                       and inspect.signature(CrossEncoder).parameters["precision"].default == "fp32")
 
 
 def test_precision_names_and_auto():
     from jsdlib.common import hardware
 
-    assert cmc.resolve_bf16("fp32", "cpu") is False and cmc.resolve_bf16("bf16", "cpu") is True
-    assert cmc.resolve_bf16("auto", "cpu") == hardware.native_bf16()   # the one detector, not a second one
-    assert CMCHead(16).precision == cmc.DEFAULT_PRECISION == "fp32"
+    assert resolve_bf16("fp32", "cpu") is False and resolve_bf16("bf16", "cpu") is True
+    assert resolve_bf16("auto", "cpu") == hardware.native_bf16()   # the one detector, not a second one
+    assert CMCHead(16).precision == DEFAULT_PRECISION == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         CMCHead(16, precision="fp16")
     with pytest.raises(ValueError, match="precision must be one of"):
-        cmc.resolve_bf16("half", "cpu")
+        resolve_bf16("half", "cpu")
 
 
 def test_head_rejects_bad_shapes():
@@ -293,6 +303,20 @@ def test_rerank_data_validation():
     assert len(d.subset([0, 3])) == 2 and d.subset([0, 3]).domain == [d.domain[0], d.domain[3]]
 
 
+def test_fingerprint_hashes_every_byte():
+    """Two data sets equal in the first MiB of every tensor but different after it have different fingerprints
+    (jsdlib 0.1 hashed only the first MiB of each tensor, so a training run could resume on other data)."""
+    d = synthetic(n=10, m=6000, d=64, k=100)                 # cand_emb: 6000 x 64 float32 = 1.5 MiB
+    assert d.cand_emb.numel() * 4 > 1 << 20
+    C = d.cand_emb.clone()
+    C[-1] += 1.0                                             # only the last row (beyond the first MiB) changes
+    other = RerankData(d.query_emb, C, d.topk, d.scores, d.gold, d.gold_score, d.domain)
+    assert other.fingerprint() != d.fingerprint()
+    assert RerankData(d.query_emb, d.cand_emb.clone(), d.topk, d.scores, d.gold, d.gold_score).fingerprint() \
+        == d.fingerprint()                                   # same content, same fingerprint
+    assert d.subset([0]).fingerprint() != d.fingerprint()    # shapes count
+
+
 # ------------------------------------------------------------------------------------------ training
 def tiny_cfg(**kw):
     base = dict(lr=3e-3, epochs=3, batch_size=8, eval_k=100, n_hard=7, n_random=8, pool=100, dropout=0.0)
@@ -312,6 +336,21 @@ def test_training_learns_and_selects_on_val(tmp_path):
     res2 = train_cmc(tr, va, tiny_cfg(epochs=4), progress=False, log=lambda *a: None)
     for k, v in res["model"].state_dict().items():
         assert torch.equal(v, res2["model"].state_dict()[k]), k
+
+
+def test_training_leaves_the_callers_rng_alone():
+    """train_cmc and train_ce seed their own draws and put torch's global RNG back (jsdlib 0.1 reseeded it)."""
+    tr, va = synthetic(n=40, seed=0), synthetic(n=20, seed=5)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    train_cmc(tr, va, tiny_cfg(epochs=1, dropout=0.1), progress=False, log=lambda *a: None)
+    assert torch.equal(torch.get_rng_state(), before)
+    d = synthetic(n=4, m=60, k=32, texts=True)
+    bert, tok = tiny_bert()
+    ce = CrossEncoder(bert, tok, max_len=16)
+    before = torch.get_rng_state()
+    train_ce(d, CEConfig(max_train_queries=2, n_candidates=4, max_len=16), ce=ce, progress=False, log=lambda *a: None)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_resume_after_kill_is_bit_identical(tmp_path):
@@ -431,7 +470,7 @@ def test_finetuned_variant_trains_its_encoders(tmp_path):
     res = train_cmc(tr, va, cfg, model=m, progress=False, log=lambda *a: None)
     after = res["model"].state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoders moved
-    q, c = cmc.catalogue_vectors(res["model"], va)
+    q, c = catalogue_vectors(res["model"], va)
     assert q.shape == (6, 32) and c.shape == (80, 32)                  # the catalogue is re-encoded
     with pytest.raises(ValueError, match="finetuned variant needs"):
         train_cmc(tr, va, cfg)
@@ -448,7 +487,7 @@ def test_padded_short_lists_are_never_sampled_or_reranked():
         assert sorted(rows[q, :40].tolist()) == sorted(d.topk[q, :40].tolist())
         assert torch.equal(rows[q, 40:], d.topk[q, 40:]) and torch.isinf(sc[q, 40:]).all()
     cfg = tiny_cfg(n_hard=7, n_random=8)
-    idx = cmc._training_queries(d, cfg.replace(n_hard=31, n_random=32))
+    idx = _training_queries(d, cfg.replace(n_hard=31, n_random=32))
     assert set(idx.tolist()) == set(range(3, 10))  # 40 real entries < 64 candidates: not trainable
     with pytest.raises(ValueError, match="valid"):
         RerankData(d.query_emb, d.cand_emb, d.topk, d.scores, d.gold, d.gold_score, valid=valid[:, :5])
@@ -472,9 +511,9 @@ def test_presets_and_compare_schema_on_synthetic_data():
     data = {"train": synthetic(n=80, seed=0), "val": synthetic(n=20, seed=1), "test": synthetic(n=20, seed=2)}
     cmc.PRESETS["tiny-test"] = tiny_cfg(name="tiny-test", epochs=1)
     try:
-        res = cmc.compare("emoji", [0, 1], preset="tiny-test", names=("be", "be_cmc"), data=data, n_eval=None,
+        res = compare("emoji", [0, 1], preset="tiny-test", names=("be", "be_cmc"), data=data, n_eval=None,
                           log=lambda *a: None)
-        default = cmc.compare("emoji", [0], preset="tiny-test", data=data, n_eval=None, log=lambda *a: None)
+        default = compare("emoji", [0], preset="tiny-test", data=data, n_eval=None, log=lambda *a: None)
     finally:
         del cmc.PRESETS["tiny-test"]
     for name in ("be", "be_cmc"):
@@ -487,6 +526,33 @@ def test_presets_and_compare_schema_on_synthetic_data():
     # emoji's default leaves the cross-encoder rows out, and says why
     assert default["names"] == ["be", "be_cmc", "cmc_final"] and set(default["pipelines"]) == set(default["names"])
     assert default["ce"]["skipped"] and "chance" in default["ce"]["note"] and default["ce_config"] is None
+
+
+def test_lr_sweep_reports_each_rate_as_train_cmc_does():
+    tr, va = synthetic(n=80, seed=0, noise=1.5), synthetic(n=30, seed=5, noise=1.5)
+    tiny = dict(epochs=2, batch_size=8, eval_k=100, n_hard=7, n_random=8, pool=100, dropout=0.0)
+    rows = lr_sweep(tr, va, [1e-3, 3e-3], preset="spec", log=lambda *a: None, **tiny)
+    assert [r["lr"] for r in rows] == [1e-3, 3e-3] and all(len(r["history"]) == 2 for r in rows)
+    ref = train_cmc(tr, va, cmc.get_cmc_preset("spec", lr=3e-3, seed=0, **tiny), progress=False, log=lambda *a: None)
+    assert rows[1]["val_acc"] == ref["best"]["val_acc"] and rows[1]["best_epoch"] == ref["best"]["epoch"]
+    assert rows[1]["history"] == [h["val_acc"] for h in ref["history"]]
+
+
+def test_linker_links_a_mention_of_a_domain():
+    """The quickstart's demo (apps.linker): the bi-encoder's top-k of one mention, reranked by the bundled head."""
+    linker = Linker("verb.body", k=64)
+    out = linker.link(0, top=5)
+    assert set(out) == {"mention", "gold", "be", "cmc", "be_rank", "cmc_rank"} and "[[" in out["mention"]
+    assert len(out["be"]) == len(out["cmc"]) == 5
+    for name in ("be", "cmc"):
+        scores = [s for _, s in out[name]]
+        assert scores == sorted(scores, reverse=True), name
+        r = out[f"{name}_rank"]
+        assert r is None or 1 <= r <= linker.k
+        if r is not None and r <= 5:
+            assert out[name][r - 1][0] == out["gold"]
+    with pytest.raises(IndexError, match="outside"):
+        linker.link(len(linker))
 
 
 def test_bundled_wordnet_head_loads():
@@ -524,8 +590,6 @@ def test_ce_training_reduces_the_loss_on_a_learnable_case():
 
 
 def test_speed_curve_rows_extrapolation_and_table():
-    from jsdlib.cmc.core import speed_curve, speed_table
-
     res = speed_curve((16, 32), ce_max=16, log=lambda *a: None)
     a, b = res["rows"]
     assert a["ce_measured"] and not b["ce_measured"]
@@ -537,17 +601,17 @@ def test_speed_curve_rows_extrapolation_and_table():
     # the roofline columns: FLOPs of the head, achieved rate, fraction of the same run's GEMM probe
     assert res["device"] == cmc.default_device() and res["precision"] in ("fp32", "bf16")
     assert res["gemm_tflops"]["fp32"] > 0
-    assert a["cmc_gflop"] == pytest.approx(cmc.cmc_flops(16) / 1e9)
-    assert a["cmc_tflops"] == pytest.approx(cmc.cmc_flops(16) / a["cmc_ms"] * 1e3 / 1e12)
-    assert 0 < a["cmc_peak_frac"] and "fraction of the GEMM probe" in cmc.roofline_table(res)
+    assert a["cmc_gflop"] == pytest.approx(cmc_flops(16) / 1e9)
+    assert a["cmc_tflops"] == pytest.approx(cmc_flops(16) / a["cmc_ms"] * 1e3 / 1e12)
+    assert 0 < a["cmc_peak_frac"] and "fraction of the GEMM probe" in roofline_table(res)
 
 
 def test_cmc_flops_formula():
     """FLOPs = n_layers (8 L d^2 + 4 L^2 d + 4 L d f) + 2 n d with L = n + 1; ~0.36 TFLOP at 10,000 candidates."""
     d, f, L = 384, 1024, 10001
-    assert cmc.cmc_flops(10000) == 2 * (8 * L * d * d + 4 * L * L * d + 4 * L * d * f) + 2 * 10000 * d
-    assert 0.35e12 < cmc.cmc_flops(10000) < 0.37e12
-    assert cmc.cmc_flops(16, d=8, n_layers=1, ffn=16) == 8 * 17 * 64 + 4 * 17 * 17 * 8 + 4 * 17 * 8 * 16 + 2 * 16 * 8
+    assert cmc_flops(10000) == 2 * (8 * L * d * d + 4 * L * L * d + 4 * L * d * f) + 2 * 10000 * d
+    assert 0.35e12 < cmc_flops(10000) < 0.37e12
+    assert cmc_flops(16, d=8, n_layers=1, ffn=16) == 8 * 17 * 64 + 4 * 17 * 17 * 8 + 4 * 17 * 8 * 16 + 2 * 16 * 8
 
 
 def test_matmul_probe_measures_a_rate():
@@ -559,8 +623,6 @@ def test_matmul_probe_measures_a_rate():
 
 
 def test_pipeline_tests_pair_queries_across_seeds():
-    from jsdlib.cmc.core import pipeline_tests
-
     # two seeds, three queries; be_cmc puts the gold in the top 16 where the BE did not for query 0
     seed = {"be": {"ranks": [20, 3, 0]}, "be_cmc": {"ranks": [5, 3, 0]}}
     t = pipeline_tests([seed, seed])
@@ -580,7 +642,7 @@ def test_device_switch_defaults_to_cuda_when_torch_sees_one(monkeypatch):
     assert cmc.default_device() == "cpu"
     # the device is execution only: it does not change the run's identity (resume, caches)
     assert tiny_cfg().digest() == tiny_cfg(device="cuda").digest() == tiny_cfg(device="cpu").digest()
-    assert cmc.CEConfig().replace(device="cuda").device == "cuda"
+    assert CEConfig().replace(device="cuda").device == "cuda"
 
 
 def test_cmc_and_ce_train_through_the_device_path_on_cpu():

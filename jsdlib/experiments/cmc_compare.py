@@ -1,0 +1,108 @@
+"""CMC experiments (notebook 05, reproduce): every pipeline over seeds on a task (:func:`compare`), the committed
+WordNet head (:func:`export_wordnet_head`) and the learning-rate sweep behind the CPU presets (:func:`lr_sweep`)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+from jsdlib.cmc.checkpoint import CMC_WORDNET_ASSET, load_cmc, save_cmc
+from jsdlib.cmc.config import get_cmc_preset
+from jsdlib.cmc.cross_encoder import CEConfig, PairCache, train_ce
+from jsdlib.cmc.data import RerankData, eval_subset
+from jsdlib.cmc.pipelines import PIPELINES, aggregate_pipelines, pipeline_tests, run_pipelines
+from jsdlib.cmc.rerank import evaluate_cmc
+from jsdlib.cmc.tasks import TASKS, load_task, wordnet_task
+from jsdlib.cmc.train import train_cmc
+
+
+def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: Sequence[str] | None = None,
+            run_root=None, n_eval: int | None = -1, ce_cfg: CEConfig | None = None, data: dict | None = None,
+            progress: bool = False, log=print) -> dict:
+    """Train CMC (and the CE) per seed and run every pipeline on the task's test queries; mean ± std over seeds.
+
+    Returns ``{"pipelines": {NAME: {metric: {"mean", "std"}}}, "per_seed", "task", "variant", "config", ...}``.
+    ``data``: ``{"train", "val", "test"}`` RerankData to use instead of loading the task.
+    """
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    spec = TASKS[task]
+    names = tuple(spec.get("names", PIPELINES) if names is None else names)
+    data = data or {s: load_task(task, s, progress=progress) for s in ("train", "val", "test")}
+    n_eval = spec["n_eval"] if n_eval == -1 else n_eval
+    test = eval_subset(data["test"], n_eval)
+    ce_cfg = ce_cfg or spec["ce"]
+    need_ce = any(x in names for x in ("be_ce", "be_cmc_ce"))
+    ce, ce_info, cache = None, {}, PairCache()
+    if need_ce:  # the expensive model: trained once (first seed) and shared by every CMC seed
+        log(f"[{task}] training the cross-encoder on {ce_cfg.max_train_queries} queries (seed {seeds[0]})")
+        ce_res = train_ce(data["train"], ce_cfg.replace(seed=seeds[0]), progress=progress, log=log)
+        ce = ce_res["model"]
+        ce_info = {"train_time_s": ce_res["train_time_s"], "n_train_queries": ce_res["n_train_queries"],
+                   "seed": seeds[0], "first_loss": ce_res["loss_first"], "final_loss": ce_res["loss_last"],
+                   "chance_loss": math.log(ce_cfg.n_candidates)}
+    per_seed, info = [], []
+    for s in seeds:
+        cfg = get_cmc_preset(preset, seed=s)
+        rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{s}"
+        log(f"[{task}] seed {s}: training CMC ({cfg.encoders} encoders, preset {cfg.name})")
+        res = train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
+        log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
+        per_seed.append(run_pipelines(test, res["model"], ce, spec["k"], spec["k_ce"], names, progress=progress,
+                                      ce_cache=cache))
+        info.append({"seed": s, "best_epoch": res["best"]["epoch"], "val_acc": res["best"]["val_acc"],
+                     "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]})
+    ce_out = (ce_info | {"ms_per_pair": cache.ms_per_pair, "pairs_scored": cache.pairs,
+                         "note": "the CE is trained once (first seed) and shared by every CMC seed"} if need_ce
+              else {"skipped": True, "note": spec.get("ce_note", "no cross-encoder pipelines asked for")})
+    return {"pipelines": aggregate_pipelines(per_seed), "tests": pipeline_tests(per_seed), "task": task,
+            "names": list(names), "variant": get_cmc_preset(preset).encoders,
+            "preset": dataclasses.asdict(get_cmc_preset(preset)),
+            "ce_config": dataclasses.asdict(ce_cfg) if need_ce else None,
+            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], "seeds": list(seeds), "seed_info": info,
+            "ce": ce_out,
+            "n_test_queries": len(test), "n_test_total": len(data["test"]), "n_train_queries": len(data["train"]),
+            "catalogue_size": int(test.cand_emb.shape[0]), "data": test.name,
+            "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
+                         for r in per_seed]}
+
+
+def export_wordnet_head(out=None, preset: str = "cpu-frozen", seed: int = 0, be_kind: str = "asis",
+                        progress: bool = True, log=print) -> dict:
+    """Train the frozen-encoder CMC head on WordNet (train, selected on val) and write it as float16 safetensors.
+
+    The validation accuracy stored in the metadata is measured on the *saved* (float16) head after reloading.
+    """
+    cfg = get_cmc_preset(preset, seed=seed)
+    train = wordnet_task("train", be_kind, progress=progress)
+    val = wordnet_task("val", be_kind, progress=progress)
+    res = train_cmc(train, val, cfg, progress=progress, log=log)
+    out = Path(out) if out is not None else CMC_WORDNET_ASSET
+    meta = {"task": "wordnet", "encoders": "frozen", "be": be_kind, "preset": cfg.name, "seed": seed,
+            "config": dataclasses.asdict(cfg), "best_epoch": res["best"]["epoch"],
+            "trained_on": "WordNet train domains with <= 4,000 entities (BE top-1024 candidates); selected on "
+                          "val accuracy"}
+    save_cmc(res["model"], out, meta)
+    model, _ = load_cmc(out)
+    meta["val_acc"] = round(evaluate_cmc(model, eval_subset(val, cfg.max_val_queries), cfg.eval_k), 4)
+    save_cmc(model, out, meta)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): val accuracy {meta['val_acc']:.2f} (K = {cfg.eval_k}, "
+        f"{cfg.max_val_queries or len(val)} val queries)")
+    return meta
+
+
+def lr_sweep(train: RerankData, val: RerankData, lrs: Sequence[float], preset: str = "spec", seed: int = 0,
+             log=print, **overrides) -> list[dict]:
+    """Validation accuracy of CMC trained with each learning rate (how the CPU presets' lr was chosen: val only)."""
+    rows = []
+    for lr in lrs:
+        cfg = get_cmc_preset(preset, lr=lr, seed=seed, **overrides)
+        res = train_cmc(train, val, cfg, progress=False, log=lambda *a: None)
+        rows.append({"lr": lr, "val_acc": res["best"]["val_acc"], "best_epoch": res["best"]["epoch"],
+                     "history": [h["val_acc"] for h in res["history"]], "train_time_s": res["train_time_s"]})
+        log(f"lr {lr:g}: val acc {rows[-1]['val_acc']:.2f} (epoch {rows[-1]['best_epoch']}) {rows[-1]['history']}")
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
