@@ -498,7 +498,7 @@ _TINY_REPRODUCE = textwrap.dedent('''
             time.sleep(float(sys.argv[2]))
         return {"losses": state["losses"], "weight": model.weight.detach().flatten().tolist()}
 
-    reproduce.run(sys.argv[1], steps=[reproduce.Step("tiny", "a tiny resumable fit", {}, fit)], progress=False,
+    reproduce.run(sys.argv[1], steps=[reproduce.Step("tiny", "a tiny resumable fit", fit)], progress=False,
                   log=lambda m: print(m, flush=True))
 ''')
 

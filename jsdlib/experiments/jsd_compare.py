@@ -14,7 +14,6 @@ Std is the sample standard deviation over seeds (ddof=1; 0 for one seed).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +22,14 @@ import numpy as np
 import torch
 
 from jsdlib.common.hardware import describe
-from jsdlib.common.metrics import paired_test
+from jsdlib.common.io import write_json  # moved: (atomic now; notebooks 02 and 04 call it from here)
+from jsdlib.common.metrics import paired_test, t2i_metrics
+from jsdlib.data.datasets import load_emoji
+from jsdlib.jsd.core import (METHODS, efficiency, encode, evaluate_model, run_methods, sparse_product, train_d2s,
+                             train_jsd)
+from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer
 from jsdlib.jsd.presets import JSDConfig
+from jsdlib.vlp.models import cached_features, load_standin, word_embeddings
 
 
 @dataclass
@@ -42,10 +47,6 @@ class FeatureSet:
 
 def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
     """Cached pre-projection features of the bundled emoji splits under the stand-in VLP (committed checkpoint)."""
-    from jsdlib.data.datasets import load_emoji
-    from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer
-    from jsdlib.vlp.models import cached_features, load_standin, word_embeddings
-
     vlp = load_standin(checkpoint)
     splits = {s: load_emoji(s) for s in ("train", "val", "test")}
     feats = {s: cached_features(vlp, sp, progress=progress) for s, sp in splits.items()}
@@ -90,8 +91,6 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
 def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequence[str] | None = None,
             run_root=None, progress: bool = False, log=print) -> dict:
     """Run ``names`` (default: all methods) for every seed on ``fs`` and aggregate (see module docstring)."""
-    from jsdlib.jsd.core import METHODS, run_methods
-
     names = list(names or METHODS)
     if not seeds:
         raise ValueError("compare needs at least one seed")
@@ -125,12 +124,6 @@ def summary_rows(result: dict, digits: int = 1) -> dict:
     return rows
 
 
-def write_json(result: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-
-
 def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float], seed: int | None = None,
              run_root=None, progress: bool = False, log=print) -> list[dict]:
     """Train ``method`` ("jsd" or "d2s") with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
@@ -141,9 +134,6 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
     Returns one row per scale with validation *and* test R@1, active terms and FLOPs: the R@1-vs-FLOPs trade-off
     of the paper's Figure 2. Pick operating points on the validation numbers only.
     """
-    from jsdlib.jsd.core import efficiency, encode, evaluate_model, sparse_product, train_d2s, train_jsd
-    from jsdlib.common.metrics import t2i_metrics
-
     if method not in ("jsd", "d2s"):
         raise ValueError(f"l1_sweep: method must be 'jsd' or 'd2s', got {method!r}")
     rows = []
