@@ -1,10 +1,9 @@
 """``jsdlib cmc compare|export``: the CMC pipelines over seeds, the bundled WordNet CMC head."""
 from __future__ import annotations
 
-from jsdlib.cli.options import command, group
+from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.cmc.core import PIPELINES, compare, export_wordnet_head, summary_table
 from jsdlib.common.cliargs import check_output, nonneg_int
-from jsdlib.common.io import write_json
 from jsdlib.common.metrics import format_table
 
 
@@ -14,14 +13,12 @@ def cmd_cmc_compare(args) -> int:
     res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root,
                   names=PIPELINES if args.with_ce else None,
                   n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
-                  progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
+                  progress=not args.quiet, log=log_of(args))
     print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
           f"queries, K = {res['k']}, K' (CE) = {res['k_ce']}, CMC encoders {res['variant']} (preset "
           f"{res['preset']['name']}); mean ± std over seeds {res['seeds']}; accuracies macro over domains")
     print(format_table(summary_table(res), name_header="pipeline"))
-    if args.json:
-        write_json(res, args.json)
-        print(f"wrote {args.json}")
+    write_results(res, args.json)
     return 0
 
 

@@ -1,9 +1,8 @@
 """``jsdlib eval dense``: dense text->image / image->text retrieval of a VLP on a Karpathy-format split."""
 from __future__ import annotations
 
-from jsdlib.cli.options import command, group
+from jsdlib.cli.options import command, group, write_results
 from jsdlib.common.cliargs import UserError, check_output, positive_int
-from jsdlib.common.io import write_json
 from jsdlib.common.metrics import evaluate_split, format_table, report_rows
 from jsdlib.data.datasets import load_emoji, load_karpathy
 from jsdlib.vlp.models import PretrainedUnavailableError, cached_features, encode_split, load_vlp
@@ -38,9 +37,7 @@ def cmd_eval_dense(args) -> int:
         u = res["unseen_concept"]
         print(f"unseen-concept queries: {u['n_captions']} captions of {u['n_images']} test images whose base "
               f"emoji has no variant in train, ranked against the full test corpus")
-    if args.json:
-        write_json(res, args.json)
-        print(f"wrote {args.json}")
+    write_results(res, args.json)
     return 0
 
 

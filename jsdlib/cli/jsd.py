@@ -3,17 +3,12 @@ from __future__ import annotations
 
 from jsdlib.apps.bundled import train_bundled_jsd
 from jsdlib.apps.viz import r1_vs_flops, save_figure
-from jsdlib.cli.options import command, group
+from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.common.cliargs import UserError, check_output, positive_float, positive_int
-from jsdlib.common.io import write_json
 from jsdlib.common.metrics import format_table
 from jsdlib.experiments.jsd_compare import compare, emoji_features, l1_sweep, summary_rows
 from jsdlib.jsd.core import METHODS
 from jsdlib.jsd.presets import get_preset
-
-
-def _log(args):
-    return (lambda *a: None) if args.quiet else print
 
 
 def cmd_jsd_compare(args) -> int:
@@ -28,14 +23,12 @@ def cmd_jsd_compare(args) -> int:
                         "`jsdlib jsd compare` runs the CPU preset on the bundled emoji set.")
     names = args.methods or list(METHODS)
     fs = emoji_features(progress=not args.quiet)
-    res = compare(fs, cfg, args.seeds, names, run_root=args.run_root, progress=not args.quiet, log=_log(args))
+    res = compare(fs, cfg, args.seeds, names, run_root=args.run_root, progress=not args.quiet, log=log_of(args))
     print(f"JSD comparison, preset {cfg.name}, seeds {args.seeds}: text->image on the emoji test split "
           f"({res['data']['n_images']} images, {res['data']['n_captions']} captions); mean ± std over seeds; "
           "p: paired t-test on per-query RR@10, pooled over seeds")
     print(format_table(summary_rows(res)))
-    if args.json:
-        write_json(res, args.json)
-        print(f"wrote {args.json}")
+    write_results(res, args.json)
     return 0
 
 
@@ -59,14 +52,12 @@ def cmd_jsd_sweep(args) -> int:
             else [False]
         for pec in pecs:
             rows += l1_sweep(fs, cfg.replace(pec=pec), method, args.scales, seed=args.seed, run_root=args.run_root,
-                             log=_log(args))
+                             log=log_of(args))
     table = {f"{r['method']}{' +PEC' if r['pec'] else ''} L1 x{r['scale']:g}":
              {k: r[k] for k in ("val_R@1", "val_flops", "test_R@1", "test_flops", "test_terms_q", "test_terms_d")}
              for r in rows}
     print(format_table(table, name_header="run", digits=2))
-    if args.json:
-        write_json({"rows": rows, "preset": cfg.name, "seed": args.seed}, args.json)
-        print(f"wrote {args.json}")
+    write_results({"rows": rows, "preset": cfg.name, "seed": args.seed}, args.json)
     if args.png:
         save_figure(r1_vs_flops(rows), args.png, dpi=120)
         print(f"wrote {args.png}")

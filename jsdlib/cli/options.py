@@ -11,6 +11,7 @@ import argparse
 import os
 
 from jsdlib.common.cliargs import nonneg_int, positive_int
+from jsdlib.common.io import write_json
 
 
 def _parent(*flags, **kwargs) -> argparse.ArgumentParser:
@@ -34,6 +35,18 @@ SHARED = {
 def default_threads() -> int:
     """The CLI's thread count when ``--threads`` is not given: at most 2 (the course's laptop CPU)."""
     return min(2, os.cpu_count() or 1)
+
+
+def log_of(args):
+    """``print`` for the per-step log lines, or nothing under ``--quiet``."""
+    return (lambda *a: None) if args.quiet else print
+
+
+def write_results(result, path) -> None:
+    """``--json PATH``: the results written atomically, and said so (nothing without ``--json``)."""
+    if path:
+        write_json(result, path)
+        print(f"wrote {path}")
 
 
 def command(sub, name: str, help: str, func, shared=(), **kwargs) -> argparse.ArgumentParser:

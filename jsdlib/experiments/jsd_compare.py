@@ -61,6 +61,13 @@ def _mean_std(values: Sequence[float]) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
+def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:
+    """Paired t-test of method ``x`` against ``y`` on per-query RR@10, the (seed, caption) pairs of all seeds."""
+    a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in (x, y))
+    return {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds", "n_pairs": int(len(a)),
+            "mean_rr_diff": float(np.mean(a - b))}
+
+
 def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
     """Per-seed ``{name: result}`` dicts -> the compare schema (mean/std per metric, pooled paired tests)."""
     names = list(per_seed[0])
@@ -72,19 +79,10 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
                       "per_seed": [{"seed": s, "t2i": r["t2i"], "flops": r["flops"], "terms_q": r["terms_q"],
                                     "terms_d": r["terms_d"], **({"best_epoch": r["best_epoch"]} if "best_epoch" in r
                                                                 else {})} for s, r in zip(seeds, runs)]}
-    tests = {}
-    if "jsd_sparse" in names:
-        a = np.concatenate([r["jsd_sparse"]["rr"] for r in per_seed])
-        for n in names:
-            if n == "jsd_sparse":
-                continue
-            b = np.concatenate([r[n]["rr"] for r in per_seed])
-            tests[f"jsd_sparse_vs_{n}"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
-                                           "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+    pairs = [("jsd_sparse", n) for n in names if n != "jsd_sparse"] if "jsd_sparse" in names else []
     if {"jsd_dense", "dense_original"} <= set(names):  # the paper's "JSD dense > dense original"
-        a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in ("jsd_dense", "dense_original"))
-        tests["jsd_dense_vs_dense_original"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
-                                                "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+        pairs.append(("jsd_dense", "dense_original"))
+    tests = {f"{x}_vs_{y}": _pooled_paired_test(per_seed, x, y) for x, y in pairs}
     return {"methods": methods, "tests": tests}
 
 

@@ -218,8 +218,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
                   {"task": "wordnet", "preset": CMC_PRESET}, cmc_preset),
              Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_core.compare, _cmc,
                   {"task": "emoji", "preset": CMC_PRESET}, cmc_preset),
-             # the CE is measured up to 1,000 candidates and extrapolated linearly above (N independent pair
-             # passes): measuring it at 10,000 takes about 20 minutes here (benchmarks/cmc_speed.py measures every N)
+             # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.d/experiments.md)
              Step("cmc_speed", "CMC vs CE speed", cmc_core.speed_curve, _cmc_speed,
                   {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000})]
     if only:
