@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from jsdlib.common.hardware import describe
-from jsdlib.common.io import write_json  # moved: (atomic now; notebooks 02 and 04 call it from here)
+from jsdlib.common.io import write_json  # moved:
 from jsdlib.common.metrics import paired_test, t2i_metrics
 from jsdlib.data.datasets import load_emoji
 from jsdlib.jsd.core import (METHODS, efficiency, encode, evaluate_model, run_methods, sparse_product, train_d2s,
