@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from jsdlib.vlp import models as V
+from jsdlib import vlp as V
+from jsdlib.common.integrity import safetensors_digest
+from jsdlib.common.paths import cache_dir
+from jsdlib.vlp.openclip import register_model_config
 from jsdlib.data.datasets import load_emoji
 
 TINY_CLIP = {  # an open_clip CLIP with the BPE text transformer, small enough for a unit test
@@ -65,7 +68,7 @@ def test_standin_pre_projection_matches_projection():
 def test_openclip_bpe_model_pre_projection_and_vocab():
     import open_clip
 
-    name = V.register_model_config("jsd-test-tiny-clip", TINY_CLIP)
+    name = register_model_config("jsd-test-tiny-clip", TINY_CLIP)
     vlp = V.load_openclip(name)  # random weights, offline
     assert vlp.weights == "random" and vlp.fingerprint == "random"
     _check_projection_split(vlp.model, open_clip.get_tokenizer(name), torch.randn(2, 3, 32, 32))
@@ -144,7 +147,7 @@ def test_feature_cache_not_stale_when_image_changes(tmp_path):
 
 def test_standin_training_resumes_exactly(tmp_path):
     """A run killed after epoch 1 and resumed ends with the same weights as an uninterrupted run."""
-    from jsdlib.vlp.standin import StandinConfig, train_standin
+    from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
     train = load_emoji("train").subset(range(24))
     val = load_emoji("val").subset(range(8))
@@ -169,6 +172,56 @@ def test_checkpoint_fingerprint_is_content_based(tmp_path):
     """Saving the same weights twice may reorder safetensors' metadata; the cache key must not change."""
     a = _tiny_standin_checkpoint(tmp_path / "a.safetensors")
     b = _tiny_standin_checkpoint(tmp_path / "b.safetensors")
-    assert V.safetensors_digest(a) == V.safetensors_digest(b)
+    assert safetensors_digest(a) == safetensors_digest(b)
     c = _tiny_standin_checkpoint(tmp_path / "c.safetensors", seed=1)
-    assert V.safetensors_digest(c) != V.safetensors_digest(a)
+    assert safetensors_digest(c) != safetensors_digest(a)
+
+
+@pytest.mark.parametrize("bar_on", [True, False])
+def test_quiet_loading_puts_every_logging_setting_back(bar_on):
+    """Verbosity, progress-bar switch, root level and root handlers are as before, also after an error."""
+    import logging
+
+    import transformers
+
+    from jsdlib.vlp.quiet import quiet_loading
+
+    tlog = transformers.utils.logging
+    root = logging.getLogger()
+    saved = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), root.level, list(root.handlers))
+    try:
+        (tlog.enable_progress_bar if bar_on else tlog.disable_progress_bar)()
+        tlog.set_verbosity_info()
+        root.setLevel(logging.DEBUG)
+        root.handlers = []                    # logging.info() then installs a handler (basicConfig)
+        before = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), root.level, list(root.handlers))
+        with pytest.raises(RuntimeError, match="inside"):
+            with quiet_loading():
+                assert root.level == logging.ERROR and not tlog.is_progress_bar_enabled()
+                logging.info("open_clip logs to the root logger")
+                raise RuntimeError("inside")
+        after = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), root.level, list(root.handlers))
+        assert after == before == (logging.INFO, bar_on, logging.DEBUG, [])
+    finally:
+        tlog.set_verbosity(saved[0])
+        (tlog.enable_progress_bar if saved[1] else tlog.disable_progress_bar)()
+        root.setLevel(saved[2])
+        root.handlers = saved[3]
+
+
+def test_the_old_import_paths_still_work():
+    from jsdlib.vlp import models, standin
+
+    assert models.load_standin is V.load_standin and models.Features is V.Features and models.cache_dir is cache_dir
+    assert standin.train_standin is V.train_standin and standin.StandinConfig is V.StandinConfig
+
+
+def test_minilm_tokenizer_with_and_without_the_zeshel_markers():
+    from jsdlib.data.datasets import MARKER_TOKENS
+    from jsdlib.vlp.minilm import minilm_tokenizer
+
+    plain, marked = minilm_tokenizer(), minilm_tokenizer(markers=True)
+    text = f"{MARKER_TOKENS[0]} bank {MARKER_TOKENS[1]}"
+    assert marked.tokenize(text) == [MARKER_TOKENS[0], "bank", MARKER_TOKENS[1]]
+    assert plain.tokenize(text) != marked.tokenize(text)          # without markers WordPiece splits them
+    assert len(plain) == len(marked)                              # no new rows: they are BERT's [unusedN]
