@@ -131,3 +131,14 @@ def test_fingerprint_is_the_resolved_arguments(tmp_path):
     steps = {s.name: s for s in reproduce.cpu_steps()}
     assert steps["jsd_sweep"].resolved()["scales"] == (0.3, 1.0, 3.0, 10.0)
     assert steps["cmc_wordnet"].resolved()["n_eval"] == -1                 # compare's own default, now covered
+
+
+def test_cmc_steps_cover_the_task_settings_and_preset(monkeypatch):
+    """The CMC steps name a task and a preset; the values behind those names are in the fingerprint, so editing
+    `TASKS` or a CMC preset re-runs the step too."""
+    from jsdlib.cmc import core as cmc_core
+
+    before = {s.name: s.digest([0]) for s in reproduce.cpu_steps()}
+    monkeypatch.setitem(cmc_core.TASKS, "wordnet", {**cmc_core.TASKS["wordnet"], "n_eval": 301})
+    after = {s.name: s.digest([0]) for s in reproduce.cpu_steps()}
+    assert [n for n in before if before[n] != after[n]] == ["cmc_wordnet"]

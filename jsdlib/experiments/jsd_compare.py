@@ -23,7 +23,8 @@ import torch
 
 from jsdlib.common.hardware import describe
 from jsdlib.common.io import write_json  # moved:
-from jsdlib.common.metrics import paired_test, t2i_metrics
+from jsdlib.common.metrics import t2i_metrics
+from jsdlib.common.stats import mean_std, paired_test
 from jsdlib.data.datasets import load_emoji
 from jsdlib.jsd.core import (METHODS, efficiency, encode, evaluate_model, run_methods, sparse_product, train_d2s,
                              train_jsd)
@@ -56,11 +57,6 @@ def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
                       vocab.special_ids, caption_token_ids(splits["train"].captions, tok), vocab)
 
 
-def _mean_std(values: Sequence[float]) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-
-
 def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:
     """Paired t-test of method ``x`` against ``y`` on per-query RR@10, the (seed, caption) pairs of all seeds."""
     a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in (x, y))
@@ -74,7 +70,7 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
     methods = {}
     for n in names:
         runs = [r[n] for r in per_seed]
-        t2i = {k: _mean_std([r["t2i"][k] for r in runs]) for k in runs[0]["t2i"]}
+        t2i = {k: mean_std([r["t2i"][k] for r in runs]) for k in runs[0]["t2i"]}
         methods[n] = {"t2i": t2i, **{k: float(np.mean([r[k] for r in runs])) for k in ("flops", "terms_q", "terms_d")},
                       "per_seed": [{"seed": s, "t2i": r["t2i"], "flops": r["flops"], "terms_q": r["terms_q"],
                                     "terms_d": r["terms_d"], **({"best_epoch": r["best_epoch"]} if "best_epoch" in r

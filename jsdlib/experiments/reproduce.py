@@ -205,7 +205,8 @@ def _cmc_speed(ctx: Context, a: dict) -> dict:
 def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
     """The steps of the ``cpu`` preset (``only``: a subset by name). The functions are looked up when this is
     called, so a test can stand a cheap one in."""
-    cmc_preset = {"cmc_preset": cmc_core.get_cmc_preset(CMC_PRESET)}
+    cmc_config = {t: {"cmc_preset": cmc_core.get_cmc_preset(CMC_PRESET), "task_settings": cmc_core.TASKS[t]}
+                  for t in ("wordnet", "emoji")}   # what compare() looks up by name: covered by the fingerprint
     steps = [Step("dense", "Dense retrieval of the stand-in VLP", vlp_models.cached_features, _dense),
              Step("jsd_compare", "JSD and its baselines (3 seeds)", jsd_compare.compare, _jsd_compare,
                   {"cfg": get_preset("cpu-emoji")}),
@@ -215,9 +216,9 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              Step("search", "Search back ends", index_core.benchmark_backends, _search, {},
                   {"sizes": SEARCH_SIZES}),
              Step("cmc_wordnet", "CMC on WordNet sense linking", cmc_core.compare, _cmc,
-                  {"task": "wordnet", "preset": CMC_PRESET}, cmc_preset),
+                  {"task": "wordnet", "preset": CMC_PRESET}, cmc_config["wordnet"]),
              Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_core.compare, _cmc,
-                  {"task": "emoji", "preset": CMC_PRESET}, cmc_preset),
+                  {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
              # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.d/experiments.md)
              Step("cmc_speed", "CMC vs CE speed", cmc_core.speed_curve, _cmc_speed,
                   {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000})]
