@@ -1,6 +1,7 @@
 """`jsdlib eval dense`: the JSON schema, reproducibility, any Karpathy-format set, clear errors."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -62,3 +63,47 @@ def test_eval_dense_errors(tmp_path, capsys):
                  str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Karpathy-format JSON not found" in err and "dataset_flickr30k.json" in err
+
+
+def test_threads_hold_for_the_command_only(monkeypatch, capsys):
+    """`--threads` is the program's setting for one command: `main` restores the caller's torch thread count."""
+    from jsdlib.cli import evaluate
+
+    seen = []
+
+    def load_split(args):
+        seen.append(torch.get_num_threads())
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(evaluate, "load_split", load_split)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["eval", "dense", "--threads", "1"]) == 2
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert capsys.readouterr().err == "jsdlib: stop here\n"
+
+
+def test_shared_options_are_declared_once_and_unknown_ones_are_refused(capsys):
+    """Every command that takes --threads / --quiet gets the one declaration of jsdlib.cli.options; a command
+    refuses an option it does not know in one line naming it and itself, while the data builders get the rest of
+    the line for their own parser."""
+    from jsdlib.cli.main import build_parser, parse
+    from jsdlib.cli.options import SHARED
+
+    def commands(parser):  # the leaf parsers: (prog, parser)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+                    yield from commands(sub) if nested else [(sub.prog, sub)]
+
+    threads = [a for a in SHARED["threads"]._actions if "--threads" in a.option_strings][0]
+    found = {n: [a for a in sub._actions if "--threads" in a.option_strings] for n, sub in commands(build_parser())}
+    assert len(found) == 13 and sum(bool(v) for v in found.values()) >= 10
+    assert all(v == [threads] for v in found.values() if v)
+    assert main(["jsd", "export", "--bogus", "1"]) == 2
+    assert capsys.readouterr().err.startswith("jsdlib: jsd export: unrecognized arguments: --bogus 1")
+    assert parse(["data", "build-emoji", "--out", "x", "--n-test", "3"]).options == ["--out", "x", "--n-test", "3"]

@@ -317,7 +317,7 @@ def test_random_projection_is_explicit_and_recorded(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(experiments, "compare", lambda fs, cfg, seeds, **kw: seen.update(fs=fs) or {"methods": {}})
     ctx = reproduce.Context(tmp_path / "o", "blip-flickr", (0,), False, lambda *a: None)
-    res = step.run(ctx)
+    res = step(ctx)          # a step runs its function with the resolved arguments
     assert res["projection"] == "random(seed=0)" and seen["fs"].train.meta["projection"].startswith("random")
 
 
@@ -498,7 +498,7 @@ _TINY_REPRODUCE = textwrap.dedent('''
             time.sleep(float(sys.argv[2]))
         return {"losses": state["losses"], "weight": model.weight.detach().flatten().tolist()}
 
-    reproduce.run(sys.argv[1], steps=[reproduce.Step("tiny", "a tiny resumable fit", {}, fit)], progress=False,
+    reproduce.run(sys.argv[1], steps=[reproduce.Step("tiny", "a tiny resumable fit", fit)], progress=False,
                   log=lambda m: print(m, flush=True))
 ''')
 

@@ -84,3 +84,61 @@ def test_progress_weights_steps_by_the_committed_step_times(tmp_path):
     assert set(reproduce.EXPECTED_SECONDS) == set(reproduce.CPU_STEPS)
     share = reproduce.EXPECTED_SECONDS["dense"] / sum(reproduce.EXPECTED_SECONDS.values())
     assert share < 0.01          # the first step is ~0.1 % of the job, so its ETA no longer promises 48 s
+
+
+# ------------------------------------------------------------------------------------------------ stale steps
+def test_editing_a_default_of_the_called_function_reruns_the_step(tmp_path, monkeypatch):
+    """A step's fingerprint covers the resolved arguments of the library function it calls, defaults included:
+    editing a default of ``speed_curve`` (not the step's own settings) re-runs the ``cmc_speed`` step instead of
+    reusing its stale file. The real function is replaced by a cheap one with the same kind of signature."""
+    from jsdlib.cmc import core as cmc_core
+
+    committed = json.loads((ROOT / "notebooks" / "results" / "cmc_speed.json").read_text())
+    calls = []
+
+    def speed_curve(ns=(16, 64), ce_max=10000, ce_batch=64, log=print, repeats=(5, 3, 1)):
+        calls.append(repeats)
+        return committed
+
+    monkeypatch.setattr(cmc_core, "speed_curve", speed_curve)
+    run = lambda: reproduce.run(tmp_path, only=["cmc_speed"], progress=False, log=lambda *a: None)  # noqa: E731
+    first = run()
+    run()
+    assert calls == [(5, 3, 1)]                                          # same defaults: reused
+    speed_curve.__defaults__ = ((16, 64), 10000, 64, print, (7, 3, 1))   # a default edited in the callee
+    again = run()
+    assert calls == [(5, 3, 1), (7, 3, 1)]                               # ... runs the step again
+    assert again["steps"]["cmc_speed"]["digest"] != first["steps"]["cmc_speed"]["digest"]
+    assert again["steps"]["cmc_speed"]["config"]["args"]["repeats"] == [7, 3, 1]
+
+
+def test_fingerprint_is_the_resolved_arguments(tmp_path):
+    """``Step.resolved`` = the step's own values + every default of its function (runtime arguments left out);
+    a step without ``run`` calls ``fn(ctx, **resolved)``."""
+    def fit(ctx, lr=0.1, epochs=3, log=print):
+        return {"lr": lr, "epochs": epochs}
+
+    step = reproduce.Step("fit", "a fit", fit, args={"epochs": 5})
+    assert step.resolved() == {"lr": 0.1, "epochs": 5}
+    doc = reproduce.run(tmp_path, steps=[step], progress=False, log=lambda *a: None)
+    assert doc["results"]["fit"] == {"lr": 0.1, "epochs": 5}
+    d = step.digest([0])
+    assert reproduce.Step("fit", "a fit", fit, args={"epochs": 5, "lr": 0.1}).digest([0]) == d   # default spelled out
+    assert reproduce.Step("fit", "a fit", fit, args={"epochs": 5, "lr": 0.2}).digest([0]) != d
+    assert step.digest([0, 1]) != d
+    with pytest.raises(TypeError):
+        reproduce.Step("fit", "a fit", fit, args={"nope": 1}).resolved()   # a misspelt argument fails at once
+    steps = {s.name: s for s in reproduce.cpu_steps()}
+    assert steps["jsd_sweep"].resolved()["scales"] == (0.3, 1.0, 3.0, 10.0)
+    assert steps["cmc_wordnet"].resolved()["n_eval"] == -1                 # compare's own default, now covered
+
+
+def test_cmc_steps_cover_the_task_settings_and_preset(monkeypatch):
+    """The CMC steps name a task and a preset; the values behind those names are in the fingerprint, so editing
+    `TASKS` or a CMC preset re-runs the step too."""
+    from jsdlib.cmc import core as cmc_core
+
+    before = {s.name: s.digest([0]) for s in reproduce.cpu_steps()}
+    monkeypatch.setitem(cmc_core.TASKS, "wordnet", {**cmc_core.TASKS["wordnet"], "n_eval": 301})
+    after = {s.name: s.digest([0]) for s in reproduce.cpu_steps()}
+    assert [n for n in before if before[n] != after[n]] == ["cmc_wordnet"]

@@ -26,9 +26,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+import ipywidgets as W
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from PIL import Image
 
 from jsdlib.apps import viz
+from jsdlib.data.datasets import load_emoji
+from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer, top_terms
+from jsdlib.jsd.io import load_jsd
+from jsdlib.vlp.models import cached_features, load_standin
 
 _UNUSED = re.compile(r"^\[unused\d+\]$")
 SPLITS = ("train", "val", "test")
@@ -55,8 +63,6 @@ def term_kind(term: str, vocab=None) -> str:
 
 @lru_cache(maxsize=1)
 def _tokenizer():
-    from jsdlib.jsd.head import minilm_tokenizer
-
     return minilm_tokenizer()
 
 
@@ -66,8 +72,6 @@ def caption_terms(captions: Sequence[str] | str, vocab, tokenizer=None) -> set[s
     A top term of an image that is *not* in this set is an **expansion** term: a word the head adds that
     none of the image's captions contains. ``tokenizer``: a Hugging Face tokenizer (default: MiniLM's).
     """
-    from jsdlib.jsd.head import caption_token_ids
-
     captions = [captions] if isinstance(captions, str) else list(captions)
     ids = caption_token_ids(captions, tokenizer if tokenizer is not None else _tokenizer())
     return {vocab.term(int(j)) for row in ids for j in row}
@@ -87,8 +91,6 @@ def find_image(ident) -> tuple[str, int]:
 
     Raises ``KeyError`` with the nearest captions when nothing matches.
     """
-    from jsdlib.data.datasets import load_emoji
-
     ident = str(ident).strip()
     if not ident:
         raise KeyError("an image id, file name or caption is needed, got an empty string")
@@ -118,13 +120,6 @@ def image_terms_by_id(ident, k: int = 20, model=None) -> dict:
     Returns ``{"image_id", "split", "row", "file", "captions", "terms": [(term, weight)], "active"}``. Uses
     the cached stand-in features of the image's split (computed once, see :func:`jsdlib.vlp.models.cached_features`).
     """
-    import torch
-
-    from jsdlib.jsd.io import load_jsd
-    from jsdlib.data.datasets import load_emoji
-    from jsdlib.jsd.head import Vocabulary, top_terms
-    from jsdlib.vlp.models import cached_features, load_standin
-
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     split_name, row = find_image(ident)
@@ -160,8 +155,6 @@ _CSS = """<style>
 
 
 def _png(image, size: int | None = None) -> bytes:
-    from PIL import Image
-
     im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
     if size:
         im = im.resize((size, size), Image.LANCZOS)
@@ -209,8 +202,6 @@ class Explorer:
 
     def image_view(self, i: int | None = None, k: int | None = None) -> dict:
         """``{"index", "captions", "active", "terms": [(term, weight, kind, in_caption)]}`` for image ``i``."""
-        from jsdlib.jsd.head import top_terms
-
         i = self.state["image"] if i is None else int(i)
         k = self.state["k"] if k is None else int(k)
         if not 0 <= i < self.n_images:
@@ -229,8 +220,6 @@ class Explorer:
         "sparse_score", "matched": [(term, z_q, z_i, z_q * z_i)]}]}``; ``matched`` lists at most ``k`` terms;
         ``sparse_score`` is the full ``z_q . z_i`` (what all shared terms sum to).
         """
-        from jsdlib.jsd.head import top_terms
-
         query = self.state["query"] if query is None else str(query)
         k = self.state["k"] if k is None else int(k)
         n = self.state["n"] if n is None else int(n)
@@ -251,7 +240,6 @@ class Explorer:
     def static(self, image: int | None = None, query: str | None = None, k: int | None = None,
                n: int | None = None, score: str | None = None, width: float = 12.0):
         """The explorer's current (or given) state as one matplotlib figure: image + terms, query + results."""
-        plt = viz._plt()
         iv = self.image_view(image, k)
         qv = self.query_view(query, k, n, score)
         n_res = max(1, len(qv["results"]))
@@ -280,7 +268,6 @@ class Explorer:
 
     def static_png(self, dpi: int = 80, **kw) -> bytes:
         """:meth:`static` rendered to PNG bytes (the figure is closed, so nothing else is displayed)."""
-        plt = viz._plt()
         fig = self.static(**kw)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
@@ -330,8 +317,6 @@ class Explorer:
         return self._widget
 
     def _build(self):
-        import ipywidgets as W
-
         st = self.state
         caps = [(f"{i}: {self.search.split.captions_of(i)[0]}", i) for i in range(self.n_images)]
         self.w_image = W.IntSlider(value=st["image"], min=0, max=self.n_images - 1, description="image",

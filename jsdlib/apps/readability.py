@@ -21,6 +21,8 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from jsdlib.jsd.head import top_terms
+
 # A small English stop-word list (function words; committed so that the measure never changes under us).
 STOP_WORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between
@@ -99,8 +101,6 @@ def readability(terms_per_image: Sequence[Sequence], captions_per_image: Sequenc
 def readability_of_vectors(Z, vocab, captions_per_image, k: int = 5, subsets=None,
                            max_images: int = SPECIFIC_MAX_IMAGES) -> dict:
     """:func:`readability` of sparse vectors ``Z`` (N, |V|) read with ``vocab`` (:func:`jsdlib.jsd.head.top_terms`)."""
-    from jsdlib.jsd.head import top_terms
-
     return readability(top_terms(Z, k, vocab), captions_per_image, k=k, subsets=subsets, max_images=max_images)
 
 

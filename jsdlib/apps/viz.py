@@ -5,15 +5,25 @@ Every function returns the matplotlib ``Figure`` and never calls ``plt.show()`` 
 from __future__ import annotations
 
 import textwrap
+from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from matplotlib import font_manager, ft2font
+
+from jsdlib.common.io import atomic_path
+from jsdlib.jsd.head import Vocabulary, term_shares
 
 
-def _plt():
-    import matplotlib.pyplot as plt  # imported lazily: the library works without a display
-
-    return plt
+def save_figure(fig, path, dpi: int = 120) -> Path:
+    """``fig.savefig(path)`` as a PNG, written atomically (a kill never leaves half an image)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return Path(path)
 
 
 def _wrap(text: str, width: int) -> str:
@@ -23,7 +33,6 @@ def _wrap(text: str, width: int) -> str:
 def image_grid(split, indices: Sequence[int], ncols: int = 6, caption_kind: int = 0, size: float = 1.9,
                wrap: int = 22):
     """Images of ``split`` with one caption each (``caption_kind``: which of the image's captions)."""
-    plt = _plt()
     indices = list(indices)
     nrows = max(1, int(np.ceil(len(indices) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.25), squeeze=False)
@@ -39,7 +48,6 @@ def image_grid(split, indices: Sequence[int], ncols: int = 6, caption_kind: int 
 
 def query_results(split, scores, queries: Sequence[int], k: int = 5, size: float = 1.7, wrap: int = 28):
     """For each caption index in ``queries``: the query text, then its top-``k`` images (gold framed green)."""
-    plt = _plt()
     scores = np.asarray(scores)
     fig, axes = plt.subplots(len(queries), k + 1, figsize=(size * (k + 1), size * len(queries) * 1.1),
                              squeeze=False)
@@ -65,7 +73,6 @@ def query_results(split, scores, queries: Sequence[int], k: int = 5, size: float
 
 def training_curve(history: Sequence[dict], metric: str = "R@1", figsize=(7, 3)):
     """Loss and validation ``metric`` per epoch from a training history (list of dicts)."""
-    plt = _plt()
     epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
     a.plot(epochs, [h["loss"] for h in history], marker=".")
@@ -83,7 +90,6 @@ def r1_vs_flops(rows, split: str = "test", figsize=(6, 4)):
 
     ``rows``: :func:`jsdlib.experiments.jsd_compare.l1_sweep` rows (keys ``method``, ``pec``, ``{split}_R@1``, ``{split}_flops``).
     """
-    plt = _plt()
     fig, ax = plt.subplots(figsize=figsize)
     groups: dict[str, list] = {}
     for r in rows:
@@ -106,7 +112,6 @@ def r1_vs_flops(rows, split: str = "test", figsize=(6, 4)):
 
 def score_heatmaps(mats: dict, labels: Sequence[str] | None = None, figsize=(12, 3.8)):
     """Side-by-side heat maps of in-batch score matrices (rows = images, columns = captions)."""
-    plt = _plt()
     fig, axes = plt.subplots(1, len(mats), figsize=figsize, squeeze=False)
     for ax, (title, m) in zip(axes[0], mats.items()):
         m = np.asarray(m.detach().cpu() if hasattr(m, "detach") else m)
@@ -132,19 +137,11 @@ TERM_COLOR = "tab:blue"
 HIGHLIGHT_COLOR = "tab:orange"
 
 
+@lru_cache(maxsize=None)
 def _glyphs() -> frozenset:
     """Code points the default matplotlib font can draw (to avoid "Glyph missing" warnings on rare tokens)."""
-    global _GLYPHS
-    if _GLYPHS is None:
-        import matplotlib
-        from matplotlib import font_manager, ft2font
-
-        path = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.family"]))
-        _GLYPHS = frozenset(ft2font.FT2Font(path).get_charmap())
-    return _GLYPHS
-
-
-_GLYPHS = None
+    path = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.family"]))
+    return frozenset(ft2font.FT2Font(path).get_charmap())
 
 
 def term_label(term: str, width: int = 18) -> str:
@@ -209,7 +206,6 @@ def image_terms(images, terms, titles=None, highlight=None, ncols: int = 2, pane
     set of terms per image to colour (e.g. the words of its captions, so expansion terms stand out).
     ``panel``: (width, height) in inches of one image + bars pair; the figure is ``ncols`` pairs wide.
     """
-    plt = _plt()
     single = not isinstance(images, (list, tuple))
     images = [images] if single else list(images)
     if single or (terms and isinstance(terms[0], tuple) and len(terms[0]) == 2 and isinstance(terms[0][0], str)):
@@ -242,10 +238,6 @@ def term_contributions(z_q, z_d, vocab, k: int | None = 10) -> list[tuple[str, f
     contribution first (ties by token id), at most ``k`` of them (``None``: all; then the contributions sum to
     the score).
     """
-    import torch
-
-    from jsdlib.jsd.head import Vocabulary
-
     vocab = Vocabulary.coerce(vocab)
     z_q, z_d = torch.as_tensor(z_q).detach().float().cpu(), torch.as_tensor(z_d).detach().float().cpu()
     if z_q.dim() != 1 or z_q.shape != z_d.shape or z_q.shape[0] != len(vocab):
@@ -270,7 +262,6 @@ def match_explanation(query: str, image, explanation, score: float | None = None
     ``z_q[j] z_d[j]`` and are labelled ``q x d``. ``score``: the full sparse score, to say how much of it the
     shown terms explain.
     """
-    plt = _plt()
     rows = list(explanation)
     if any(len(r) != 4 for r in rows):
         raise ValueError("match_explanation: explanation rows must be (term, query_weight, image_weight, contribution)")
@@ -297,10 +288,6 @@ def sparsity_summary(Z_i, Z_t, vocab, top: int = 20) -> dict:
     Returns ``{"terms_per_image": int array, "terms_per_caption": int array, "top_terms": [(term, share)]}``
     where ``share`` = the fraction of images whose vector uses the term (``p_j`` of D2S's FLOPs).
     """
-    import torch
-
-    from jsdlib.jsd.head import Vocabulary, term_shares
-
     vocab = Vocabulary.coerce(vocab)
     Z_i, Z_t = torch.as_tensor(Z_i), torch.as_tensor(Z_t)
     for name, Z in (("Z_i", Z_i), ("Z_t", Z_t)):
@@ -318,7 +305,6 @@ def sparsity_summary(Z_i, Z_t, vocab, top: int = 20) -> dict:
 
 def sparsity_overview(Z_i, Z_t, vocab, top: int = 20, bins: int = 30, figsize=(13.0, 3.8)):
     """Sparsity at a glance: histograms of active terms per image and per caption, and the most used terms."""
-    plt = _plt()
     s = sparsity_summary(Z_i, Z_t, vocab, top)
     fig, axes = plt.subplots(1, 3, figsize=figsize, layout="constrained", width_ratios=[1, 1, 1.1])
     for ax, key, what, color in ((axes[0], "terms_per_image", "image", "tab:green"),
@@ -341,7 +327,6 @@ def term_comparison(image, term_lists: dict, title: str | None = None, highlight
     ``term_lists``: ``{model name: [(term, weight)]}``; ``highlight``: terms to colour in every column (e.g.
     the caption's words). Terms every model agrees on are marked with a bullet.
     """
-    plt = _plt()
     if not isinstance(term_lists, dict) or not term_lists:
         raise ValueError("term_comparison: term_lists must be a non-empty {model name: [(term, weight)]} dict")
     lists = {name: _check_terms(ts, f"term_comparison[{name!r}]") for name, ts in term_lists.items()}

@@ -14,7 +14,6 @@ Std is the sample standard deviation over seeds (ddof=1; 0 for one seed).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +22,15 @@ import numpy as np
 import torch
 
 from jsdlib.common.hardware import describe
-from jsdlib.common.metrics import paired_test
+from jsdlib.common.io import write_json  # moved:
+from jsdlib.common.metrics import t2i_metrics
+from jsdlib.common.stats import mean_std, paired_test
+from jsdlib.data.datasets import load_emoji
+from jsdlib.jsd.core import (METHODS, efficiency, encode, evaluate_model, run_methods, sparse_product, train_d2s,
+                             train_jsd)
+from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer
 from jsdlib.jsd.presets import JSDConfig
+from jsdlib.vlp.models import cached_features, load_standin, word_embeddings
 
 
 @dataclass
@@ -42,10 +48,6 @@ class FeatureSet:
 
 def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
     """Cached pre-projection features of the bundled emoji splits under the stand-in VLP (committed checkpoint)."""
-    from jsdlib.data.datasets import load_emoji
-    from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer
-    from jsdlib.vlp.models import cached_features, load_standin, word_embeddings
-
     vlp = load_standin(checkpoint)
     splits = {s: load_emoji(s) for s in ("train", "val", "test")}
     feats = {s: cached_features(vlp, sp, progress=progress) for s, sp in splits.items()}
@@ -55,9 +57,11 @@ def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
                       vocab.special_ids, caption_token_ids(splits["train"].captions, tok), vocab)
 
 
-def _mean_std(values: Sequence[float]) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:
+    """Paired t-test of method ``x`` against ``y`` on per-query RR@10, the (seed, caption) pairs of all seeds."""
+    a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in (x, y))
+    return {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds", "n_pairs": int(len(a)),
+            "mean_rr_diff": float(np.mean(a - b))}
 
 
 def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
@@ -66,32 +70,21 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
     methods = {}
     for n in names:
         runs = [r[n] for r in per_seed]
-        t2i = {k: _mean_std([r["t2i"][k] for r in runs]) for k in runs[0]["t2i"]}
+        t2i = {k: mean_std([r["t2i"][k] for r in runs]) for k in runs[0]["t2i"]}
         methods[n] = {"t2i": t2i, **{k: float(np.mean([r[k] for r in runs])) for k in ("flops", "terms_q", "terms_d")},
                       "per_seed": [{"seed": s, "t2i": r["t2i"], "flops": r["flops"], "terms_q": r["terms_q"],
                                     "terms_d": r["terms_d"], **({"best_epoch": r["best_epoch"]} if "best_epoch" in r
                                                                 else {})} for s, r in zip(seeds, runs)]}
-    tests = {}
-    if "jsd_sparse" in names:
-        a = np.concatenate([r["jsd_sparse"]["rr"] for r in per_seed])
-        for n in names:
-            if n == "jsd_sparse":
-                continue
-            b = np.concatenate([r[n]["rr"] for r in per_seed])
-            tests[f"jsd_sparse_vs_{n}"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
-                                           "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+    pairs = [("jsd_sparse", n) for n in names if n != "jsd_sparse"] if "jsd_sparse" in names else []
     if {"jsd_dense", "dense_original"} <= set(names):  # the paper's "JSD dense > dense original"
-        a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in ("jsd_dense", "dense_original"))
-        tests["jsd_dense_vs_dense_original"] = {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds",
-                                                "n_pairs": int(len(a)), "mean_rr_diff": float(np.mean(a - b))}
+        pairs.append(("jsd_dense", "dense_original"))
+    tests = {f"{x}_vs_{y}": _pooled_paired_test(per_seed, x, y) for x, y in pairs}
     return {"methods": methods, "tests": tests}
 
 
 def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequence[str] | None = None,
             run_root=None, progress: bool = False, log=print) -> dict:
     """Run ``names`` (default: all methods) for every seed on ``fs`` and aggregate (see module docstring)."""
-    from jsdlib.jsd.core import METHODS, run_methods
-
     names = list(names or METHODS)
     if not seeds:
         raise ValueError("compare needs at least one seed")
@@ -125,12 +118,6 @@ def summary_rows(result: dict, digits: int = 1) -> dict:
     return rows
 
 
-def write_json(result: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-
-
 def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float], seed: int | None = None,
              run_root=None, progress: bool = False, log=print) -> list[dict]:
     """Train ``method`` ("jsd" or "d2s") with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
@@ -141,9 +128,6 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
     Returns one row per scale with validation *and* test R@1, active terms and FLOPs: the R@1-vs-FLOPs trade-off
     of the paper's Figure 2. Pick operating points on the validation numbers only.
     """
-    from jsdlib.jsd.core import efficiency, encode, evaluate_model, sparse_product, train_d2s, train_jsd
-    from jsdlib.common.metrics import t2i_metrics
-
     if method not in ("jsd", "d2s"):
         raise ValueError(f"l1_sweep: method must be 'jsd' or 'd2s', got {method!r}")
     rows = []

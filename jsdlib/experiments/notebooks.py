@@ -16,6 +16,11 @@ import re
 import sys
 import time
 from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from jsdlib.common.io import atomic_write
 from jsdlib.common.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -25,8 +30,6 @@ _CELL = re.compile(r"^# %%(?P<md> \[markdown\])?[^\n]*$", re.M)
 
 def script_to_notebook(text: str):
     """Percent-format script -> nbformat v4 notebook (markdown cells have their ``# `` prefixes removed)."""
-    import nbformat
-
     nb = nbformat.v4.new_notebook()
     marks = list(_CELL.finditer(text))
     for m, nxt in zip(marks, marks[1:] + [None]):
@@ -42,24 +45,21 @@ def script_to_notebook(text: str):
 
 
 def execute(nb, cwd: Path, timeout: int = 1800):
-    """Run every cell with nbclient in ``cwd`` (the notebooks folder), as nbval will."""
-    from nbclient import NotebookClient
-
-    env_backup = dict(os.environ)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
+    """Run every cell with nbclient in ``cwd`` (the notebooks folder), as nbval will. The kernel runs offline
+    (``HF_HUB_OFFLINE=1`` unless the caller's environment says otherwise); this process's environment is unchanged."""
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **os.environ}
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute(env=env)
     return nb
 
 
-def main(argv=None) -> int:
-    import nbformat
+def write_notebook(nb, dest: Path) -> None:
+    """``nbformat.write`` atomically (a kill mid-write never leaves a broken committed notebook)."""
+    text = nbformat.writes(nb)
+    atomic_write(dest, text if text.endswith("\n") else text + "\n")
 
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jsdlib.experiments.notebooks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prefix", nargs="*", help="only notebooks whose file name starts with one of these")
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         nb = nbformat.read(dest, as_version=4) if args.no_build else script_to_notebook(src.read_text())
         t0 = time.time()
         execute(nb, NB_DIR)
-        nbformat.write(nb, dest)
+        write_notebook(nb, dest)
         print(f"{dest.relative_to(ROOT)}: executed in {time.time() - t0:.0f} s")
     return 0
 

@@ -25,14 +25,35 @@ released features; without them the job stops at once and names the files and wh
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from jsdlib.cmc import core as cmc_core
+from jsdlib.common import hardware
+from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors, read_derived_json
+from jsdlib.common.io import write_json
+from jsdlib.common.metrics import evaluate_split
+from jsdlib.data.datasets import load_emoji
+from jsdlib.experiments import jsd_compare
+from jsdlib.experiments.jsd_compare import FeatureSet, emoji_features
+from jsdlib.experiments.tables import write_report
+from jsdlib.index import core as index_core
+from jsdlib.jsd.head import Vocabulary
+from jsdlib.jsd.presets import get_preset, load_released_features
+from jsdlib.vlp import models as vlp_models
 
 SEEDS = (0, 1, 2)
 CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_emoji", "cmc_speed")
@@ -58,12 +79,58 @@ class MissingDataError(FileNotFoundError):
     """A paper preset was asked for without its data."""
 
 
+# Arguments that say where and how a step runs (or come from the job's seeds), not what it computes.
+RUNTIME = frozenset({"ctx", "fs", "features", "run_root", "workdir", "progress", "log", "seed", "seeds"})
+SWEEP_VARIANTS = (("jsd", False), ("d2s", False), ("d2s", True))   # (method, PEC) curves of the jsd_sweep step
+SEARCH_SIZES = (1000, 10000)
+CMC_PRESET = "cpu-frozen"
+
+
+def _plain(o):
+    """JSON form of a step argument for its fingerprint: a config dataclass by its fields, a function by name."""
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if callable(o):
+        return f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', repr(o))}"
+    return str(o)
+
+
 @dataclass
 class Step:
+    """One step of the job: ``run(ctx, args)`` calls the library function ``fn`` with ``args`` = :meth:`resolved`
+    (without ``run``: ``fn(ctx, **args)``, for a step function of its own such as the tests' tiny ones).
+
+    ``args`` holds only what the step fixes; every other argument is ``fn``'s own default. The step's fingerprint
+    (:meth:`digest`) is taken over the *resolved* arguments (``inspect.signature(fn).bind_partial(**args)`` plus
+    ``apply_defaults()``), so editing a default of ``fn`` changes the fingerprint and the step runs again instead
+    of reusing a stale result. ``config``: what else the result depends on (a preset's values, a checkpoint).
+    """
+
     name: str
     title: str
-    config: dict
-    run: Callable[["Context"], dict]
+    fn: Callable
+    run: Callable[["Context", dict], dict] | None = None
+    args: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def resolved(self) -> dict:
+        """``fn``'s arguments with ``args`` bound and every default filled in (runtime ones left out)."""
+        bound = inspect.signature(self.fn).bind_partial(**self.args)
+        bound.apply_defaults()
+        return {k: v for k, v in bound.arguments.items() if k not in RUNTIME}
+
+    def fingerprint(self, seeds: Sequence[int]) -> dict:
+        """What the step's result depends on, as JSON: the callee, its resolved arguments, the config, the seeds."""
+        doc = {"step": self.name, "calls": _plain(self.fn), "args": self.resolved(), **self.config,
+               "seeds": list(seeds)}
+        return json.loads(json.dumps(doc, sort_keys=True, default=_plain))
+
+    def digest(self, seeds: Sequence[int]) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint(seeds), sort_keys=True).encode()).hexdigest()[:16]
+
+    def __call__(self, ctx: "Context") -> dict:
+        a = self.resolved()
+        return self.fn(ctx, **a) if self.run is None else self.run(ctx, a)
 
 
 @dataclass
@@ -79,8 +146,6 @@ class Context:
     def features(self):
         """The emoji FeatureSet (stand-in VLP: the committed checkpoint, or the retrained one)."""
         if self._features is None:
-            from jsdlib.experiments.jsd_compare import emoji_features
-
             self._features = emoji_features(self.options.get("standin"), progress=self.progress)
         return self._features
 
@@ -89,83 +154,74 @@ class Context:
 
 
 # ----------------------------------------------------------------------------------------------
-# Steps
+# Steps: each calls its library function with the resolved arguments (the values its fingerprint covers)
 # ----------------------------------------------------------------------------------------------
-def _dense(ctx: Context) -> dict:
-    from jsdlib.data.datasets import load_emoji
-    from jsdlib.common.metrics import evaluate_split
-    from jsdlib.vlp.models import cached_features, load_standin
-
-    vlp = load_standin(ctx.options.get("standin"))
+def _dense(ctx: Context, a: dict) -> dict:
+    vlp = vlp_models.load_standin(ctx.options.get("standin"))
     split = load_emoji("test")
-    feats = cached_features(vlp, split, progress=ctx.progress)
+    feats = vlp_models.cached_features(vlp, split, progress=ctx.progress, **a)
     res = evaluate_split(feats.dense_scores().numpy(), split.caption_to_image, split.image_to_captions,
                          split.image_meta)
     return {**res, "model": vlp.name, "weights": vlp.weights, "dataset": "emoji", "split": "test"}
 
 
-def _jsd_compare(ctx: Context) -> dict:
-    from jsdlib.experiments.jsd_compare import compare
-    from jsdlib.jsd.presets import get_preset
-
-    return compare(ctx.features(), get_preset("cpu-emoji"), list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
-                   progress=ctx.progress, log=ctx.log)
+def _jsd_compare(ctx: Context, a: dict) -> dict:
+    return jsd_compare.compare(ctx.features(), seeds=list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
+                               progress=ctx.progress, log=ctx.log, **a)
 
 
-def _jsd_sweep(ctx: Context, scales=(0.3, 1.0, 3.0, 10.0)) -> dict:
-    from jsdlib.experiments.jsd_compare import l1_sweep
-    from jsdlib.jsd.presets import get_preset
-
-    cfg, fs = get_preset("cpu-emoji"), ctx.features()
+def _jsd_sweep(ctx: Context, a: dict) -> dict:
+    a = dict(a)
+    cfg, fs = a.pop("cfg"), ctx.features()
     rows = []
-    for method, pec in (("jsd", False), ("d2s", False), ("d2s", True)):
-        rows += l1_sweep(fs, cfg.replace(pec=pec), method, scales, seed=ctx.seeds[0],
-                         run_root=ctx.run_root("jsd_sweep") / ("pec" if pec else "plain"), log=ctx.log)
-    return {"rows": rows, "preset": cfg.name, "seed": ctx.seeds[0], "scales": list(scales)}
+    for method, pec in SWEEP_VARIANTS:
+        rows += jsd_compare.l1_sweep(fs, cfg.replace(pec=pec), method, seed=ctx.seeds[0],
+                                     run_root=ctx.run_root("jsd_sweep") / ("pec" if pec else "plain"), log=ctx.log,
+                                     **a)
+    return {"rows": rows, "preset": cfg.name, "seed": ctx.seeds[0], "scales": list(a["scales"])}
 
 
-def _search(ctx: Context, sizes=(1000, 10000)) -> dict:
-    import tempfile
-
-    from jsdlib.index.core import benchmark_backends, corpus_of_size, emoji_vectors
-
-    docs, queries, _, _ = emoji_vectors("test")
+def _search(ctx: Context, a: dict) -> dict:
+    docs, queries, _, _ = index_core.emoji_vectors("test")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
+        for n in SEARCH_SIZES:
             ctx.log(f"search benchmark: {n} documents")
-            rows += benchmark_backends(corpus_of_size(docs, n), queries, workdir=Path(tmp) / str(n), log=ctx.log)
-    return {"rows": rows, "sizes": list(sizes), "queries": len(queries), "model": "bundled JSD (cpu-emoji + PEC)"}
+            rows += index_core.benchmark_backends(index_core.corpus_of_size(docs, n), queries,
+                                                  workdir=Path(tmp) / str(n), log=ctx.log, **a)
+    return {"rows": rows, "sizes": list(SEARCH_SIZES), "queries": len(queries),
+            "model": "bundled JSD (cpu-emoji + PEC)"}
 
 
-def _cmc(task: str) -> Callable[[Context], dict]:
-    def run(ctx: Context) -> dict:
-        from jsdlib.cmc.core import compare
-
-        return compare(task, list(ctx.seeds), run_root=ctx.run_root(f"cmc_{task}"), progress=ctx.progress,
-                       log=ctx.log)
-
-    return run
+def _cmc(ctx: Context, a: dict) -> dict:
+    return cmc_core.compare(seeds=list(ctx.seeds), run_root=ctx.run_root(f"cmc_{a['task']}"), progress=ctx.progress,
+                            log=ctx.log, **a)
 
 
-def _cmc_speed(ctx: Context, ns=(16, 64, 256, 1000, 4000, 10000), ce_max: int = 1000) -> dict:
-    from jsdlib.cmc.core import speed_curve
-
-    # the CE is measured up to 1,000 candidates and extrapolated linearly above (N independent pair passes):
-    # measuring it at 10,000 takes about 20 minutes here (benchmarks/cmc_speed.py measures every N)
-    return speed_curve(ns, ce_max=ce_max, log=ctx.log)
+def _cmc_speed(ctx: Context, a: dict) -> dict:
+    return cmc_core.speed_curve(log=ctx.log, **a)
 
 
 def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
-    steps = [Step("dense", "Dense retrieval of the stand-in VLP", {}, _dense),
-             Step("jsd_compare", "JSD and its baselines (3 seeds)", {"preset": "cpu-emoji"}, _jsd_compare),
-             Step("jsd_sweep", "R@1 vs FLOPs over L1 weights", {"preset": "cpu-emoji", "scales": [0.3, 1, 3, 10]},
-                  _jsd_sweep),
-             Step("search", "Search back ends", {"sizes": [1000, 10000]}, _search),
-             Step("cmc_wordnet", "CMC on WordNet sense linking", {"task": "wordnet"}, _cmc("wordnet")),
-             Step("cmc_emoji", "CMC on emoji retrieval after JSD", {"task": "emoji"}, _cmc("emoji")),
-             Step("cmc_speed", "CMC vs CE speed", {"ns": [16, 64, 256, 1000, 4000, 10000], "ce_max": 1000},
-                  _cmc_speed)]
+    """The steps of the ``cpu`` preset (``only``: a subset by name). The functions are looked up when this is
+    called, so a test can stand a cheap one in."""
+    cmc_config = {t: {"cmc_preset": cmc_core.get_cmc_preset(CMC_PRESET), "task_settings": cmc_core.TASKS[t]}
+                  for t in ("wordnet", "emoji")}   # what compare() looks up by name: covered by the fingerprint
+    steps = [Step("dense", "Dense retrieval of the stand-in VLP", vlp_models.cached_features, _dense),
+             Step("jsd_compare", "JSD and its baselines (3 seeds)", jsd_compare.compare, _jsd_compare,
+                  {"cfg": get_preset("cpu-emoji")}),
+             Step("jsd_sweep", "R@1 vs FLOPs over L1 weights", jsd_compare.l1_sweep, _jsd_sweep,
+                  {"cfg": get_preset("cpu-emoji"), "scales": (0.3, 1.0, 3.0, 10.0)},
+                  {"variants": SWEEP_VARIANTS}),
+             Step("search", "Search back ends", index_core.benchmark_backends, _search, {},
+                  {"sizes": SEARCH_SIZES}),
+             Step("cmc_wordnet", "CMC on WordNet sense linking", cmc_core.compare, _cmc,
+                  {"task": "wordnet", "preset": CMC_PRESET}, cmc_config["wordnet"]),
+             Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_core.compare, _cmc,
+                  {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
+             # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.d/experiments.md)
+             Step("cmc_speed", "CMC vs CE speed", cmc_core.speed_curve, _cmc_speed,
+                  {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000})]
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:
@@ -225,48 +281,36 @@ def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None,
     check_paper_inputs(projection, word_embeddings, random_projection)
     proj_src = "random(seed=0)" if projection is None else str(projection)
 
-    def run(ctx: Context) -> dict:
-        import torch
-
-        from jsdlib.experiments.jsd_compare import FeatureSet, compare
-        from jsdlib.jsd.presets import get_preset, load_released_features
-        from jsdlib.jsd.head import Vocabulary
-
+    def run(ctx: Context, a: dict) -> dict:
         feats = {s: load_released_features(paths["text_parquet"], paths["image_parquet"], paths["karpathy_json"], s,
                                            projection=projection) for s in ("train", "val", "test")}
-        from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
-
-        if str(word_embeddings).endswith(".safetensors"):
-            E = next(iter(load_safetensors(word_embeddings, "word embeddings")[0].values()))
-        else:
-            try:
-                E = torch.load(word_embeddings, weights_only=True, map_location="cpu")
-            except Exception as e:  # a truncated or foreign file: name it
-                raise IntegrityError(f"word embeddings {word_embeddings} are unreadable ({e})") from e
-            check_finite({"E": E} if torch.is_tensor(E) else {}, word_embeddings, "word embeddings")
-        fs = FeatureSet(feats["train"], feats["val"], feats["test"], E, [], [], Vocabulary.from_minilm())
-        cfg = get_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
-        res = compare(fs, cfg, list(ctx.seeds), run_root=ctx.run_root("jsd_compare"), progress=ctx.progress,
-                      log=ctx.log)
+        fs = FeatureSet(feats["train"], feats["val"], feats["test"], _word_embeddings(word_embeddings), [], [],
+                        Vocabulary.from_minilm())
+        res = jsd_compare.compare(fs, seeds=list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
+                                  progress=ctx.progress, log=ctx.log, **a)
         return {**res, "projection": proj_src}
 
-    return [Step("jsd_compare", f"JSD and its baselines ({preset})",
-                 {"preset": preset, "projection": proj_src, **{k: str(v) for k, v in paths.items()}}, run)]
+    cfg = get_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
+    return [Step("jsd_compare", f"JSD and its baselines ({preset})", jsd_compare.compare, run, {"cfg": cfg},
+                 {"preset": preset, "projection": proj_src, **{k: str(v) for k, v in paths.items()}})]
+
+
+def _word_embeddings(path) -> torch.Tensor:
+    """The text tower's word embeddings E (|V| x e) from a .safetensors or a .pt file, checked finite."""
+    if str(path).endswith(".safetensors"):
+        return next(iter(load_safetensors(path, "word embeddings")[0].values()))
+    try:
+        E = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # a truncated or foreign file: name it
+        raise IntegrityError(f"word embeddings {path} are unreadable ({e})") from e
+    check_finite({"E": E} if torch.is_tensor(E) else {}, path, "word embeddings")
+    return E
 
 
 # ----------------------------------------------------------------------------------------------
 # Runner and report
 # ----------------------------------------------------------------------------------------------
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    tmp.replace(path)
-
-
 def _json_default(o):
-    import numpy as np
-
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -277,10 +321,6 @@ def _json_default(o):
 
 
 def environment() -> dict:
-    import torch
-
-    from jsdlib.common import hardware
-
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "cuda": torch.cuda.is_available(), "cpu": hardware.describe(),
@@ -295,10 +335,6 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
     A step file that cannot be read (e.g. truncated by a crash of another tool) is reported, discarded and the
     step recomputed. ``steps`` replaces the preset's steps (tests use tiny ones).
     """
-    from tqdm.auto import tqdm
-
-    from jsdlib.common.integrity import read_derived_json
-
     out = Path(out)
     if steps is None:
         steps = (cpu_steps(only) if preset == "cpu"
@@ -315,9 +351,7 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
     for step in steps:
         bar.set_description(f"reproduce [{step.name}]")
         path = out / "steps" / f"{step.name}.json"
-        cfg = {**step.config, "seeds": list(seeds)}
-        digest = hashlib.sha256(json.dumps({"step": step.name, **cfg}, sort_keys=True, default=str)
-                                .encode()).hexdigest()[:16]
+        digest = step.digest(seeds)
         saved = read_derived_json(path)
         if saved is not None and isinstance(saved.get("_step"), dict) and "result" in saved:
             if saved["_step"].get("digest") == digest:
@@ -327,18 +361,16 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
                 continue
         log(f"[reproduce] {step.name}: {step.title}")
         t0 = time.time()
-        res = step.run(ctx)
-        meta = {"name": step.name, "digest": digest, "config": cfg, "seconds": round(time.time() - t0, 1),
+        res = step(ctx)
+        meta = {"name": step.name, "digest": digest, "config": step.fingerprint(seeds), "seconds": round(time.time() - t0, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        _write_json_atomic(path, {"_step": meta, "result": res})
+        write_json({"_step": meta, "result": res}, path, default=_json_default)
         results[step.name], timing[step.name] = json.loads(path.read_text())["result"], meta
         bar.update(cost[step.name])
     bar.close()
     doc = {"preset": preset, "seeds": list(seeds), "environment": environment(), "steps": timing,
            "results": results}
-    _write_json_atomic(out / "results.json", doc)
-    from jsdlib.experiments.tables import write_report
-
+    write_json(doc, out / "results.json", default=_json_default)
     write_report(doc, out)
     log(f"[reproduce] wrote {out / 'results.json'} and {out / 'report.md'}")
     return doc

@@ -18,15 +18,22 @@ import csv
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
+
+from jsdlib.apps.viz import r1_vs_flops, save_figure
+from jsdlib.cmc.core import speed_table, summary_table
+from jsdlib.common.io import atomic_write
+from jsdlib.common.metrics import format_table, report_rows
+from jsdlib.data.datasets import data_root
+from jsdlib.experiments.jsd_compare import summary_rows
+from jsdlib.index.core import ratio_table
 
 DASH = "—"
 SOURCES = {"A": "abstract", "C": "authors' code", "S": "secondary summary (unchecked against the PDF)"}
 
 
 def reference_path() -> Path:
-    from jsdlib.data.datasets import data_root
-
     return data_root() / "paper_tables" / "reference.csv"
 
 
@@ -169,8 +176,6 @@ def _cmc_ref(ref: pd.DataFrame, row: str) -> str:
 
 def cmc_table(result: dict) -> pd.DataFrame:
     """One task's pipelines (mean ± std over seeds) as a DataFrame, labelled with the data it ran on."""
-    from jsdlib.cmc.core import summary_table
-
     return pd.DataFrame.from_dict(summary_table(result), orient="index")
 
 
@@ -232,8 +237,6 @@ def cmc_claims(results: dict, speed: dict | None = None, ref: pd.DataFrame | Non
 
 def to_markdown(df: pd.DataFrame, index_name: str = "", digits: int = 2) -> str:
     """A DataFrame as a pipe table (:func:`jsdlib.common.metrics.format_table`; no extra dependency)."""
-    from jsdlib.common.metrics import format_table
-
     return format_table(df.to_dict(orient="index"), keys=[str(c) for c in df.columns], digits=digits,
                         name_header=index_name)
 
@@ -247,8 +250,6 @@ def _section(title: str, body: str, source: str) -> str:
 
 def report_sections(doc: dict, out=None) -> list[str]:
     """Markdown sections for each finished step of a ``results.json`` document (PNG plots into ``out``)."""
-    from jsdlib.common.metrics import format_table, report_rows
-
     res, parts = doc["results"], []
     if "dense" in res:
         parts.append(_section("Dense retrieval of the stand-in VLP (emoji test split)",
@@ -256,8 +257,6 @@ def report_sections(doc: dict, out=None) -> list[str]:
                               "steps/dense.json"))
     if "jsd_compare" in res:
         r = res["jsd_compare"]
-        from jsdlib.experiments.jsd_compare import summary_rows
-
         body = [format_table(summary_rows(r)),
                 "\nPaper tables beside ours (different data and models: compare orderings, not numbers):\n",
                 "### Table 1 — sparse retrievers\n", to_markdown(jsd_table1(r), "ours / paper row"),
@@ -268,15 +267,12 @@ def report_sections(doc: dict, out=None) -> list[str]:
     if "jsd_sweep" in res:
         body = to_markdown(sweep_table(res["jsd_sweep"]), "run")
         if out is not None:
-            from jsdlib.apps.viz import r1_vs_flops
-
             fig = r1_vs_flops(res["jsd_sweep"]["rows"])
-            fig.savefig(Path(out) / "jsd_sweep.png", dpi=110)
+            save_figure(fig, Path(out) / "jsd_sweep.png", dpi=110)
+            plt.close(fig)
             body += "\n\n![R@1 vs FLOPs](jsd_sweep.png)"
         parts.append(_section("Effectiveness vs efficiency (the paper's Figure 2)", body, "steps/jsd_sweep.json"))
     if "search" in res:
-        from jsdlib.index.core import ratio_table
-
         parts.append(_section("Search back ends", ratio_table(res["search"]["rows"]), "steps/search.json"))
     for task, title in (("wordnet", "CMC on WordNet sense linking"), ("emoji", "CMC on emoji retrieval after JSD")):
         r = res.get(f"cmc_{task}")
@@ -286,8 +282,6 @@ def report_sections(doc: dict, out=None) -> list[str]:
                     + to_markdown(cmc_table(r), "pipeline"))
             parts.append(_section(title, body, f"steps/cmc_{task}.json"))
     if "cmc_speed" in res:
-        from jsdlib.cmc.core import speed_table
-
         parts.append(_section("CMC vs cross-encoder speed", speed_table(res["cmc_speed"]), "steps/cmc_speed.json"))
     cmc_res = {t: res[f"cmc_{t}"] for t in ("wordnet", "emoji") if res.get(f"cmc_{t}")}
     if cmc_res or "cmc_speed" in res:
@@ -301,9 +295,6 @@ def report_sections(doc: dict, out=None) -> list[str]:
 
 def write_report(doc: dict, out) -> Path:
     """``out/report.md`` from a ``results.json`` document: every table, the claims, plots, environment, seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = doc.get("environment", {})
@@ -316,9 +307,7 @@ def write_report(doc: dict, out) -> Path:
             "| step | seconds | finished |", "|---|---|---|"]
     head += [f"| {n} | {m.get('seconds')} | {m.get('finished')} |" for n, m in doc.get("steps", {}).items()]
     text = "\n".join(head) + "\n\n" + "\n".join(report_sections(doc, out))
-    path = out / "report.md"
-    path.write_text(text)
-    return path
+    return atomic_write(out / "report.md", text)
 
 
 # ----------------------------------------------------------------------------------------------

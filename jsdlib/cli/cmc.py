@@ -1,0 +1,45 @@
+"""``jsdlib cmc compare|export``: the CMC pipelines over seeds, the bundled WordNet CMC head."""
+from __future__ import annotations
+
+from jsdlib.cli.options import command, group, log_of, write_results
+from jsdlib.cmc.core import PIPELINES, compare, export_wordnet_head, summary_table
+from jsdlib.common.cliargs import check_output, nonneg_int
+from jsdlib.common.metrics import format_table
+
+
+def cmd_cmc_compare(args) -> int:
+    check_output(args.json, "file", "--json")
+    check_output(args.run_root, "folder", "--run-root")
+    res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root,
+                  names=PIPELINES if args.with_ce else None,
+                  n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
+                  progress=not args.quiet, log=log_of(args))
+    print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
+          f"queries, K = {res['k']}, K' (CE) = {res['k_ce']}, CMC encoders {res['variant']} (preset "
+          f"{res['preset']['name']}); mean ± std over seeds {res['seeds']}; accuracies macro over domains")
+    print(format_table(summary_table(res), name_header="pipeline"))
+    write_results(res, args.json)
+    return 0
+
+
+def cmd_cmc_export(args) -> int:
+    check_output(args.out, "file", "--out")
+    export_wordnet_head(args.out, preset=args.preset, seed=args.seed, progress=not args.quiet)
+    return 0
+
+
+def add(sub) -> None:
+    cm = group(sub, "cmc", "the CMC reranker and its pipelines")
+    cc = command(cm, "compare", "BE, BE-CE, BE-CMC, BE-CMC-CE and CMC-final over several seeds", cmd_cmc_compare,
+                 shared=("seeds", "run_root", "json", "threads", "quiet"))
+    cc.add_argument("--task", required=True, choices=["wordnet", "emoji"])
+    cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.core.PRESETS)")
+    cc.add_argument("--n-eval", type=nonneg_int, default=None,
+                    help="test queries to evaluate (default: the task's documented subset; 0 = all)")
+    cc.add_argument("--with-ce", action="store_true",
+                    help="run every pipeline, the cross-encoder ones included (emoji leaves them out by default: "
+                         "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.core.TASKS)")
+    ce = command(cm, "export", "train the frozen-encoder CMC head for WordNet and write its checkpoint",
+                 cmd_cmc_export, shared=("seed", "threads", "quiet"))
+    ce.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")
+    ce.add_argument("--preset", default="cpu-frozen")

@@ -1,0 +1,91 @@
+"""``jsdlib jsd compare|sweep|export``: the JSD table over seeds, the L1 trade-off, the bundled JSD model."""
+from __future__ import annotations
+
+from jsdlib.apps.bundled import train_bundled_jsd
+from jsdlib.apps.viz import r1_vs_flops, save_figure
+from jsdlib.cli.options import command, group, log_of, write_results
+from jsdlib.common.cliargs import UserError, check_output, positive_float, positive_int
+from jsdlib.common.metrics import format_table
+from jsdlib.experiments.jsd_compare import compare, emoji_features, l1_sweep, summary_rows
+from jsdlib.jsd.core import METHODS
+from jsdlib.jsd.presets import get_preset
+
+
+def cmd_jsd_compare(args) -> int:
+    check_output(args.json, "file", "--json")
+    check_output(args.run_root, "folder", "--run-root")
+    overrides = {k: v for k, v in {"epochs": args.epochs}.items() if v is not None}
+    cfg = get_preset(args.preset, **overrides)
+    if not args.preset.startswith("cpu"):
+        raise UserError(f"preset {args.preset!r} runs on the paper's features (BLIP/ALBEF on COCO/Flickr30k); "
+                        "load them with jsdlib.jsd.presets.load_released_features and call "
+                        "jsdlib.experiments.jsd_compare.compare. "
+                        "`jsdlib jsd compare` runs the CPU preset on the bundled emoji set.")
+    names = args.methods or list(METHODS)
+    fs = emoji_features(progress=not args.quiet)
+    res = compare(fs, cfg, args.seeds, names, run_root=args.run_root, progress=not args.quiet, log=log_of(args))
+    print(f"JSD comparison, preset {cfg.name}, seeds {args.seeds}: text->image on the emoji test split "
+          f"({res['data']['n_images']} images, {res['data']['n_captions']} captions); mean ± std over seeds; "
+          "p: paired t-test on per-query RR@10, pooled over seeds")
+    print(format_table(summary_rows(res)))
+    write_results(res, args.json)
+    return 0
+
+
+def cmd_jsd_export(args) -> int:
+    check_output(args.out, "file", "--out")
+    check_output(args.run_dir, "folder", "--run-dir")
+    train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
+                      progress=not args.quiet)
+    return 0
+
+
+def cmd_jsd_sweep(args) -> int:
+    check_output(args.json, "file", "--json")
+    check_output(args.png, "file", "--png")
+    check_output(args.run_root, "folder", "--run-root")
+    cfg = get_preset(args.preset, **({"epochs": args.epochs} if args.epochs else {}))
+    fs = emoji_features(progress=not args.quiet)
+    rows = []
+    for method in args.methods:
+        pecs = [True] if (args.pec_only and method == "d2s") else [False, True] if (args.pec and method == "d2s") \
+            else [False]
+        for pec in pecs:
+            rows += l1_sweep(fs, cfg.replace(pec=pec), method, args.scales, seed=args.seed, run_root=args.run_root,
+                             log=log_of(args))
+    table = {f"{r['method']}{' +PEC' if r['pec'] else ''} L1 x{r['scale']:g}":
+             {k: r[k] for k in ("val_R@1", "val_flops", "test_R@1", "test_flops", "test_terms_q", "test_terms_d")}
+             for r in rows}
+    print(format_table(table, name_header="run", digits=2))
+    write_results({"rows": rows, "preset": cfg.name, "seed": args.seed}, args.json)
+    if args.png:
+        save_figure(r1_vs_flops(rows), args.png, dpi=120)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def add(sub) -> None:
+    j = group(sub, "jsd", "JSD and its baselines")
+    c = command(j, "compare", "every method of the JSD table over several seeds, with paired tests", cmd_jsd_compare,
+                shared=("seeds", "run_root", "json", "threads", "quiet"))
+    c.add_argument("--preset", default="cpu-emoji")
+    c.add_argument("--methods", nargs="+", help="subset of the methods (default: all)")
+    c.add_argument("--epochs", type=positive_int, help="override the preset's maximum epochs")
+    w = command(j, "sweep", "R@1 vs FLOPs as the L1 weights change (the paper's Figure 2)", cmd_jsd_sweep,
+                shared=("seed", "run_root", "json", "threads", "quiet"))
+    w.add_argument("--preset", default="cpu-emoji")
+    w.add_argument("--methods", nargs="+", default=["jsd", "d2s"], choices=["jsd", "d2s"])
+    w.add_argument("--scales", type=positive_float, nargs="+", default=[0.3, 1.0, 3.0, 10.0],
+                   help="multipliers of the preset's L1 weights (eta_t, eta_i)")
+    w.add_argument("--pec", action="store_true", help="also run D2S with probabilistic expansion control")
+    w.add_argument("--pec-only", action="store_true",
+                   help="run D2S with probabilistic expansion control only (not plain D2S again)")
+    w.add_argument("--epochs", type=positive_int)
+    w.add_argument("--png", help="save the R@1-vs-FLOPs plot here")
+    x = command(j, "export", "train the bundled JSD model (cpu-emoji, seed 0) and write its checkpoint",
+                cmd_jsd_export, shared=("seed", "threads", "quiet"))
+    x.add_argument("--out", default=None, help="default: jsdlib/assets/jsd_cpu_emoji.safetensors (the committed one)")
+    x.add_argument("--preset", default="cpu-emoji")
+    x.add_argument("--no-pec", action="store_true",
+                   help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
+    x.add_argument("--run-dir", help="resumable run folder")

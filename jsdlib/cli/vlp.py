@@ -1,0 +1,30 @@
+"""``jsdlib vlp train-standin``: (re)train the stand-in VLP (MiniLM + small ViT) on the emoji train split."""
+from __future__ import annotations
+
+from jsdlib.cli.options import command, group
+from jsdlib.common.cliargs import check_output, positive_float, positive_int
+from jsdlib.vlp.standin import StandinConfig, train_standin
+
+
+def cmd_train_standin(args) -> int:
+    check_output(args.out, "file", "--out")
+    check_output(args.run_dir, "folder", "--run-dir")
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads}
+    cfg = StandinConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    result = train_standin(cfg, out=args.out, run_dir=args.run_dir, resume=not args.no_resume,
+                           progress=not args.quiet)
+    best = result["best"]
+    print(f"best epoch {best['epoch']}: val t2i R@1 {best['val']['R@1']:.2f}  -> {result['out']}")
+    return 0
+
+
+def add(sub) -> None:
+    v = group(sub, "vlp", "vision-language models")
+    t = command(v, "train-standin", "train the stand-in VLP (MiniLM + small ViT) on the emoji train split",
+                cmd_train_standin, shared=("seed", "threads", "quiet"))
+    t.add_argument("--out", help="checkpoint to write (default: the package's committed checkpoint)")
+    t.add_argument("--run-dir", help="resumable state (default: under the jsdlib cache)")
+    t.add_argument("--epochs", type=positive_int, default=None)
+    t.add_argument("--batch-size", type=positive_int, default=None)
+    t.add_argument("--lr", type=positive_float, default=None)
+    t.add_argument("--no-resume", action="store_true", help="start from scratch even if a run state exists")
