@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jsdlib.apps import bundled
-from jsdlib.jsd.core import JSDModel
+from jsdlib.jsd.model import JSDModel
 
 
 def _tiny(seed=0, mask=None):
@@ -43,7 +43,7 @@ def test_load_errors(tmp_path):
 
 def test_committed_model_reproduces_its_recorded_metrics():
     from jsdlib.experiments.jsd_compare import emoji_features
-    from jsdlib.jsd.core import evaluate_model
+    from jsdlib.jsd.evaluate import evaluate_model
     from jsdlib.jsd.presets import get_preset
 
     model, meta = bundled.load_jsd()
