@@ -1,6 +1,6 @@
 """Resumable training state: atomic checkpoint files and restoring a run where it stopped.
 
-Trainers (the stand-in VLP, JSD, D2S) save after every epoch with :func:`save_state`: model, optimiser,
+The training loop :func:`jsdlib.common.fit.fit` saves after every epoch with :func:`save_state`: model, optimiser,
 scheduler, the batch generator's RNG state and a JSON blob of the loop's own bookkeeping, tagged with an
 identity string (configuration digest + data). :func:`restore_state` loads it back with
 ``torch.load(..., weights_only=True)`` and refuses a file that belongs to another run, so a killed run
@@ -10,31 +10,24 @@ resumes bit for bit and a stale one is never picked up by mistake. A run folder 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
-
-def save_atomic(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves a half-written checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+from jsdlib.common.integrity import IntegrityError, discard_derived
+from jsdlib.common.io import save_torch
+from jsdlib.common.io import save_torch as save_atomic  # moved:
 
 
 def save_state(path, ident: str, model, opt, sched, gen: torch.Generator, state: dict, **extra) -> None:
     """Everything needed to continue a training loop after its last finished epoch."""
-    save_atomic({"ident": ident, "model": model.state_dict(), "optimizer": opt.state_dict(),
+    save_torch({"ident": ident, "model": model.state_dict(), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "generator": gen.get_state(), "state": json.dumps(state),
                  **extra}, path)
 
 
 def load_checkpoint(path):
     """``torch.load(path, weights_only=True)``, or :class:`jsdlib.common.integrity.IntegrityError` naming an unreadable file."""
-    from jsdlib.common.integrity import IntegrityError
-
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # truncated / foreign file: EOFError, RuntimeError, UnpicklingError, ...
@@ -69,8 +62,6 @@ def open_run(run_dir, ident: str, model, opt, sched, gen: torch.Generator, state
         return None, state, {}, None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    from jsdlib.common.integrity import IntegrityError, discard_derived
-
     extra, best = {}, None
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last.exists():
