@@ -12,7 +12,8 @@ from jsdlib.common.schedule import lr_factor, warmup_steps
 from jsdlib.data.released import load_released_features
 from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
 from jsdlib.jsd.evaluate import sparse_product
-from jsdlib.jsd.losses import d2s_loss, dense_score, info_nce, integrated_score, jsd_loss, kd_loss, sparse_score, teachers
+from jsdlib.jsd.losses import (d2s_loss, dense_score, info_nce, integrated_score, jsd_loss, kd_loss, sparse_score,
+                               teachers)
 from jsdlib.jsd.methods import METHODS, run_methods
 from jsdlib.jsd.model import JSDModel, build_model
 from jsdlib.jsd.presets import PAPER_PRESETS, JSDConfig, get_preset

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
+from jsdlib.common.seeding import generator
 from jsdlib.data.datasets import SPLIT_ALIASES, load_karpathy
 from jsdlib.vlp.models import Features
 
@@ -65,7 +66,7 @@ def load_projection(path: str | Path) -> dict[str, torch.Tensor]:
 
 def random_projection(text_dim: int, image_dim: int, dense_dim: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
     """A freshly initialised ``nn.Linear`` pair (PyTorch's default init), seeded: NOT the VLP's projection."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     out = {}
     for key, d_in in (("t", text_dim), ("v", image_dim)):
         bound = 1.0 / np.sqrt(d_in)

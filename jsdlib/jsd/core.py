@@ -1,4 +1,4 @@
-"""jsdlib 0.1's ``jsd`` module, split by idea in 0.2: the names below moved (the lead removes this shim after the merge).
+"""jsdlib 0.1's ``jsd`` module, split by idea in 0.2: the names below moved (this shim goes after the merge).
 
 losses (scores, InfoNCE, KD, teachers, jsd_loss, d2s_loss), model (JSDModel), batches, train (JSD, D2S, PEC),
 evaluate (encode, score matrices), efficiency, methods (the comparison table).

@@ -68,7 +68,8 @@ def run_methods(names: Sequence[str], feats_train, feats_val, feats_test, cfg: J
     common = dict(E_init=E_init, special_ids=special_ids, progress=progress, log=log)
     out: dict[str, dict] = {}
     if "dense_original" in names:
-        out["dense_original"] = _result(feats_test.dense_scores(), feats_test, _dense_cost(feats_test.proj["W_t"].shape[0]),
+        D = feats_test.proj["W_t"].shape[0]
+        out["dense_original"] = _result(feats_test.dense_scores(), feats_test, _dense_cost(D),
                                         {"note": "dense vectors: every dimension is active, FLOPs = dense dim"})
     if "d2s" in names:
         res = train_d2s(feats_train, feats_val, cfg, run_dir=rd("d2s"), caption_token_ids=caption_token_ids, **common)

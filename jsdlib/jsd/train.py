@@ -1,25 +1,23 @@
 """Training JSD and the D2S baseline on cached features (spec jsd.md §3-§5), with D2S's expansion control (PEC).
 
 Both trainers build a :class:`~jsdlib.jsd.model.JSDModel` under :func:`jsdlib.common.seeding.seeded` (the caller's
-RNG is left as it was), define the loss of one batch, and hand it to one loop (:func:`_fit`): AdamW, linear
-warm-up/decay (:mod:`jsdlib.common.schedule`), gradient clip, tau clamp, early stopping on validation sparse R@1
-under an optional sparsity budget, and resumable per-epoch checkpoints.
+RNG is left as it was), define the loss of one batch, and run jsdlib's one training loop
+(:func:`jsdlib.common.fit.fit`, with the task :class:`_JSDTask`): AdamW, linear warm-up/decay
+(:mod:`jsdlib.common.schedule`), gradient clip, tau clamp, early stopping on validation sparse R@1 under an
+optional sparsity budget, and resumable per-epoch checkpoints.
 
     JSD   loss = jsd_loss(S_d, S_s, Z_t, Z_i)          everything trainable (:func:`jsdlib.jsd.losses.jsd_loss`)
-    D2S   loss = d2s_loss(S_s, cos(D_i, D_t), tau_d)   only the head; dense embeddings frozen (:func:`~jsdlib.jsd.losses.d2s_loss`)
+    D2S   loss = d2s_loss(S_s, cos(D_i, D_t), tau_d)   only the head, dense embeddings frozen (same module)
     PEC   with probability p(epoch) = max(0, 1 - e / (0.95 E)), z_t <- z_t * 1[j in tokens(caption)]
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from jsdlib.common.checkpoint import open_run, save_state
+from jsdlib.common.fit import FitConfig, Task, fit
 from jsdlib.common.hardware import cpu_bf16
-from jsdlib.common.io import save_torch
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, num_threads, seeded
 from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
@@ -87,121 +85,86 @@ def _data_id(feats) -> str:
     return f"{getattr(feats, 'key', '')}:{tuple(feats.text.shape)}:{tuple(feats.image.shape)}"
 
 
-def _fit(kind: str, model: JSDModel, step_loss: Callable, feats_train, feats_val, cfg: JSDConfig, *,
-         lr: float, w1: float, w2: float, run_dir=None, resume: bool = True, progress: bool = True,
-         stop_after_epoch: int | None = None, log=print, epoch_hook: Callable | None = None) -> dict:
-    """The loop shared by JSD and D2S: AdamW, warm-up/decay, clip, tau clamp, early stopping on val sparse R@1,
-    per-epoch atomic checkpoints in ``run_dir`` (``last.pt``, ``best.pt``), best weights restored at the end.
-
-    ``cfg.cpu_bf16`` asks for bf16 autocast on CPU; :func:`jsdlib.common.hardware.cpu_bf16` grants it only where the CPU
-    has native bf16 (elsewhere emulated bf16 is ~2.4x slower than fp32). The result's ``"precision"``
-    (``"fp32"``, ``"bf16-autocast"`` or ``"fp16-amp"``) says what ran; a checkpoint refuses to resume in another."""
+def _precision(cfg: JSDConfig) -> str:
+    """What runs: ``"fp16-amp"`` on CUDA with ``cfg.amp``; ``"bf16-autocast"`` on CPU when ``cfg.cpu_bf16`` asks
+    and :func:`jsdlib.common.hardware.cpu_bf16` grants it (native bf16 only: emulated bf16 is ~2.4x slower than
+    fp32); else ``"fp32"``. A checkpoint refuses to resume in another precision."""
     device = torch.device(cfg.device)
-    use_amp = cfg.amp and device.type == "cuda"                    # fp16 + loss scaling on GPU
-    use_bf16 = device.type == "cpu" and cpu_bf16(cfg.cpu_bf16)     # bf16 autocast only where the CPU has it natively
-    precision = "fp16-amp" if use_amp else "bf16-autocast" if use_bf16 else "fp32"
-    model.to(device)
-    params = model.trainable()
-    opt = torch.optim.AdamW(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                            fused=True)  # fused: ~4x faster on CPU for the 11.7M-entry E
-    spe = steps_per_epoch(feats_train, cfg)
-    total = cfg.epochs * spe
-    sched = warmup_decay(opt, total, cfg.warmup_frac)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    gen = generator(cfg.seed)
-    state = {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "done": False, "step": 0}
-    ident = f"{kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
+    if cfg.amp and device.type == "cuda":
+        return "fp16-amp"
+    return "bf16-autocast" if device.type == "cpu" and cpu_bf16(cfg.cpu_bf16) else "fp32"
 
-    run_dir, state, extra, best_state = open_run(run_dir, ident, model, opt, sched, gen, state, resume, kind, log)
-    if extra.get("precision", precision) != precision:
-        raise ValueError(f"{run_dir}/last.pt was trained in {extra['precision']}, this machine runs {precision}: "
-                         f"set JSDLIB_CPU_BF16={int(extra['precision'] == 'bf16-autocast')} to resume it, or "
-                         "resume=False / a new run folder to start over")
-    if "scaler" in extra:
-        scaler.load_state_dict(extra["scaler"])
 
-    h_t, h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
-    t0 = time.time()
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        if state["done"]:
-            break
-        te = time.time()
-        if epoch_hook is not None:
-            epoch_hook(epoch - 1)
-        model.train()
-        batches = epoch_batches(feats_train, cfg.batch_size, gen, cfg.sampling, cfg.drop_duplicates)
-        sums: dict[str, float] = {}
-        bar = tqdm(batches, desc=f"{kind} epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
-        for caps, imgs in bar:
-            step = state["step"]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16 if use_bf16 else torch.float16,
-                                enabled=use_amp or use_bf16):
-                loss, parts = step_loss(model, h_t[caps.to(device)], h_i[imgs.to(device)], caps, step, total, gen)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            model.clamp_tau_(cfg.tau_min, cfg.tau_max)
-            state["step"] = step + 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        train_s = time.time() - te
-        val = evaluate_model(model, feats_val, w1, w2, device, cfg.eval_batch, bf16=use_bf16)
-        row = {"epoch": epoch, **{k: v / len(batches) for k, v in sums.items()}, "val": val,
-               "tau": float(model.tau.detach()), "train_s": round(train_s, 3), "epoch_s": round(time.time() - te, 3)}
-        state["history"].append(row)
-        r1 = val["sparse"]["R@1"]
-        row["within_budget"] = within_budget(val, cfg)
-        if row["within_budget"] and (state["best"] is None or r1 > state["best"]["val"]["sparse"]["R@1"]):
-            state["best"], state["bad_epochs"] = row, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if run_dir is not None:
-                save_torch(best_state, run_dir / "best.pt")
-        elif state["best"] is not None:  # patience runs from the first selectable epoch
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        if state["bad_epochs"] >= cfg.patience:
-            state["done"] = True
-        log_fn = log if progress else (lambda *a: None)
-        log_fn(f"{kind} epoch {epoch:3d}  loss {row.get('loss', float('nan')):.4f}  val sparse R@1 {r1:.2f}  "
-               f"dense R@1 {val['dense']['R@1']:.2f}  terms q/d {val['terms_q']:.0f}/{val['terms_d']:.0f}  "
-               f"{row['epoch_s']:.1f}s")
-        if run_dir is not None:
-            save_state(run_dir / "last.pt", ident, model, opt, sched, gen, state, scaler=scaler.state_dict(),
-                       precision=precision)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < cfg.epochs and not state["done"]:
-            return {"model": model, "stopped_at": epoch, "precision": precision, **state}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    elif state["history"]:  # no epoch met the sparsity budget: keep the last one and say so
-        state["best"] = state["history"][-1]
-        log(f"{kind}: no epoch met the sparsity budget (max_terms_q={cfg.max_terms_q}, "
-            f"max_terms_d={cfg.max_terms_d}); keeping the last epoch")
-    model.eval()
-    return {"model": model, "train_time_s": time.time() - t0, "precision": precision, **state}
+class _JSDTask(Task):
+    """JSD or D2S as a :class:`jsdlib.common.fit.Task`: batches of (caption, image) indices over the cached
+    features, the batch loss (``batch_loss``), tau clamped after each step, and model selection on validation
+    sparse R@1 among the epochs within the sparsity budget (:func:`within_budget`)."""
+
+    def __init__(self, kind: str, model: JSDModel, feats_train, feats_val, cfg: JSDConfig, batch_loss: Callable,
+                 caption_token_ids, precision: str):
+        self.kind, self.model, self.params, self.cfg = kind, model, model.trainable(), cfg
+        self.feats_train, self.feats_val, self.batch_loss = feats_train, feats_val, batch_loss
+        device = torch.device(cfg.device)
+        self.h_t, self.h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
+        self.sparse_side = _SparseSide(cfg, caption_token_ids)
+        self.total = cfg.epochs * steps_per_epoch(feats_train, cfg)
+        self.bf16 = precision == "bf16-autocast"
+        self.unselectable = (f"no epoch met the sparsity budget (max_terms_q={cfg.max_terms_q}, "
+                             f"max_terms_d={cfg.max_terms_d})")
+
+    def start_epoch(self, epoch: int) -> None:
+        self.sparse_side.start_epoch(epoch - 1)
+        self.model.train()
+
+    def batches(self, epoch: int, gen: torch.Generator) -> list:
+        return epoch_batches(self.feats_train, self.cfg.batch_size, gen, self.cfg.sampling, self.cfg.drop_duplicates)
+
+    def loss(self, batch, step: int, gen: torch.Generator):
+        caps, imgs = batch
+        m, dev = self.model, self.h_t.device
+        return self.batch_loss(self.cfg, m, self.h_t[caps.to(dev)], self.h_i[imgs.to(dev)],
+                               lambda d_t, d_i: self.sparse_side(m, d_t, d_i, caps, gen), step, self.total)
+
+    def after_step(self) -> None:
+        self.model.clamp_tau_(self.cfg.tau_min, self.cfg.tau_max)
+
+    def validate(self, epoch: int) -> tuple[dict, float | None]:
+        c = self.cfg
+        val = evaluate_model(self.model, self.feats_val, c.w1, c.w2, c.device, c.eval_batch, bf16=self.bf16)
+        ok = within_budget(val, c)
+        return {"val": val, "tau": float(self.model.tau.detach()), "within_budget": ok}, \
+            (val["sparse"]["R@1"] if ok else None)
+
+    def epoch_line(self, row: dict) -> str:
+        val = row["val"]
+        return (f"{self.kind} epoch {row['epoch']:3d}  loss {row.get('loss', float('nan')):.4f}  "
+                f"val sparse R@1 {val['sparse']['R@1']:.2f}  dense R@1 {val['dense']['R@1']:.2f}  "
+                f"terms q/d {val['terms_q']:.0f}/{val['terms_d']:.0f}  {row['epoch_s']:.1f}s")
 
 
 # ----------------------------------------------------------------------------------------------
 # The two trainers
 # ----------------------------------------------------------------------------------------------
 def _train(kind: str, feats_train, feats_val, cfg: JSDConfig, seed: int | None, caption_token_ids,
-           make_model: Callable[[JSDConfig], JSDModel], batch_loss: Callable, lr: float, **loop) -> dict:
-    """What JSD and D2S share: the seed override, the PEC check, threads and a seeded model init, the loop."""
+           make_model: Callable[[JSDConfig], JSDModel], batch_loss: Callable, lr: Callable[[JSDConfig], float],
+           run_dir=None, resume: bool = True, progress: bool = True, stop_after_epoch: int | None = None,
+           log=print) -> dict:
+    """What JSD and D2S share: the seed override, the PEC check, threads and a seeded model init, AdamW with
+    warm-up/decay, and :func:`jsdlib.common.fit.fit` (early stopping on val sparse R@1, resumable ``run_dir``)."""
     cfg = cfg if seed is None else cfg.replace(seed=seed)
     _check_pec(cfg, caption_token_ids, feats_train)
-    sparse_side = _SparseSide(cfg, caption_token_ids)
+    precision = _precision(cfg)
     with num_threads(cfg.threads), seeded(cfg.seed):
-        model = make_model(cfg)
-
-        def step_loss(m, h_t, h_i, caps, step, total, gen):
-            return batch_loss(cfg, m, h_t, h_i, lambda d_t, d_i: sparse_side(m, d_t, d_i, caps, gen), step, total)
-
-        return _fit(kind, model, step_loss, feats_train, feats_val, cfg, lr=lr, w1=cfg.w1, w2=cfg.w2,
-                    epoch_hook=sparse_side.start_epoch, **loop)
+        model = make_model(cfg).to(torch.device(cfg.device))
+        task = _JSDTask(kind, model, feats_train, feats_val, cfg, batch_loss, caption_token_ids, precision)
+        opt = torch.optim.AdamW(task.params, lr=lr(cfg), betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                fused=True)  # fused: ~4x faster on CPU for the 11.7M-entry E
+        sched = warmup_decay(opt, task.total, cfg.warmup_frac)
+        fcfg = FitConfig(epochs=cfg.epochs, grad_clip=cfg.grad_clip, patience=cfg.patience, precision=precision,
+                         device=cfg.device)
+        ident = f"{kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
+        return fit(task, opt, sched, generator(cfg.seed), fcfg, ident=ident, run_dir=run_dir, resume=resume,
+                   progress=progress, log=log, log_epochs=progress, desc=kind, stop_after_epoch=stop_after_epoch)
 
 
 def _jsd_batch_loss(cfg: JSDConfig, m: JSDModel, h_t, h_i, sparse, step: int, total: int):
@@ -238,7 +201,7 @@ def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
     :func:`train_d2s` (needs ``caption_token_ids``); off in the paper presets, on for the bundled model.
     """
     return _train("jsd", feats_train, feats_val, cfg, seed, caption_token_ids,
-                  lambda c: build_model(feats_train, c, E_init, special_ids), _jsd_batch_loss, cfg.lr,
+                  lambda c: build_model(feats_train, c, E_init, special_ids), _jsd_batch_loss, lambda c: c.lr,
                   run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
 
 
@@ -260,7 +223,7 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
         return m
 
     return _train("d2s", feats_train, feats_val, cfg, seed, caption_token_ids, make_model, _d2s_batch_loss,
-                  cfg.lr if cfg.d2s_lr is None else cfg.d2s_lr,
+                  lambda c: c.lr if c.d2s_lr is None else c.d2s_lr,
                   run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
 
 
