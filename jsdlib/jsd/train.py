@@ -2,7 +2,7 @@
 
 Both trainers build a :class:`~jsdlib.jsd.model.JSDModel` under :func:`jsdlib.common.seeding.seeded` (the caller's
 RNG is left as it was), define the loss of one batch, and run jsdlib's one training loop
-(:func:`jsdlib.common.fit.fit`, with the task :class:`_JSDTask`): AdamW, linear warm-up/decay
+(:func:`jsdlib.common.fit.fit`, with the tasks :class:`_JSDTask` and :class:`_D2STask`): AdamW, linear warm-up/decay
 (:mod:`jsdlib.common.schedule`), gradient clip, tau clamp, early stopping on validation sparse R@1 under an
 optional sparsity budget, and resumable per-epoch checkpoints.
 
@@ -12,7 +12,7 @@ optional sparsity budget, and resumable per-epoch checkpoints.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -56,22 +56,6 @@ def _pec_mask(z_t: torch.Tensor, cols: torch.Tensor, caps: torch.Tensor, caption
     return z_t * mask.to(z_t.device)
 
 
-class _SparseSide:
-    """``(z_t, z_i)`` of a batch from its dense vectors: the head on the active columns, then PEC on the captions
-    with this epoch's probability (set by :meth:`start_epoch`, the loop's epoch hook)."""
-
-    def __init__(self, cfg: JSDConfig, caption_token_ids):
-        self.cfg, self.ids, self.p = cfg, caption_token_ids, 0.0
-
-    def start_epoch(self, e0: int) -> None:
-        self.p = pec_probability(e0, self.cfg.epochs, self.cfg.pec_decay_frac) if self.cfg.pec else 0.0
-
-    def __call__(self, m: JSDModel, d_t, d_i, caps, gen) -> tuple[torch.Tensor, torch.Tensor]:
-        z, cols = m.head.forward_active(torch.cat([d_t, d_i]))
-        z_t, z_i = z[:len(d_t)], z[len(d_t):]
-        return _pec_mask(z_t, cols, caps, self.ids, self.p, gen, m.head.vocab_size), z_i
-
-
 # ----------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------
@@ -95,25 +79,38 @@ def _precision(cfg: JSDConfig) -> str:
     return "bf16-autocast" if device.type == "cpu" and cpu_bf16(cfg.cpu_bf16) else "fp32"
 
 
-class _JSDTask(Task):
-    """JSD or D2S as a :class:`jsdlib.common.fit.Task`: batches of (caption, image) indices over the cached
-    features, the batch loss (``batch_loss``), tau clamped after each step, and model selection on validation
-    sparse R@1 among the epochs within the sparsity budget (:func:`within_budget`)."""
+class _SparseTask(Task):
+    """What JSD and D2S share as a :class:`jsdlib.common.fit.Task`: the model (built by the subclass), batches of
+    (caption, image) indices over the cached features, the sparse side of a batch with PEC, tau clamped after each
+    step, and model selection on validation sparse R@1 among the epochs within the sparsity budget
+    (:func:`within_budget`). Subclasses set ``kind`` and define :meth:`build`, :meth:`lr` and :meth:`batch_loss`."""
 
-    def __init__(self, kind: str, model: JSDModel, feats_train, feats_val, cfg: JSDConfig, batch_loss: Callable,
-                 caption_token_ids, precision: str):
-        self.kind, self.model, self.params, self.cfg = kind, model, model.trainable(), cfg
-        self.feats_train, self.feats_val, self.batch_loss = feats_train, feats_val, batch_loss
+    kind = ""
+
+    def __init__(self, feats_train, feats_val, cfg: JSDConfig, E_init, special_ids, caption_token_ids,
+                 precision: str):
         device = torch.device(cfg.device)
+        self.cfg, self.feats_train, self.feats_val, self.ids = cfg, feats_train, feats_val, caption_token_ids
+        self.model = self.build(feats_train, cfg, E_init, special_ids).to(device)
+        self.params = self.model.trainable()
         self.h_t, self.h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
-        self.sparse_side = _SparseSide(cfg, caption_token_ids)
         self.total = cfg.epochs * steps_per_epoch(feats_train, cfg)
-        self.bf16 = precision == "bf16-autocast"
+        self.bf16, self.pec_p = precision == "bf16-autocast", 0.0
         self.unselectable = (f"no epoch met the sparsity budget (max_terms_q={cfg.max_terms_q}, "
                              f"max_terms_d={cfg.max_terms_d})")
 
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+        raise NotImplementedError
+
+    def lr(self) -> float:
+        raise NotImplementedError
+
+    def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
+        raise NotImplementedError
+
     def start_epoch(self, epoch: int) -> None:
-        self.sparse_side.start_epoch(epoch - 1)
+        c = self.cfg
+        self.pec_p = pec_probability(epoch - 1, c.epochs, c.pec_decay_frac) if c.pec else 0.0
         self.model.train()
 
     def batches(self, epoch: int, gen: torch.Generator) -> list:
@@ -121,9 +118,17 @@ class _JSDTask(Task):
 
     def loss(self, batch, step: int, gen: torch.Generator):
         caps, imgs = batch
-        m, dev = self.model, self.h_t.device
-        return self.batch_loss(self.cfg, m, self.h_t[caps.to(dev)], self.h_i[imgs.to(dev)],
-                               lambda d_t, d_i: self.sparse_side(m, d_t, d_i, caps, gen), step, self.total)
+        dev = self.h_t.device
+        return self.batch_loss(self.h_t[caps.to(dev)], self.h_i[imgs.to(dev)], caps, gen, step)
+
+    def sparse(self, d_t, d_i, caps, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_t, z_i)`` on the active columns (:meth:`SparseHead.forward_active`), captions masked by PEC."""
+        z, cols = self.model.head.forward_active(torch.cat([d_t, d_i]))
+        z_t, z_i = z[:len(d_t)], z[len(d_t):]
+        return _pec_mask(z_t, cols, caps, self.ids, self.pec_p, gen, self.model.head.vocab_size), z_i
+
+    def eta(self, eta_max: float, step: int) -> float:
+        return reg_weight(step, self.total, eta_max, self.cfg.reg_warmup_frac)
 
     def after_step(self) -> None:
         self.model.clamp_tau_(self.cfg.tau_min, self.cfg.tau_max)
@@ -142,51 +147,72 @@ class _JSDTask(Task):
                 f"terms q/d {val['terms_q']:.0f}/{val['terms_d']:.0f}  {row['epoch_s']:.1f}s")
 
 
+class _JSDTask(_SparseTask):
+    """JSD: projections, head and tau trained with :func:`jsdlib.jsd.losses.jsd_loss`."""
+
+    kind = "jsd"
+
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+        return build_model(feats_train, cfg, E_init, special_ids)
+
+    def lr(self) -> float:
+        return self.cfg.lr
+
+    def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
+        m, c = self.model, self.cfg
+        d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
+        z_t, z_i = self.sparse(d_t, d_i, caps, gen)
+        return jsd_loss(dense_score(d_i, d_t, m.tau), sparse_score(z_i, z_t), z_t, z_i,
+                        w1=c.w1, w2=c.w2, lam1=c.lam1, lam2=c.lam2, eta_t=self.eta(c.eta_t, step),
+                        eta_i=self.eta(c.eta_i, step), use_self_kd=c.self_kd, detach_teacher=c.detach_teacher,
+                        teacher_transpose_quirk=c.teacher_transpose_quirk, reg=c.regulariser)
+
+
+class _D2STask(_SparseTask):
+    """D2S: the head alone, distilled from the frozen dense embeddings with :func:`jsdlib.jsd.losses.d2s_loss`."""
+
+    kind = "d2s"
+
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+        m = build_model(feats_train, cfg, E_init, special_ids, freeze_final=True, tau_init=cfg.d2s_tau)
+        m.tau.requires_grad_(False)  # no gradient reaches it (teacher under no_grad); keep it out of AdamW
+        return m
+
+    def lr(self) -> float:
+        return self.cfg.lr if self.cfg.d2s_lr is None else self.cfg.d2s_lr
+
+    def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
+        m, c = self.model, self.cfg
+        with torch.no_grad():
+            d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
+        z_t, z_i = self.sparse(d_t, d_i, caps, gen)
+        eta_t = c.eta_t if c.d2s_eta_t is None else c.d2s_eta_t
+        eta_i = c.eta_i if c.d2s_eta_i is None else c.d2s_eta_i
+        return d2s_loss(sparse_score(z_i, z_t), d_i @ d_t.T, m.tau, z_t, z_i, eta_t=self.eta(eta_t, step),
+                        eta_i=self.eta(eta_i, step), reg=c.regulariser)
+
+
 # ----------------------------------------------------------------------------------------------
 # The two trainers
 # ----------------------------------------------------------------------------------------------
-def _train(kind: str, feats_train, feats_val, cfg: JSDConfig, seed: int | None, caption_token_ids,
-           make_model: Callable[[JSDConfig], JSDModel], batch_loss: Callable, lr: Callable[[JSDConfig], float],
-           run_dir=None, resume: bool = True, progress: bool = True, stop_after_epoch: int | None = None,
-           log=print) -> dict:
+def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, seed: int | None, E_init,
+           special_ids, caption_token_ids, run_dir=None, resume: bool = True, progress: bool = True,
+           stop_after_epoch: int | None = None, log=print) -> dict:
     """What JSD and D2S share: the seed override, the PEC check, threads and a seeded model init, AdamW with
     warm-up/decay, and :func:`jsdlib.common.fit.fit` (early stopping on val sparse R@1, resumable ``run_dir``)."""
     cfg = cfg if seed is None else cfg.replace(seed=seed)
     _check_pec(cfg, caption_token_ids, feats_train)
     precision = _precision(cfg)
     with num_threads(cfg.threads), seeded(cfg.seed):
-        model = make_model(cfg).to(torch.device(cfg.device))
-        task = _JSDTask(kind, model, feats_train, feats_val, cfg, batch_loss, caption_token_ids, precision)
-        opt = torch.optim.AdamW(task.params, lr=lr(cfg), betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                fused=True)  # fused: ~4x faster on CPU for the 11.7M-entry E
+        task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision)
+        opt = torch.optim.AdamW(task.params, lr=task.lr(), betas=cfg.betas, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay, fused=True)  # fused: ~4x faster on CPU for E
         sched = warmup_decay(opt, task.total, cfg.warmup_frac)
         fcfg = FitConfig(epochs=cfg.epochs, grad_clip=cfg.grad_clip, patience=cfg.patience, precision=precision,
                          device=cfg.device)
-        ident = f"{kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
+        ident = f"{task.kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
         return fit(task, opt, sched, generator(cfg.seed), fcfg, ident=ident, run_dir=run_dir, resume=resume,
-                   progress=progress, log=log, log_epochs=progress, desc=kind, stop_after_epoch=stop_after_epoch)
-
-
-def _jsd_batch_loss(cfg: JSDConfig, m: JSDModel, h_t, h_i, sparse, step: int, total: int):
-    d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
-    z_t, z_i = sparse(d_t, d_i)
-    return jsd_loss(dense_score(d_i, d_t, m.tau), sparse_score(z_i, z_t), z_t, z_i,
-                    w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam1, lam2=cfg.lam2,
-                    eta_t=reg_weight(step, total, cfg.eta_t, cfg.reg_warmup_frac),
-                    eta_i=reg_weight(step, total, cfg.eta_i, cfg.reg_warmup_frac),
-                    use_self_kd=cfg.self_kd, detach_teacher=cfg.detach_teacher,
-                    teacher_transpose_quirk=cfg.teacher_transpose_quirk, reg=cfg.regulariser)
-
-
-def _d2s_batch_loss(cfg: JSDConfig, m: JSDModel, h_t, h_i, sparse, step: int, total: int):
-    with torch.no_grad():
-        d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
-    z_t, z_i = sparse(d_t, d_i)
-    eta_t = cfg.eta_t if cfg.d2s_eta_t is None else cfg.d2s_eta_t
-    eta_i = cfg.eta_i if cfg.d2s_eta_i is None else cfg.d2s_eta_i
-    return d2s_loss(sparse_score(z_i, z_t), d_i @ d_t.T, m.tau, z_t, z_i,
-                    eta_t=reg_weight(step, total, eta_t, cfg.reg_warmup_frac),
-                    eta_i=reg_weight(step, total, eta_i, cfg.reg_warmup_frac), reg=cfg.regulariser)
+                   progress=progress, log=log, log_epochs=progress, desc=task.kind, stop_after_epoch=stop_after_epoch)
 
 
 def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
@@ -200,8 +226,7 @@ def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
     call early on purpose (tests). ``cfg.pec``: probabilistic expansion control on the captions, as in
     :func:`train_d2s` (needs ``caption_token_ids``); off in the paper presets, on for the bundled model.
     """
-    return _train("jsd", feats_train, feats_val, cfg, seed, caption_token_ids,
-                  lambda c: build_model(feats_train, c, E_init, special_ids), _jsd_batch_loss, lambda c: c.lr,
+    return _train(_JSDTask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
                   run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
 
 
@@ -217,13 +242,7 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
     ``z`` are masked to their own token ids (``caption_token_ids``, one tensor per training caption). Validation
     and test use unmasked captions.
     """
-    def make_model(c: JSDConfig) -> JSDModel:
-        m = build_model(feats_train, c, E_init, special_ids, freeze_final=True, tau_init=c.d2s_tau)
-        m.tau.requires_grad_(False)  # no gradient reaches it (teacher under no_grad); keep it out of AdamW
-        return m
-
-    return _train("d2s", feats_train, feats_val, cfg, seed, caption_token_ids, make_model, _d2s_batch_loss,
-                  lambda c: c.lr if c.d2s_lr is None else c.d2s_lr,
+    return _train(_D2STask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
                   run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
 
 
