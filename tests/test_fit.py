@@ -1,4 +1,5 @@
-"""jsdlib.common.fit: the one resumable training loop (tiny seeded task with dropout, CPU, seconds)."""
+"""jsdlib.common.fit: the one resumable training loop (tiny seeded task with dropout, CPU, seconds); plus the
+atomic writes and the GEMM probe it relies on (no shared temporary files, no draws from the global RNG)."""
 from __future__ import annotations
 
 import math
@@ -192,3 +193,28 @@ def test_bad_configs_are_one_line_errors():
         FitConfig(epochs=1, precision="fp16-amp")
     with pytest.raises(ValueError, match="patience must be"):
         FitConfig(epochs=1, patience=0)
+
+
+def test_the_gemm_probe_leaves_the_global_rng_alone():
+    from jsdlib.common.hardware import matmul_tflops
+
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    assert matmul_tflops(n=32, seconds=0.01) > 0
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_atomic_path_writers_of_one_file_do_not_share_a_temporary_file(tmp_path):
+    from jsdlib.common.io import atomic_path
+
+    target = tmp_path / "x.bin"
+    with atomic_path(target) as a, atomic_path(target) as b:     # two writers of one cache entry at once
+        assert a != b
+        a.write_bytes(b"first")
+        b.write_bytes(b"second")
+    assert target.read_bytes() == b"first" and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as c:
+            c.write_bytes(b"half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"first" and not list(tmp_path.glob("*.tmp"))

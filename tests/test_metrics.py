@@ -1,9 +1,11 @@
-"""Retrieval metrics against slow, obvious pure-Python versions, plus hand-made cases."""
+"""Retrieval metrics (and the statistics of jsdlib.common.stats) against slow, obvious pure-Python versions, plus
+hand-made cases."""
 import numpy as np
 import pytest
 import torch
 
 from jsdlib.common import metrics as M
+from jsdlib.common import stats as S
 
 
 # ------------------------------------------------------------------ slow, obvious reference versions
@@ -80,7 +82,7 @@ def test_torch_inputs():
     ref = M.retrieval_metrics(scores, c2i, i2c)
     got = M.retrieval_metrics(torch.from_numpy(scores).to(torch.bfloat16), torch.from_numpy(c2i), i2c)
     assert got == ref  # small integers are exact in bfloat16
-    assert M.recall_at_k(torch.tensor([0, 3]), 1) == 50.0
+    assert M.success_at_k(torch.tensor([0, 3]), 1) == 50.0
 
 
 # ------------------------------------------------------------------------------- hand-made cases
@@ -102,8 +104,8 @@ def test_ties_are_pessimistic():
     scores = np.array([[5.0, 5.0, 5.0, 1.0],
                        [0.0, 0.0, 0.0, 0.0]])  # constant row: rank = n_items - 1
     assert M.ranks(scores, [0, 3]).tolist() == [2, 3]
-    assert M.recall_at_k(M.ranks(scores, [0, 3]), 1) == 0.0
-    assert M.recall_at_k(M.ranks(scores, [0, 3]), 3) == 50.0
+    assert M.success_at_k(M.ranks(scores, [0, 3]), 1) == 0.0
+    assert M.success_at_k(M.ranks(scores, [0, 3]), 3) == 50.0
     # a tie between two relevant items costs nothing
     assert M.ranks(np.array([[2.0, 2.0, 1.0]]), [[0, 1]]).tolist() == [0]
 
@@ -123,7 +125,7 @@ def test_mrr_and_reciprocal_ranks():
     assert rr.tolist() == pytest.approx([1, 0.5, 0.25, 0.1, 0, 0])
     assert M.mrr_at_k(r, 10) == pytest.approx(100 * rr.mean())
     assert M.mrr_at_k(r, 1) == pytest.approx(100 / 6)
-    assert M.recall_at_k(r, 10) == pytest.approx(400 / 6)
+    assert M.success_at_k(r, 10) == pytest.approx(400 / 6)
 
 
 def test_rsum_is_sum_of_six_recalls():
@@ -139,28 +141,28 @@ def test_rsum_is_sum_of_six_recalls():
 def test_paired_test(method):
     rng = np.random.default_rng(0)
     a = rng.random(200)
-    assert M.paired_test(a, a, method=method) == 1.0
+    assert S.paired_test(a, a, method=method) == 1.0
     noise = a + rng.normal(0, 0.01, 200)
-    p_same = M.paired_test(a, noise, method=method, n_boot=2000)
+    p_same = S.paired_test(a, noise, method=method, n_boot=2000)
     assert 0.0 <= p_same <= 1.0
-    p_shift = M.paired_test(a + 0.1 + rng.normal(0, 0.05, 200), a, method=method, n_boot=2000)
+    p_shift = S.paired_test(a + 0.1 + rng.normal(0, 0.05, 200), a, method=method, n_boot=2000)
     assert 0.0 <= p_shift < 0.01
-    assert M.paired_test(a, a + 0.1 + rng.normal(0, 0.05, 200), method=method, n_boot=2000) < 0.01
+    assert S.paired_test(a, a + 0.1 + rng.normal(0, 0.05, 200), method=method, n_boot=2000) < 0.01
 
 
 def test_paired_test_edge_cases():
-    assert M.paired_test([1, 0, 1], [0, -1, 0], method="t") == 0.0  # constant non-zero difference
-    assert M.paired_test([1, 2], [1, 2], method="bootstrap", n_boot=10) == 1.0
-    p = M.paired_test([1, 0, 1, 1, 0], [0, 0, 1, 0, 1], method="bootstrap", n_boot=500, seed=3)
-    assert p == M.paired_test([1, 0, 1, 1, 0], [0, 0, 1, 0, 1], method="bootstrap", n_boot=500, seed=3)
+    assert S.paired_test([1, 0, 1], [0, -1, 0], method="t") == 0.0  # constant non-zero difference
+    assert S.paired_test([1, 2], [1, 2], method="bootstrap", n_boot=10) == 1.0
+    p = S.paired_test([1, 0, 1, 1, 0], [0, 0, 1, 0, 1], method="bootstrap", n_boot=500, seed=3)
+    assert p == S.paired_test([1, 0, 1, 1, 0], [0, 0, 1, 0, 1], method="bootstrap", n_boot=500, seed=3)
     with pytest.raises(ValueError, match="equal length"):
-        M.paired_test([1, 2], [1, 2, 3])
+        S.paired_test([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="unknown method"):
-        M.paired_test([1, 2], [2, 1], method="wilcoxon")
+        S.paired_test([1, 2], [2, 1], method="wilcoxon")
     with pytest.raises(ValueError, match="NaN"):
-        M.paired_test([1, np.nan], [2, 1])
+        S.paired_test([1, np.nan], [2, 1])
     with pytest.raises(ValueError, match="at least one"):
-        M.paired_test([], [])
+        S.paired_test([], [])
 
 
 # ----------------------------------------------------------------------------------- bad inputs
@@ -187,9 +189,9 @@ def test_bad_inputs_raise():
     with pytest.raises(TypeError, match="integers"):
         M.ranks(s, [0.5, 1, 2, 0])
     with pytest.raises(ValueError, match="non-empty"):
-        M.recall_at_k(np.array([]), 1)
+        M.success_at_k(np.array([]), 1)
     with pytest.raises(ValueError, match="positive integer"):
-        M.recall_at_k([0, 1], 0)
+        M.success_at_k([0, 1], 0)
 
 
 def test_format_table():
@@ -203,3 +205,25 @@ def test_format_table():
     ]
     nested = M.format_table({"x": {"t2i": {"R@1": 1.234}, "rsum": 2.0}}, keys=["t2i R@1"], digits=2)
     assert nested.splitlines()[-1] == "| x | 1.23 |"
+
+
+def test_paired_test_takes_torch_tensors_even_bfloat16():
+    a, b = torch.tensor([1.0, 0.5, 0.25, 1.0]), torch.tensor([0.0, 0.5, 0.0, 0.5])
+    assert S.paired_test(a.bfloat16(), b.bfloat16()) == S.paired_test(a.numpy(), b.numpy()) < 1.0
+
+
+def test_the_old_names_still_import():
+    assert M.recall_at_k is M.success_at_k and M.paired_test is S.paired_test
+
+
+# --------------------------------------------------------------------------------- mean and std over seeds
+def test_mean_std_against_the_textbook_formula():
+    v = [71.5, 70.25, 73.0]
+    mean = sum(v) / 3
+    std = (sum((x - mean) ** 2 for x in v) / 2) ** 0.5                 # ddof = 1: the sample std over seeds
+    out = S.mean_std(v)
+    assert out == {"mean": pytest.approx(mean, abs=1e-12), "std": pytest.approx(std, abs=1e-12)}
+    assert S.mean_std([42.0]) == {"mean": 42.0, "std": 0.0}             # one seed: no spread, not NaN
+    assert S.mean_std(np.array([1, 3])) == {"mean": 2.0, "std": pytest.approx(2 ** 0.5)}
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        S.mean_std([])

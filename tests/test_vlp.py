@@ -172,3 +172,54 @@ def test_checkpoint_fingerprint_is_content_based(tmp_path):
     assert V.safetensors_digest(a) == V.safetensors_digest(b)
     c = _tiny_standin_checkpoint(tmp_path / "c.safetensors", seed=1)
     assert V.safetensors_digest(c) != V.safetensors_digest(a)
+
+
+@pytest.mark.parametrize("bar_on", [True, False])
+def test_quiet_loading_puts_every_logging_setting_back(bar_on):
+    """Verbosity, progress-bar switch, root level and root handlers are as before, also after an error."""
+    import logging
+
+    import transformers
+
+    from jsdlib.vlp.quiet import quiet_loading
+
+    tlog = transformers.utils.logging
+    root = logging.getLogger()
+    saved = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), root.level, list(root.handlers))
+    try:
+        (tlog.enable_progress_bar if bar_on else tlog.disable_progress_bar)()
+        tlog.set_verbosity_info()
+        root.setLevel(logging.DEBUG)
+        root.handlers = []                    # logging.info() then installs a handler (basicConfig)
+        before = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), root.level, list(root.handlers))
+        with pytest.raises(RuntimeError, match="inside"):
+            with quiet_loading():
+                assert root.level == logging.ERROR and not tlog.is_progress_bar_enabled()
+                logging.info("open_clip logs to the root logger")
+                raise RuntimeError("inside")
+        after = (tlog.get_verbosity(), tlog.is_progress_bar_enabled(), root.level, list(root.handlers))
+        assert after == before == (logging.INFO, bar_on, logging.DEBUG, [])
+    finally:
+        tlog.set_verbosity(saved[0])
+        (tlog.enable_progress_bar if saved[1] else tlog.disable_progress_bar)()
+        root.setLevel(saved[2])
+        root.handlers = saved[3]
+
+
+def test_the_old_import_paths_still_work():
+    from jsdlib import vlp
+    from jsdlib.vlp import standin
+
+    assert V.load_standin is vlp.load_standin and V.Features is vlp.Features and V.cache_dir() == vlp.features.cache_dir()
+    assert standin.train_standin is vlp.train_standin and standin.StandinConfig is vlp.StandinConfig
+
+
+def test_minilm_tokenizer_with_and_without_the_zeshel_markers():
+    from jsdlib.data.datasets import MARKER_TOKENS
+    from jsdlib.vlp.minilm import minilm_tokenizer
+
+    plain, marked = minilm_tokenizer(), minilm_tokenizer(markers=True)
+    text = f"{MARKER_TOKENS[0]} bank {MARKER_TOKENS[1]}"
+    assert marked.tokenize(text) == [MARKER_TOKENS[0], "bank", MARKER_TOKENS[1]]
+    assert plain.tokenize(text) != marked.tokenize(text)          # without markers WordPiece splits them
+    assert len(plain) == len(marked)                              # no new rows: they are BERT's [unusedN]

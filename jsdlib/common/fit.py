@@ -210,15 +210,7 @@ def fit(task: Task, opt: torch.optim.Optimizer, sched, gen: torch.Generator, cfg
         _drop_old_format(Path(run_dir), ident)
     ident = f"{FORMAT}:{ident}"
     with _forked_rng(device):
-        run_dir, state, extra, best_sd = open_run(run_dir, ident, _Weights(task), opt, sched, gen, state, resume,
-                                                  desc, log)
-        _check_precision(extra, cfg.precision, run_dir)
-        if "scaler" in extra:
-            scaler.load_state_dict(extra["scaler"])
-        if cfg.global_rng and "torch_rng" in extra:
-            torch.set_rng_state(extra["torch_rng"])
-            if "cuda_rng" in extra and device.type == "cuda":
-                torch.cuda.set_rng_state(extra["cuda_rng"], device)
+        run_dir, state, best_sd = _open(task, opt, sched, gen, scaler, cfg, state, ident, run_dir, resume, desc, log)
         t0 = time.time()
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             if state["done"]:
@@ -249,6 +241,24 @@ def fit(task: Task, opt: torch.optim.Optimizer, sched, gen: torch.Generator, cfg
             log(f"{desc}: {task.unselectable}; keeping the last epoch")
     task.model.eval()
     return {"model": task.model, "train_time_s": time.time() - t0, "precision": cfg.precision, **state}
+
+
+def _open(task: Task, opt, sched, gen, scaler, cfg: FitConfig, state: dict, ident: str, run_dir, resume: bool,
+          desc: str, log) -> tuple[Path | None, dict, dict | None]:
+    """Resume from ``run_dir/last.pt`` when asked and present (:func:`jsdlib.common.checkpoint.open_run`): weights,
+    optimiser, scheduler, generator, loss scaler, and torch's global RNG when ``cfg.global_rng``.
+    Returns ``(run_dir, loop state, best weights or None)``."""
+    run_dir, state, extra, best_sd = open_run(run_dir, ident, _Weights(task), opt, sched, gen, state, resume, desc,
+                                              log)
+    _check_precision(extra, cfg.precision, run_dir)
+    if "scaler" in extra:
+        scaler.load_state_dict(extra["scaler"])
+    if cfg.global_rng and "torch_rng" in extra:
+        torch.set_rng_state(extra["torch_rng"])
+        device = torch.device(cfg.device)
+        if "cuda_rng" in extra and device.type == "cuda":
+            torch.cuda.set_rng_state(extra["cuda_rng"], device)
+    return run_dir, state, best_sd
 
 
 def _drop_old_format(run_dir: Path, ident: str) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
+import time
 
 import torch
 
@@ -53,8 +55,6 @@ def describe() -> str:
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), for reports."""
-    import platform
-
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -72,11 +72,10 @@ def matmul_tflops(dtype: torch.dtype = torch.float32, device="cpu", n: int = 102
     returns the best of several timed rounds (the machine's attainable GEMM rate, the roofline's ceiling for
     compute-bound work such as CMC's attention over thousands of candidates). Uses torch's current thread count.
     """
-    import time
-
     dev = torch.device(device)
-    a = torch.randn(n, n, device=dev).to(dtype)
-    b = torch.randn(n, n, device=dev).to(dtype)
+    gen = torch.Generator().manual_seed(0)                 # the caller's global RNG is not drawn from
+    a = torch.randn(n, n, generator=gen).to(dev, dtype)
+    b = torch.randn(n, n, generator=gen).to(dev, dtype)
 
     def sync():
         if dev.type == "cuda":

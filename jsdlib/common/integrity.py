@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from jsdlib.common.io import atomic_path, atomic_write
 from jsdlib.common.paths import ASSETS
 
 DIGEST_KEY = "content_sha256"
@@ -50,27 +52,52 @@ def content_digest(tensors: dict[str, torch.Tensor], metadata: dict | None = Non
     return h.hexdigest()
 
 
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (memoised on path, size and mtime)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def safetensors_digest(path: str | Path) -> str:
+    """sha256 of a safetensors file's *content*: tensors (name, dtype, shape, bytes) and metadata, in sorted order.
+
+    The file bytes are not stable: safetensors writes the metadata keys in hash-map order, so saving the same
+    weights twice can give two different files. This digest is the same for the same content.
+    """
+    h = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as fh:
+        h.update(json.dumps(fh.metadata() or {}, sort_keys=True).encode())
+        for k in sorted(fh.keys()):
+            t = fh.get_tensor(k).contiguous().reshape(-1)
+            h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_safetensors(tensors: dict[str, torch.Tensor], path, metadata: dict | None = None) -> Path:
     """Write ``tensors`` atomically (temporary file, then rename) with ``content_sha256`` in the header."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     meta[DIGEST_KEY] = content_digest(tensors, meta)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     if path.resolve().parent == ASSETS and ASSET_DIGESTS.is_file():  # re-exported asset: keep the record current
         recorded = json.loads(ASSET_DIGESTS.read_text())
         recorded[path.name] = meta[DIGEST_KEY]
-        ASSET_DIGESTS.write_text(json.dumps(recorded, indent=1) + "\n")
+        atomic_write(ASSET_DIGESTS, json.dumps(recorded, indent=1) + "\n")
     return path
 
 
@@ -98,8 +125,6 @@ def load_safetensors(path, what: str = "file", fix: str = "", finite: bool = Tru
     Files without a recorded digest (written before jsdlib recorded them, and not a committed asset) are only
     checked for readability and finite weights.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     hint = f"; {fix}" if fix else ""
     if not path.is_file():
@@ -145,4 +170,5 @@ def read_derived_json(path) -> dict | None:
 
 
 __all__ = ["IntegrityError", "DerivedFileWarning", "content_digest", "save_safetensors", "load_safetensors",
-           "check_finite", "recorded_asset_digest", "discard_derived", "read_derived_json", "DIGEST_KEY"]
+           "check_finite", "recorded_asset_digest", "discard_derived", "read_derived_json", "DIGEST_KEY",
+           "file_sha256", "safetensors_digest"]

@@ -1,12 +1,14 @@
 """One atomic write: every file jsdlib produces goes through :func:`atomic_write`, so a kill never leaves half a file.
 
-The content is written to ``<name>.tmp`` next to the target and renamed over it (``os.replace`` is atomic on one
-file system): readers see the old file or the new one, never a mixture.
+The content is written to a temporary file next to the target (``<name>.<unique>.tmp``: two processes writing the
+same cache entry never share one) and renamed over it (``os.replace`` is atomic on one file system): readers see
+the old file or a new one, never a mixture.
 """
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +25,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -1,4 +1,4 @@
-"""Retrieval metrics: recall@k, MRR@10, any-hit image->text recall, RSUM, paired significance tests.
+"""Retrieval metrics: R@k, MRR@10, any-hit image->text recall, RSUM (paired tests: :mod:`jsdlib.common.stats`).
 
 Conventions (the JSD evaluation protocol, spec §6):
 
@@ -12,7 +12,7 @@ Conventions (the JSD evaluation protocol, spec §6):
   degenerate, e.g. all-zero sparse, scores.)
 - With several relevant items (image -> text: an image's ~5 captions), the best-scored one counts
   ("any hit": the image is a hit at k if any of its captions is in the top k).
-- ``recall_at_k`` = 100 * share of queries with rank < k (percent).
+- ``success_at_k`` (the papers' R@k) = 100 * share of queries with rank < k (percent).
 - ``mrr_at_k`` = 100 * mean over queries of 1/(rank+1) if rank < k else 0. It is also reported in percent
   (so MRR@10 and R@k share one scale in tables); divide by 100 for the usual [0, 1] value.
 - RSUM = R@1 + R@5 + R@10 for text -> image plus the same three for image -> text.
@@ -24,6 +24,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
+from jsdlib.common.stats import paired_test  # moved:
 
 _CHUNK_ELEMENTS = 1 << 22  # ~4M scores per chunk: a 25k x 5k matrix is ranked in ~30 slices
 
@@ -131,10 +133,16 @@ def _check_k(k) -> int:
     return int(k)
 
 
-def recall_at_k(ranks, k: int) -> float:
-    """Percent of queries whose (0-based) rank is < k."""
+def success_at_k(ranks, k: int) -> float:
+    """R@k of the papers: percent of queries whose (0-based) rank is < k (their relevant item is in the top k).
+
+    Not :func:`jsdlib.index.core.recall_at_k`, the overlap of an approximate top-k with the exact one.
+    """
     r, k = _check_ranks(ranks), _check_k(k)
     return float(100.0 * np.mean(r < k))
+
+
+recall_at_k = success_at_k  # moved: (renamed: the index's recall_at_k is another quantity)
 
 
 def reciprocal_ranks(ranks, k: int = 10) -> np.ndarray:
@@ -161,7 +169,7 @@ def t2i_metrics(scores_t2i, caption_to_image, ks: Sequence[int] = (1, 5, 10), mr
         raise ValueError(f"caption_to_image must be 1-D, got shape {c2i.shape}")
     _check_rows(s.shape[0], len(c2i), "caption_to_image", "t2i")
     r = ranks(s, c2i)
-    out = {f"R@{k}": recall_at_k(r, k) for k in ks}
+    out = {f"R@{k}": success_at_k(r, k) for k in ks}
     out[f"MRR@{mrr_k}"] = mrr_at_k(r, mrr_k)
     return out
 
@@ -172,7 +180,7 @@ def i2t_metrics(scores_i2t, image_to_captions, ks: Sequence[int] = (1, 5, 10)) -
     i2c = list(image_to_captions)
     _check_rows(s.shape[0], len(i2c), "image_to_captions", "i2t")
     r = ranks(s, i2c)
-    return {f"R@{k}": recall_at_k(r, k) for k in ks}
+    return {f"R@{k}": success_at_k(r, k) for k in ks}
 
 
 def retrieval_metrics(scores_t2i, caption_to_image, image_to_captions) -> dict:
@@ -218,44 +226,6 @@ def report_rows(res: dict) -> dict:
     return rows
 
 
-def paired_test(a, b, method: str = "t", n_boot: int = 10000, seed: int = 0) -> float:
-    """Two-sided p-value that paired per-query values ``a`` and ``b`` have the same mean.
-
-    ``"t"``: paired t-test (``scipy.stats.ttest_rel``); 1.0 when all differences are zero, 0.0 when they
-    are all equal and non-zero. ``"bootstrap"``: paired bootstrap of the mean difference, centred under
-    the null: p = (1 + #{|mean_b* - mean| >= |mean|}) / (1 + n_boot).
-    """
-    a, b = _to_numpy(a).astype(np.float64), _to_numpy(b).astype(np.float64)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"paired_test needs two 1-D arrays of equal length, got {a.shape} and {b.shape}")
-    if a.size == 0:
-        raise ValueError("paired_test needs at least one pair")
-    if np.isnan(a).any() or np.isnan(b).any():
-        raise ValueError("paired_test: values contain NaN")
-    d = a - b
-    if np.all(d == 0):
-        return 1.0
-    if method == "t":
-        if np.all(d == d[0]):  # zero variance, non-zero mean: t is infinite
-            return 0.0
-        from scipy import stats
-
-        return float(stats.ttest_rel(a, b).pvalue)
-    if method == "bootstrap":
-        if n_boot < 1:
-            raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-        rng = np.random.default_rng(seed)
-        n, obs = d.size, d.mean()
-        step = max(1, _CHUNK_ELEMENTS // n)
-        extreme = 0
-        for lo in range(0, n_boot, step):
-            m = min(step, n_boot - lo)
-            means = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
-            extreme += int(np.sum(np.abs(means - obs) >= abs(obs)))
-        return float((extreme + 1) / (n_boot + 1))
-    raise ValueError(f"unknown method {method!r}; use 't' or 'bootstrap'")
-
-
 def _fmt(v, digits: int) -> str:
     if v is None:
         return "—"
@@ -294,8 +264,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-__all__ = ["ranks", "recall_at_k", "mrr_at_k", "reciprocal_ranks", "t2i_metrics", "i2t_metrics",
-           "retrieval_metrics", "evaluate_split", "report_rows", "unseen_concept_queries", "paired_test", "format_table"]
+__all__ = ["ranks", "success_at_k", "mrr_at_k", "reciprocal_ranks", "t2i_metrics", "i2t_metrics",
+           "retrieval_metrics", "evaluate_split", "report_rows", "unseen_concept_queries", "format_table"]
 
 
 # ----------------------------------------------------------------------------------------------
