@@ -18,7 +18,7 @@ from jsdlib.jsd.methods import METHODS, run_methods
 from jsdlib.jsd.model import JSDModel, build_model
 from jsdlib.jsd.presets import PAPER_PRESETS, JSDConfig, get_preset
 from jsdlib.jsd.train import _pec_mask, pec_probability, train_d2s, train_jsd
-from jsdlib.vlp.models import Features
+from jsdlib.vlp.features import Features
 
 V, e, D, DT, DV = 60, 8, 16, 12, 10
 FIX = Path(__file__).parent / "fixtures" / "released_features"

@@ -111,7 +111,7 @@ def test_top_terms_plain_list_and_batch():
 
 
 def test_top_terms_wordpiece_minilm():
-    from jsdlib.jsd.vocab import minilm_tokenizer
+    from jsdlib.vlp.minilm import minilm_tokenizer
 
     tok = minilm_tokenizer()
     vocab = Vocabulary.from_hf(tok)
@@ -138,7 +138,7 @@ def test_top_terms_clip_bpe():
 
 
 def test_caption_token_ids_and_bag_mask():
-    from jsdlib.jsd.vocab import minilm_tokenizer
+    from jsdlib.vlp.minilm import minilm_tokenizer
 
     tok = minilm_tokenizer()
     ids = caption_token_ids(["a smiling face", "face"], tok)

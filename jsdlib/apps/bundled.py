@@ -34,8 +34,10 @@ from jsdlib.jsd.evaluate import encode, evaluate_model
 from jsdlib.jsd.io import _HALF, FORMAT, JSD_ASSET, BundledModelError, load_jsd, save_jsd  # noqa: F401
 from jsdlib.jsd.presets import get_preset
 from jsdlib.jsd.train import train_jsd
-from jsdlib.jsd.vocab import Vocabulary, minilm_tokenizer, top_terms
-from jsdlib.vlp.models import cached_features, load_standin, pre_projection, tokenize
+from jsdlib.jsd.vocab import Vocabulary, top_terms
+from jsdlib.vlp.features import cached_features
+from jsdlib.vlp.projection import pre_projection, tokenize
+from jsdlib.vlp.standin import load_standin
 
 
 def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool = True, run_dir=None,
@@ -102,7 +104,7 @@ class EmojiSearch:
         encs = [encode(model, cached_features(self.vlp, p, progress=progress)) for p in parts]
         self.enc = {k: torch.cat([e[k] for e in encs]) for k in encs[0]}
         self.d_i, self.z_i = self.enc["D_i"], self.enc["Z_i"]
-        self.vocab = Vocabulary.from_hf(minilm_tokenizer())
+        self.vocab = Vocabulary.from_minilm()
 
     def __len__(self) -> int:
         return len(self.split.image_paths)

@@ -1,4 +1,4 @@
-"""The authors' released pre-projection features (spec jsd.md §8), loaded as :class:`jsdlib.vlp.models.Features`.
+"""The authors' released pre-projection features (spec jsd.md §8), loaded as :class:`jsdlib.vlp.features.Features`.
 
 The released features (github.com/holi-lab/mm-sparse-retrieval) are two parquet files with columns ``id`` and
 ``emb`` -- ``text_embs_before_proj_{blip,albef}.parquet`` (id = Karpathy ``sentid``) and
@@ -20,7 +20,7 @@ import torch
 from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
 from jsdlib.common.seeding import generator
 from jsdlib.data.datasets import SPLIT_ALIASES, load_karpathy
-from jsdlib.vlp.models import Features
+from jsdlib.vlp.features import Features
 
 
 def _read_parquet_embs(path: Path) -> tuple[list[str], np.ndarray]:
@@ -77,7 +77,7 @@ def random_projection(text_dim: int, image_dim: int, dense_dim: int = 256, seed:
 
 def load_released_features(text_parquet, image_parquet, karpathy_json, split: str,
                            projection=None, dense_dim: int = 256, seed: int = 0):
-    """One split of the authors' released pre-projection features as :class:`jsdlib.vlp.models.Features`.
+    """One split of the authors' released pre-projection features as :class:`jsdlib.vlp.features.Features`.
 
     Rows are matched to the Karpathy JSON by id: text ``id`` = ``sentid``, image ``id`` = ``imgid`` (as strings,
     as the authors' data module does); ``restval`` counts as train.

@@ -16,7 +16,7 @@ from jsdlib.jsd.methods import METHODS, run_method, run_methods
 from jsdlib.jsd.model import JSDModel, build_model
 from jsdlib.jsd.presets import CPU_PRESETS, PAPER_PRESETS, PRESETS, JSDConfig, get_preset
 from jsdlib.jsd.train import pec_probability, train_d2s, train_jsd, within_budget
-from jsdlib.jsd.vocab import Vocabulary, bag_mask, caption_token_ids, minilm_tokenizer, top_terms
+from jsdlib.jsd.vocab import Vocabulary, bag_mask, caption_token_ids, top_terms
 
 __all__ = ["epoch_batches", "steps_per_epoch", "active_terms", "efficiency", "flops", "term_shares", "encode",
            "evaluate_model", "score_matrices", "sparse_product", "split_scores", "SparseHead", "log1p_relu",
@@ -25,4 +25,4 @@ __all__ = ["epoch_batches", "steps_per_epoch", "active_terms", "efficiency", "fl
            "self_kd", "sparse_score", "sparsity_penalty", "teachers", "METHODS", "run_method", "run_methods",
            "JSDModel", "build_model", "CPU_PRESETS", "PAPER_PRESETS", "PRESETS", "JSDConfig", "get_preset",
            "pec_probability", "train_d2s", "train_jsd", "within_budget", "Vocabulary", "bag_mask",
-           "caption_token_ids", "minilm_tokenizer", "top_terms"]
+           "caption_token_ids", "top_terms"]

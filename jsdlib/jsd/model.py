@@ -95,8 +95,8 @@ def build_model(feats, cfg: JSDConfig, E_init: torch.Tensor | None = None,
     elif cfg.vocab_size and cfg.emb_dim:
         vocab_size, emb_dim = cfg.vocab_size, cfg.emb_dim
     else:
-        raise ValueError("build_model needs the word embeddings E_init (e.g. jsdlib.vlp.models.word_embeddings(vlp)) or "
-                         "cfg.vocab_size and cfg.emb_dim for a random E")
+        raise ValueError("build_model needs the word embeddings E_init (e.g. "
+                         "jsdlib.vlp.projection.word_embeddings(vlp)) or cfg.vocab_size and cfg.emb_dim for a random E")
     mask_ids = None
     if cfg.mask_special_tokens:
         if special_ids is None:

@@ -39,7 +39,7 @@ def pec_probability(epoch: int, epochs: int, decay_frac: float = 0.95) -> float:
 def _check_pec(cfg: JSDConfig, caption_token_ids, feats_train) -> None:
     if cfg.pec and (caption_token_ids is None or len(caption_token_ids) != len(feats_train.caption_to_image)):
         raise ValueError("cfg.pec=True needs caption_token_ids: one id tensor per training caption "
-                         "(jsdlib.jsd.vocab.caption_token_ids(captions, jsdlib.jsd.vocab.minilm_tokenizer()))")
+                         "(jsdlib.jsd.vocab.caption_token_ids(captions, jsdlib.vlp.minilm.minilm_tokenizer()))")
 
 
 def _pec_mask(z_t: torch.Tensor, cols: torch.Tensor, caps: torch.Tensor, caption_token_ids, p: float,

