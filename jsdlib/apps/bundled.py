@@ -31,7 +31,7 @@ from jsdlib.common.io import write_json
 from jsdlib.data.datasets import concat_splits, load_emoji
 from jsdlib.experiments.jsd_compare import emoji_features
 from jsdlib.jsd.evaluate import encode, evaluate_model
-from jsdlib.jsd.io import _HALF, FORMAT, JSD_ASSET, BundledModelError, load_jsd, save_jsd  # noqa: F401
+from jsdlib.jsd.io import JSD_ASSET, load_jsd, save_jsd
 from jsdlib.jsd.presets import get_preset
 from jsdlib.jsd.train import train_jsd
 from jsdlib.jsd.vocab import Vocabulary, top_terms
