@@ -1,11 +1,15 @@
-"""The committed JSD model (save/load round trip, recorded metrics reproduce) and EmojiSearch."""
+"""The committed JSD model (jsdlib.jsd.io: save/load round trip, recorded metrics reproduce) and EmojiSearch."""
 import json
 
 import pytest
 import torch
 
 from jsdlib.apps import bundled
-from jsdlib.jsd.core import JSDModel
+from jsdlib.experiments.jsd_compare import emoji_features
+from jsdlib.jsd.evaluate import evaluate_model
+from jsdlib.jsd.io import BundledModelError, load_jsd, save_jsd
+from jsdlib.jsd.model import JSDModel
+from jsdlib.jsd.presets import get_preset
 
 
 def _tiny(seed=0, mask=None):
@@ -20,8 +24,8 @@ def test_save_load_round_trip(tmp_path):
     m = _tiny(mask=[0, 3])
     with torch.no_grad():
         m.head.E.copy_(m.head.E.half().float())  # E is stored in fp16: make it exactly representable
-    p = bundled.save_jsd(m, tmp_path / "m.safetensors", {"preset": "x", "seed": 3})
-    m2, meta = bundled.load_jsd(p)
+    p = save_jsd(m, tmp_path / "m.safetensors", {"preset": "x", "seed": 3})
+    m2, meta = load_jsd(p)
     assert meta == {"preset": "x", "seed": 3}
     assert m2.head.masked and m2.head.keep[[0, 3]].eq(0).all() and m2.head.keep.sum() == 48
     h_t, h_i = torch.randn(4, 12), torch.randn(5, 10)
@@ -32,21 +36,17 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(bundled.BundledModelError, match="no JSD checkpoint at .*jsd export"):
-        bundled.load_jsd(tmp_path / "missing.safetensors")
+    with pytest.raises(BundledModelError, match="no JSD checkpoint at .*jsd export"):
+        load_jsd(tmp_path / "missing.safetensors")
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(bundled.BundledModelError, match="not a jsdlib JSD checkpoint"):
-        bundled.load_jsd(tmp_path / "other.safetensors")
+    with pytest.raises(BundledModelError, match="not a jsdlib JSD checkpoint"):
+        load_jsd(tmp_path / "other.safetensors")
 
 
 def test_committed_model_reproduces_its_recorded_metrics():
-    from jsdlib.experiments.jsd_compare import emoji_features
-    from jsdlib.jsd.core import evaluate_model
-    from jsdlib.jsd.presets import get_preset
-
-    model, meta = bundled.load_jsd()
+    model, meta = load_jsd()
     assert meta["preset"] == "cpu-emoji" and meta["seed"] == 0 and meta["config"]["pec"] is True
     cfg = get_preset("cpu-emoji")
     fs = emoji_features()

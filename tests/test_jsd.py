@@ -1,4 +1,4 @@
-"""JSD equations, model, trainer, baselines, presets and the released-feature loader (jsdlib.jsd.core, jsdlib.jsd.presets)."""
+"""JSD equations, model, trainer, baselines, presets (jsdlib.jsd.*) and the released-feature loader (jsdlib.data.released)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jsdlib.jsd.core import (METHODS, JSDModel, build_model, d2s_loss, dense_score, epoch_batches, info_nce,
-                        integrated_score, jsd_loss, kd_loss, lr_factor, pec_probability, run_methods, sparse_product,
-                        sparse_score, steps_per_epoch, teachers, train_d2s, train_jsd)
-from jsdlib.jsd.presets import (PAPER_PRESETS, JSDConfig, get_preset, load_released_features)
-from jsdlib.vlp.models import Features
+from jsdlib.common.schedule import lr_factor, warmup_steps
+from jsdlib.data.released import load_released_features
+from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
+from jsdlib.jsd.evaluate import sparse_product
+from jsdlib.jsd.losses import (d2s_loss, dense_score, info_nce, integrated_score, jsd_loss, kd_loss, sparse_score,
+                               teachers)
+from jsdlib.jsd.methods import METHODS, run_methods
+from jsdlib.jsd.model import JSDModel, build_model
+from jsdlib.jsd.presets import PAPER_PRESETS, JSDConfig, get_preset
+from jsdlib.jsd.train import _pec_mask, pec_probability, train_d2s, train_jsd
+from jsdlib.vlp.features import Features
 
 V, e, D, DT, DV = 60, 8, 16, 12, 10
 FIX = Path(__file__).parent / "fixtures" / "released_features"
@@ -179,8 +185,7 @@ def test_active_only_forward_gives_same_loss():
 
 
 def test_efficiency_matches_sparse_module():
-    from jsdlib.jsd.core import efficiency
-    from jsdlib.jsd.head import active_terms, flops
+    from jsdlib.jsd.efficiency import active_terms, efficiency, flops
 
     Zt, Zi = torch.relu(torch.randn(7, 30)), torch.relu(torch.randn(5, 30) - 1)
     eff = efficiency({"Z_t": Zt, "Z_i": Zi})
@@ -197,8 +202,9 @@ def test_sparse_product_equals_dense_product():
 # ------------------------------------------------------------------------------------------ schedules, batches
 def test_lr_schedule_and_pec_probability():
     total = 100
-    assert [lr_factor(s, total) for s in (0, 9, 19, 20, 60, 99)] == pytest.approx([0.05, 0.5, 1.0, 1.0, 0.5, 1 / 80])
-    assert lr_factor(0, 1) == 1.0  # a one-step run still takes a full step
+    W = warmup_steps(total, JSDConfig().warmup_frac)  # JSD's schedule: 20 % warm-up, floor
+    assert [lr_factor(s, total, W) for s in (0, 9, 19, 20, 60, 99)] == pytest.approx([0.05, 0.5, 1.0, 1.0, 0.5, 1 / 80])
+    assert lr_factor(0, 1, warmup_steps(1, 0.2)) == 1.0  # a one-step run still takes a full step
     assert pec_probability(0, 20) == 1.0 and pec_probability(19, 20) == 0.0
     assert pec_probability(10, 20) == pytest.approx(1 - 10 / 19)
 
@@ -326,8 +332,6 @@ def test_d2s_loss_and_pec():
 
 
 def test_pec_mask_keeps_only_caption_tokens():
-    from jsdlib.jsd.core import _pec_mask
-
     z = torch.rand(2, 4) + 0.1                      # two captions, active columns [1, 3, 5, 7] of a V=8 vocabulary
     cols = torch.tensor([1, 3, 5, 7])
     ids = [torch.tensor([3, 6]), torch.tensor([1, 5, 7])]
@@ -451,3 +455,21 @@ def test_one_training_step_of_a_paper_preset_on_released_features():
     m = res["model"]
     assert not torch.equal(m.text_proj.weight, m0.text_proj.weight)
     assert not torch.equal(m.head.E, m0.head.E)
+
+
+def test_training_leaves_global_state_alone():
+    """train_jsd / train_d2s seed their own init and set their own threads, then give the caller's back."""
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=0)
+    threads = torch.get_num_threads()
+    cfg = tiny_cfg(epochs=1, threads=threads + 1)
+    for train in (train_jsd, train_d2s):
+        weights = []
+        for caller_seed in (123, 456):
+            torch.manual_seed(caller_seed)
+            before = torch.random.get_rng_state()
+            res = train(tr, va, cfg, progress=False, E_init=tiny_E())
+            assert torch.equal(torch.random.get_rng_state(), before), train.__name__
+            assert torch.get_num_threads() == threads, train.__name__
+            weights.append(res["model"].state_dict())
+        for k in weights[0]:  # the caller's RNG does not change the run
+            assert torch.equal(weights[0][k], weights[1][k]), (train.__name__, k)

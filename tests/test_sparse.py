@@ -1,4 +1,4 @@
-"""The sparse head, regularisers, efficiency numbers and term decoding (jsdlib.jsd.head)."""
+"""The sparse head, regularisers, efficiency numbers and term decoding (jsdlib.jsd.head, losses, efficiency, vocab)."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,10 @@ import math
 import pytest
 import torch
 
-from jsdlib.jsd.head import (SparseHead, Vocabulary, active_terms, bag_mask, caption_token_ids, flops, flops_reg,
-                           l1_reg, reg_weight, top_terms)
+from jsdlib.jsd.efficiency import active_terms, flops
+from jsdlib.jsd.head import SparseHead
+from jsdlib.jsd.losses import flops_reg, l1_reg, reg_weight
+from jsdlib.jsd.vocab import Vocabulary, bag_mask, caption_token_ids, top_terms
 
 V, e, D = 40, 6, 8
 
@@ -109,7 +111,7 @@ def test_top_terms_plain_list_and_batch():
 
 
 def test_top_terms_wordpiece_minilm():
-    from jsdlib.jsd.head import minilm_tokenizer
+    from jsdlib.vlp.minilm import minilm_tokenizer
 
     tok = minilm_tokenizer()
     vocab = Vocabulary.from_hf(tok)
@@ -136,7 +138,7 @@ def test_top_terms_clip_bpe():
 
 
 def test_caption_token_ids_and_bag_mask():
-    from jsdlib.jsd.head import minilm_tokenizer
+    from jsdlib.vlp.minilm import minilm_tokenizer
 
     tok = minilm_tokenizer()
     ids = caption_token_ids(["a smiling face", "face"], tok)

@@ -1,6 +1,6 @@
 """The committed, ready-to-use models of the CPU course, and a small search object over the emoji set.
 
-``jsdlib/assets/jsd_cpu_emoji.safetensors`` is a JSD model (:class:`jsdlib.jsd.core.JSDModel`: the two final
+``jsdlib/assets/jsd_cpu_emoji.safetensors`` is a JSD model (:class:`jsdlib.jsd.model.JSDModel`: the two final
 projections, the shared sparse head and tau) trained by :func:`train_bundled_jsd` on the stand-in VLP's features
 of the bundled emoji training split, preset ``cpu-emoji`` **with probabilistic expansion control** (PEC, as in
 D2S: captions masked to their own tokens with a probability decaying 1 -> 0), seed 0, model selection on the
@@ -20,13 +20,24 @@ score ``w1 S_d + w2 S_s`` (spec jsd.md §2), and ``explain`` splits a sparse sco
 """
 from __future__ import annotations
 
-import json
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from jsdlib.jsd.io import _HALF, FORMAT, JSD_ASSET, BundledModelError, load_jsd, save_jsd  # noqa: F401
+from jsdlib.common.io import write_json
+from jsdlib.data.datasets import concat_splits, load_emoji
+from jsdlib.experiments.jsd_compare import emoji_features
+from jsdlib.jsd.evaluate import encode, evaluate_model
+from jsdlib.jsd.io import JSD_ASSET, load_jsd, save_jsd
+from jsdlib.jsd.presets import get_preset
+from jsdlib.jsd.train import train_jsd
+from jsdlib.jsd.vocab import Vocabulary, top_terms
+from jsdlib.vlp.features import cached_features
+from jsdlib.vlp.projection import pre_projection, tokenize
+from jsdlib.vlp.standin import load_standin
 
 
 def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool = True, run_dir=None,
@@ -36,12 +47,6 @@ def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: b
     The validation and test metrics stored in the metadata are measured on the *saved* model (reloaded), so a
     later ``load_jsd`` reproduces them exactly (``tests/test_bundled.py`` checks).
     """
-    from dataclasses import asdict
-
-    from jsdlib.experiments.jsd_compare import emoji_features
-    from jsdlib.jsd.core import evaluate_model, train_jsd
-    from jsdlib.jsd.presets import get_preset
-
     cfg = get_preset(preset, seed=seed, pec=pec)
     fs = emoji_features(progress=progress)
     res = train_jsd(fs.train, fs.val, cfg, run_dir=run_dir, progress=progress, E_init=fs.E_init,
@@ -76,7 +81,7 @@ class EmojiSearch:
     concatenated, as one :class:`~jsdlib.data.datasets.ImageTextSplit` whose ``image_meta[i]["split"]`` names the origin).
 
     ``enc`` holds the split's encodings (``D_t, Z_t`` of its captions, ``D_i, Z_i`` of its images; see
-    :func:`jsdlib.jsd.core.encode`); ``d_i`` / ``z_i`` are the image sides. Scores (spec jsd.md §2)::
+    :func:`jsdlib.jsd.evaluate.encode`); ``d_i`` / ``z_i`` are the image sides. Scores (spec jsd.md §2)::
 
         sparse      S_s = z_t . z_i
         dense       S_d = d_t . d_i / tau
@@ -86,12 +91,6 @@ class EmojiSearch:
     SCORES = ("sparse", "dense", "integrated")
 
     def __init__(self, split: str = "test", model=None, meta: dict | None = None, vlp=None, progress: bool = False):
-        from jsdlib.data.datasets import concat_splits, load_emoji
-        from jsdlib.jsd.core import encode
-        from jsdlib.jsd.presets import get_preset
-        from jsdlib.jsd.head import Vocabulary, minilm_tokenizer
-        from jsdlib.vlp.models import cached_features, load_standin
-
         if model is None:
             model, meta = load_jsd()
         self.model, self.meta = model.eval(), meta or {}
@@ -105,7 +104,7 @@ class EmojiSearch:
         encs = [encode(model, cached_features(self.vlp, p, progress=progress)) for p in parts]
         self.enc = {k: torch.cat([e[k] for e in encs]) for k in encs[0]}
         self.d_i, self.z_i = self.enc["D_i"], self.enc["Z_i"]
-        self.vocab = Vocabulary.from_hf(minilm_tokenizer())
+        self.vocab = Vocabulary.from_minilm()
 
     def __len__(self) -> int:
         return len(self.split.image_paths)
@@ -113,8 +112,6 @@ class EmojiSearch:
     @torch.no_grad()
     def encode_query(self, texts: Sequence[str] | str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(d_t, z_t)`` for raw caption strings: VLP text tower -> pre-projection h_t -> JSD projection and head."""
-        from jsdlib.vlp.models import pre_projection, tokenize
-
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise ValueError(f"encode_query needs non-empty strings, got {texts!r}")
@@ -160,8 +157,6 @@ class EmojiSearch:
 
     def image_terms(self, i: int, k: int = 20) -> list[tuple[str, float]]:
         """The ``k`` highest-weighted vocabulary terms of image ``i``."""
-        from jsdlib.jsd.head import top_terms
-
         return top_terms(self.z_i[i], k, self.vocab)
 
     def explain(self, query: str, i: int, k: int = 10) -> list[tuple[str, float, float, float]]:
@@ -183,8 +178,6 @@ def term_report(search: "EmojiSearch", captions: Sequence[str], k: int = 12) -> 
     for c in captions:
         i = search.image_index(c)
         _, z = search.encode_query(c)
-        from jsdlib.jsd.head import top_terms
-
         out[c] = {"image_terms": [[t, round(w, 3)] for t, w in search.image_terms(i, k)],
                   "query_terms": [[t, round(w, 3)] for t, w in top_terms(z[0], k, search.vocab)]}
     return out
@@ -195,10 +188,6 @@ def write_nopec_report(path, model_path=None, captions: Sequence[str] = ("dog fa
     """The same JSD recipe trained *without* PEC, summarised for notebook 03 (a 24 MB second checkpoint is not
     committed): its recorded metrics and the top terms of a few emoji. ``model_path``: a checkpoint from
     ``jsdlib jsd export --no-pec --out PATH``; without it one is trained first (about 2 minutes)."""
-    import tempfile
-
-    from jsdlib.experiments.jsd_compare import write_json
-
     with tempfile.TemporaryDirectory() as tmp:
         if model_path is None:
             model_path = Path(tmp) / "jsd_nopec.safetensors"

@@ -12,7 +12,7 @@ import torch
 
 from jsdlib.common.integrity import load_safetensors, save_safetensors
 from jsdlib.common.paths import ASSETS
-from jsdlib.jsd.core import JSDModel
+from jsdlib.jsd.model import JSDModel
 
 JSD_ASSET = ASSETS / "jsd_cpu_emoji.safetensors"
 FORMAT = "jsdlib-jsd-1"
@@ -24,7 +24,7 @@ class BundledModelError(FileNotFoundError):
 
 
 def save_jsd(model, path, meta: dict | None = None) -> Path:
-    """Write a :class:`~jsdlib.jsd.core.JSDModel` to ``path`` (safetensors, atomic; ``E`` as float16).
+    """Write a :class:`~jsdlib.jsd.model.JSDModel` to ``path`` (safetensors, atomic; ``E`` as float16).
 
     ``meta`` (JSON-serialisable) is stored in the file's metadata together with the shapes and masked ids.
     """

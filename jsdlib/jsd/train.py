@@ -1,0 +1,249 @@
+"""Training JSD and the D2S baseline on cached features (spec jsd.md §3-§5), with D2S's expansion control (PEC).
+
+Both trainers build a :class:`~jsdlib.jsd.model.JSDModel` under :func:`jsdlib.common.seeding.seeded` (the caller's
+RNG is left as it was), define the loss of one batch, and run jsdlib's one training loop
+(:func:`jsdlib.common.fit.fit`, with the tasks :class:`_JSDTask` and :class:`_D2STask`): AdamW, linear warm-up/decay
+(:mod:`jsdlib.common.schedule`), gradient clip, tau clamp, early stopping on validation sparse R@1 under an
+optional sparsity budget, and resumable per-epoch checkpoints.
+
+    JSD   loss = jsd_loss(S_d, S_s, Z_t, Z_i)          everything trainable (:func:`jsdlib.jsd.losses.jsd_loss`)
+    D2S   loss = d2s_loss(S_s, cos(D_i, D_t), tau_d)   only the head, dense embeddings frozen (same module)
+    PEC   with probability p(epoch) = max(0, 1 - e / (0.95 E)), z_t <- z_t * 1[j in tokens(caption)]
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from jsdlib.common.fit import FitConfig, Task, fit
+from jsdlib.common.hardware import cpu_bf16
+from jsdlib.common.schedule import warmup_decay
+from jsdlib.common.seeding import generator, num_threads, seeded
+from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
+from jsdlib.jsd.evaluate import evaluate_model
+from jsdlib.jsd.losses import d2s_loss, dense_score, jsd_loss, reg_weight, sparse_score
+from jsdlib.jsd.model import JSDModel, build_model
+from jsdlib.jsd.presets import JSDConfig
+from jsdlib.jsd.vocab import bag_mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Probabilistic expansion control (D2S)
+# ----------------------------------------------------------------------------------------------
+def pec_probability(epoch: int, epochs: int, decay_frac: float = 0.95) -> float:
+    """D2S expansion control: ``p = max(0, 1 - e / (decay_frac * epochs))`` for 0-based epoch e (1 -> 0 over 95 %)."""
+    return max(0.0, 1.0 - epoch / (decay_frac * epochs))
+
+
+def _check_pec(cfg: JSDConfig, caption_token_ids, feats_train) -> None:
+    if cfg.pec and (caption_token_ids is None or len(caption_token_ids) != len(feats_train.caption_to_image)):
+        raise ValueError("cfg.pec=True needs caption_token_ids: one id tensor per training caption "
+                         "(jsdlib.jsd.vocab.caption_token_ids(captions, jsdlib.vlp.minilm.minilm_tokenizer()))")
+
+
+def _pec_mask(z_t: torch.Tensor, cols: torch.Tensor, caps: torch.Tensor, caption_token_ids, p: float,
+              gen: torch.Generator, vocab_size: int) -> torch.Tensor:
+    """Probabilistic expansion control (D2S): with probability ``p`` (one draw per batch) every caption's ``z``
+    is masked to the vocabulary ids of its own tokens, ``z_t <- z_t * 1[j in tokens(caption)]``.
+
+    ``z_t`` holds only the active columns ``cols``. With ``p = 0`` nothing is drawn (runs without PEC keep
+    their random stream).
+    """
+    if p <= 0 or float(torch.rand((), generator=gen)) >= p:
+        return z_t
+    mask = bag_mask([caption_token_ids[c] for c in caps.tolist()], vocab_size)[:, cols.cpu()]
+    return z_t * mask.to(z_t.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+def within_budget(val: dict, cfg: JSDConfig) -> bool:
+    """Whether validation sparsity meets ``cfg.max_terms_q`` / ``cfg.max_terms_d`` (None = no limit)."""
+    return ((cfg.max_terms_q is None or val["terms_q"] <= cfg.max_terms_q)
+            and (cfg.max_terms_d is None or val["terms_d"] <= cfg.max_terms_d))
+
+
+def _data_id(feats) -> str:
+    return f"{getattr(feats, 'key', '')}:{tuple(feats.text.shape)}:{tuple(feats.image.shape)}"
+
+
+def _precision(cfg: JSDConfig) -> str:
+    """What runs: ``"fp16-amp"`` on CUDA with ``cfg.amp``; ``"bf16-autocast"`` on CPU when ``cfg.cpu_bf16`` asks
+    and :func:`jsdlib.common.hardware.cpu_bf16` grants it (native bf16 only: emulated bf16 is ~2.4x slower than
+    fp32); else ``"fp32"``. A checkpoint refuses to resume in another precision."""
+    device = torch.device(cfg.device)
+    if cfg.amp and device.type == "cuda":
+        return "fp16-amp"
+    return "bf16-autocast" if device.type == "cpu" and cpu_bf16(cfg.cpu_bf16) else "fp32"
+
+
+class _SparseTask(Task):
+    """What JSD and D2S share as a :class:`jsdlib.common.fit.Task`: the model (built by the subclass), batches of
+    (caption, image) indices over the cached features, the sparse side of a batch with PEC, tau clamped after each
+    step, and model selection on validation sparse R@1 among the epochs within the sparsity budget
+    (:func:`within_budget`). Subclasses set ``kind`` and define :meth:`build`, :meth:`lr` and :meth:`batch_loss`."""
+
+    kind = ""
+
+    def __init__(self, feats_train, feats_val, cfg: JSDConfig, E_init, special_ids, caption_token_ids,
+                 precision: str):
+        device = torch.device(cfg.device)
+        self.cfg, self.feats_train, self.feats_val, self.ids = cfg, feats_train, feats_val, caption_token_ids
+        self.model = self.build(feats_train, cfg, E_init, special_ids).to(device)
+        self.params = self.model.trainable()
+        self.h_t, self.h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
+        self.total = cfg.epochs * steps_per_epoch(feats_train, cfg)
+        self.bf16, self.pec_p = precision == "bf16-autocast", 0.0
+        self.unselectable = (f"no epoch met the sparsity budget (max_terms_q={cfg.max_terms_q}, "
+                             f"max_terms_d={cfg.max_terms_d})")
+
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+        raise NotImplementedError
+
+    def lr(self) -> float:
+        raise NotImplementedError
+
+    def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int) -> None:
+        c = self.cfg
+        self.pec_p = pec_probability(epoch - 1, c.epochs, c.pec_decay_frac) if c.pec else 0.0
+        self.model.train()
+
+    def batches(self, epoch: int, gen: torch.Generator) -> list:
+        return epoch_batches(self.feats_train, self.cfg.batch_size, gen, self.cfg.sampling, self.cfg.drop_duplicates)
+
+    def loss(self, batch, step: int, gen: torch.Generator):
+        caps, imgs = batch
+        dev = self.h_t.device
+        return self.batch_loss(self.h_t[caps.to(dev)], self.h_i[imgs.to(dev)], caps, gen, step)
+
+    def sparse(self, d_t, d_i, caps, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_t, z_i)`` on the active columns (:meth:`SparseHead.forward_active`), captions masked by PEC."""
+        z, cols = self.model.head.forward_active(torch.cat([d_t, d_i]))
+        z_t, z_i = z[:len(d_t)], z[len(d_t):]
+        return _pec_mask(z_t, cols, caps, self.ids, self.pec_p, gen, self.model.head.vocab_size), z_i
+
+    def eta(self, eta_max: float, step: int) -> float:
+        return reg_weight(step, self.total, eta_max, self.cfg.reg_warmup_frac)
+
+    def after_step(self) -> None:
+        self.model.clamp_tau_(self.cfg.tau_min, self.cfg.tau_max)
+
+    def validate(self, epoch: int) -> tuple[dict, float | None]:
+        c = self.cfg
+        val = evaluate_model(self.model, self.feats_val, c.w1, c.w2, c.device, c.eval_batch, bf16=self.bf16)
+        ok = within_budget(val, c)
+        return {"val": val, "tau": float(self.model.tau.detach()), "within_budget": ok}, \
+            (val["sparse"]["R@1"] if ok else None)
+
+    def epoch_line(self, row: dict) -> str:
+        val = row["val"]
+        return (f"{self.kind} epoch {row['epoch']:3d}  loss {row.get('loss', float('nan')):.4f}  "
+                f"val sparse R@1 {val['sparse']['R@1']:.2f}  dense R@1 {val['dense']['R@1']:.2f}  "
+                f"terms q/d {val['terms_q']:.0f}/{val['terms_d']:.0f}  {row['epoch_s']:.1f}s")
+
+
+class _JSDTask(_SparseTask):
+    """JSD: projections, head and tau trained with :func:`jsdlib.jsd.losses.jsd_loss`."""
+
+    kind = "jsd"
+
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+        return build_model(feats_train, cfg, E_init, special_ids)
+
+    def lr(self) -> float:
+        return self.cfg.lr
+
+    def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
+        m, c = self.model, self.cfg
+        d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
+        z_t, z_i = self.sparse(d_t, d_i, caps, gen)
+        return jsd_loss(dense_score(d_i, d_t, m.tau), sparse_score(z_i, z_t), z_t, z_i,
+                        w1=c.w1, w2=c.w2, lam1=c.lam1, lam2=c.lam2, eta_t=self.eta(c.eta_t, step),
+                        eta_i=self.eta(c.eta_i, step), use_self_kd=c.self_kd, detach_teacher=c.detach_teacher,
+                        teacher_transpose_quirk=c.teacher_transpose_quirk, reg=c.regulariser)
+
+
+class _D2STask(_SparseTask):
+    """D2S: the head alone, distilled from the frozen dense embeddings with :func:`jsdlib.jsd.losses.d2s_loss`."""
+
+    kind = "d2s"
+
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+        m = build_model(feats_train, cfg, E_init, special_ids, freeze_final=True, tau_init=cfg.d2s_tau)
+        m.tau.requires_grad_(False)  # no gradient reaches it (teacher under no_grad); keep it out of AdamW
+        return m
+
+    def lr(self) -> float:
+        return self.cfg.lr if self.cfg.d2s_lr is None else self.cfg.d2s_lr
+
+    def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
+        m, c = self.model, self.cfg
+        with torch.no_grad():
+            d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
+        z_t, z_i = self.sparse(d_t, d_i, caps, gen)
+        eta_t = c.eta_t if c.d2s_eta_t is None else c.d2s_eta_t
+        eta_i = c.eta_i if c.d2s_eta_i is None else c.d2s_eta_i
+        return d2s_loss(sparse_score(z_i, z_t), d_i @ d_t.T, m.tau, z_t, z_i, eta_t=self.eta(eta_t, step),
+                        eta_i=self.eta(eta_i, step), reg=c.regulariser)
+
+
+# ----------------------------------------------------------------------------------------------
+# The two trainers
+# ----------------------------------------------------------------------------------------------
+def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, seed: int | None, E_init,
+           special_ids, caption_token_ids, run_dir=None, resume: bool = True, progress: bool = True,
+           stop_after_epoch: int | None = None, log=print) -> dict:
+    """What JSD and D2S share: the seed override, the PEC check, threads and a seeded model init, AdamW with
+    warm-up/decay, and :func:`jsdlib.common.fit.fit` (early stopping on val sparse R@1, resumable ``run_dir``)."""
+    cfg = cfg if seed is None else cfg.replace(seed=seed)
+    _check_pec(cfg, caption_token_ids, feats_train)
+    precision = _precision(cfg)
+    with num_threads(cfg.threads), seeded(cfg.seed):
+        task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision)
+        opt = torch.optim.AdamW(task.params, lr=task.lr(), betas=cfg.betas, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay, fused=True)  # fused: ~4x faster on CPU for E
+        sched = warmup_decay(opt, task.total, cfg.warmup_frac)
+        fcfg = FitConfig(epochs=cfg.epochs, grad_clip=cfg.grad_clip, patience=cfg.patience, precision=precision,
+                         device=cfg.device)
+        ident = f"{task.kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
+        return fit(task, opt, sched, generator(cfg.seed), fcfg, ident=ident, run_dir=run_dir, resume=resume,
+                   progress=progress, log=log, log_epochs=progress, desc=task.kind, stop_after_epoch=stop_after_epoch)
+
+
+def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
+              seed: int | None = None, E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
+              caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
+              log=print) -> dict:
+    """Train JSD on cached features; returns ``{"model" (best checkpoint), "history", "best", ...}``.
+
+    ``seed`` overrides ``cfg.seed`` (model init and the batch generator). ``run_dir``: resumable checkpoints
+    (``last.pt`` each epoch, ``best.pt``); a killed run resumes bit for bit. ``stop_after_epoch`` ends the
+    call early on purpose (tests). ``cfg.pec``: probabilistic expansion control on the captions, as in
+    :func:`train_d2s` (needs ``caption_token_ids``); off in the paper presets, on for the bundled model.
+    """
+    return _train(_JSDTask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
+                  run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
+
+
+def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
+              seed: int | None = None, E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
+              caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
+              log=print) -> dict:
+    """Train the D2S baseline: the sparse head alone on the frozen original dense embeddings.
+
+    Loss :func:`~jsdlib.jsd.losses.d2s_loss` with ``tau_d = cfg.d2s_tau`` and L1 weights ``cfg.d2s_eta_t/i``
+    (default: JSD's). ``cfg.pec``: probabilistic expansion control -- in each batch, with probability
+    ``p = pec_probability(epoch)`` (1 -> 0 over 95 % of the epochs, per batch as in D2S's code) the captions'
+    ``z`` are masked to their own token ids (``caption_token_ids``, one tensor per training caption). Validation
+    and test use unmasked captions.
+    """
+    return _train(_D2STask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
+                  run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
+
+
+__all__ = ["pec_probability", "within_budget", "train_jsd", "train_d2s"]
