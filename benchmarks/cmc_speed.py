@@ -17,9 +17,9 @@ largest measured N (the CE's cost is N independent passes) and marked so in the 
 two speed claims: CMC with ~10k candidates vs the CE with 16, and CMC vs the CE at 64 candidates.
 
 Precision (CMC head and CE alike): ``fp32`` (default; exact), ``auto`` = bf16 autocast where the hardware has
-native bf16 (AVX512-BF16 / AMX CPUs, bf16 GPUs), fp32 elsewhere (``jsdlib.cmc.core.DEFAULT_PRECISION`` says why bf16
+native bf16 (AVX512-BF16 / AMX CPUs, bf16 GPUs), fp32 elsewhere (``jsdlib.cmc.precision.DEFAULT_PRECISION`` says why bf16
 is not the default: it changes CMC's top-16 for 2-4 % of WordNet test queries). The roofline columns: FLOPs of
-one CMC query per N (``jsdlib.cmc.core.cmc_flops``), achieved TFLOP/s, and its fraction of this machine's GEMM
+one CMC query per N (``jsdlib.cmc.speed.cmc_flops``), achieved TFLOP/s, and its fraction of this machine's GEMM
 throughput measured by a short matmul probe in the same run (fp32, and bf16 where native).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from jsdlib.cmc.core import roofline_table, speed_curve, speed_table
+    from jsdlib.cmc.speed import roofline_table, speed_curve, speed_table
 
     res = speed_curve(args.ns, ce_max=args.ce_max, ce_batch=args.ce_batch, log=lambda m: print(m, flush=True),
                       device=args.device, precision=args.precision, probe=not args.no_probe)

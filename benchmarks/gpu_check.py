@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py [--out benchmarks/results_gpu_check.txt]    # on a machine with a GPU, ~5 min
     python benchmarks/gpu_check.py --dry-run                                  # tiny sizes on the CPU (CI, tests)
 
-1. **CMC vs CE speed** (:func:`jsdlib.cmc.core.speed_curve`) on the GPU, N = 16 ... 10,000 candidates, every CE value
+1. **CMC vs CE speed** (:func:`jsdlib.cmc.speed.speed_curve`) on the GPU, N = 16 ... 10,000 candidates, every CE value
    measured (none extrapolated), in the automatic precision (bf16 autocast where the GPU supports it) and in
    exact fp32; the roofline columns use a GEMM probe on the same GPU.
 2. **One JSD epoch of the ``blip-coco`` preset** on synthetic features of COCO's size: 113,287 training images
@@ -31,8 +31,8 @@ import torch
 
 
 def synthetic_features(n_img: int, caps_per_img: int, d: int, proj_dim: int, seed: int):
-    """Random :class:`jsdlib.vlp.models.Features` of a given size (captions of image i: rows 5 i .. 5 i + 4)."""
-    from jsdlib.vlp.models import Features
+    """Random :class:`jsdlib.vlp.features.Features` of a given size (captions of image i: rows 5 i .. 5 i + 4)."""
+    from jsdlib.vlp.features import Features
 
     g = torch.Generator().manual_seed(seed)
     n_cap = n_img * caps_per_img
@@ -53,7 +53,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def jsd_epoch(device: torch.device, dry: bool, log=print) -> dict:
     """One epoch of the blip-coco preset over every caption pair of synthetic COCO-size features."""
-    from jsdlib.jsd.core import train_jsd
+    from jsdlib.jsd.train import train_jsd
     from jsdlib.jsd.presets import get_preset
 
     sz = (dict(n_img=200, n_val=40, d=64, proj=32, vocab=500, emb=16) if dry else
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from jsdlib.common import hardware
-    from jsdlib.cmc.core import roofline_table, speed_curve, speed_table
+    from jsdlib.cmc.speed import roofline_table, speed_curve, speed_table
 
     if args.dry_run:
         device = torch.device("cpu")

@@ -18,8 +18,8 @@ import statistics
 import torch
 
 from jsdlib.common import hardware
-from jsdlib.experiments.jsd_compare import emoji_features
-from jsdlib.jsd.core import train_jsd
+from jsdlib.jsd.features import emoji_features
+from jsdlib.jsd.train import train_jsd
 from jsdlib.jsd.presets import get_preset
 
 

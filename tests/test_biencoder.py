@@ -9,7 +9,7 @@ import torch
 
 from jsdlib import retrieval as B
 from jsdlib.retrieval.finetune import sibling_rows
-from jsdlib.data.datasets import load_zeshel
+from jsdlib.data.zeshel import load_zeshel
 from jsdlib.vlp.minilm import minilm_tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "zeshel_mini"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jsdlib.apps import bundled
-from jsdlib.experiments.jsd_compare import emoji_features
+from jsdlib.jsd.features import emoji_features
 from jsdlib.jsd.evaluate import evaluate_model
 from jsdlib.jsd.io import BundledModelError, load_jsd, save_jsd
 from jsdlib.jsd.model import JSDModel

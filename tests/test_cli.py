@@ -39,7 +39,7 @@ def test_eval_dense_bundled_default_is_reproducible_and_beats_the_floor(tmp_path
 
 def test_eval_dense_any_karpathy_set(tmp_path):
     from jsdlib.vlp.standin import save_standin
-    from jsdlib.vlp.models import build_standin
+    from jsdlib.vlp.standin import build_standin
 
     torch.manual_seed(0)
     arch = {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "embed_dim": 16}

@@ -386,7 +386,7 @@ def test_save_load_roundtrip(tmp_path):
 def tiny_bert():
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from jsdlib.vlp.models import minilm_path
+    from jsdlib.common.paths import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     torch.manual_seed(0)

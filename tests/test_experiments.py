@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jsdlib.experiments.jsd_compare import aggregate, summary_rows
-from jsdlib.jsd.core import METHODS
+from jsdlib.jsd.methods import METHODS
 
 
 def _fake(seed):

@@ -41,7 +41,7 @@ def _cache(tmp_path, monkeypatch):
 def tiny_standin(tmp_path_factory):
     """A random-init tiny stand-in checkpoint (32-px images, one layer): seconds to encode the Flickr fixture."""
     from jsdlib.vlp.standin import save_standin
-    from jsdlib.vlp.models import build_standin
+    from jsdlib.vlp.standin import build_standin
 
     torch.manual_seed(0)
     arch = {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "embed_dim": 16}
@@ -99,7 +99,8 @@ def test_image_paths_outside_the_image_folder_are_refused(tmp_path, capsys, tiny
 
 
 def test_symlink_out_of_the_image_folder_is_refused(tmp_path):
-    from jsdlib.data.datasets import DataFormatError, load_karpathy
+    from jsdlib.data.errors import DataFormatError
+    from jsdlib.data.karpathy import load_karpathy
 
     js, images = karpathy(tmp_path, [("a.jpg", None), ("link.jpg", None)])
     (tmp_path / "secret.jpg").write_bytes((images / "a.jpg").read_bytes())
@@ -116,7 +117,7 @@ def test_two_entries_on_one_image_file_are_refused(tmp_path, capsys, tiny_standi
 
 
 def test_the_bundled_and_fixture_sets_still_load():
-    from jsdlib.data.datasets import load_coco, load_emoji, load_flickr30k
+    from jsdlib.data.karpathy import load_coco, load_emoji, load_flickr30k
 
     assert sum(len(load_emoji(s)) for s in ("train", "val", "test")) > 3000
     assert len(load_flickr30k(FLICKR, "test")) == 1 and len(load_coco(FIX / "coco", "test")) >= 1
@@ -139,7 +140,8 @@ def test_index_search_refuses_another_split(tmp_path, capsys):
 
 
 def test_index_without_provenance_or_of_another_model_is_refused(tmp_path):
-    from jsdlib.index.core import IndexMismatchError, Vectors, build_backend, open_backend
+    from jsdlib.index.types import IndexMismatchError, Vectors
+    from jsdlib.index.registry import build_backend, open_backend
 
     docs = Vectors(dense=np.eye(4, dtype=np.float32))
     build_backend("exact", docs, tmp_path / "old")                      # no provenance recorded
@@ -153,7 +155,8 @@ def test_index_without_provenance_or_of_another_model_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ 4
 def test_milvus_store_with_a_damaged_manifest_is_refused(tmp_path):
-    from jsdlib.index.core import MilvusBackend, Vectors
+    from jsdlib.index.milvus import MilvusBackend
+    from jsdlib.index.types import Vectors
 
     rng = np.random.default_rng(0)
     D = rng.standard_normal((30, 8)).astype(np.float32)
@@ -197,7 +200,7 @@ def test_damaged_cached_features_are_recomputed(tmp_path, tiny_standin, damage):
         assert main(args + ["--json", str(b)]) == 0
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert ra["t2i"] == rb["t2i"] and ra["i2t"] == rb["i2t"] and ra["t2i"]["R@1"] > 0
-    from jsdlib.vlp.models import load_features
+    from jsdlib.vlp.features import load_features
 
     assert load_features(_feature_file(tmp_path)).text.abs().sum() > 0  # the cache holds real features again
 
@@ -222,9 +225,10 @@ def test_corrupted_jsd_checkpoint_is_refused(tmp_path, capsys):
 
 
 def test_corrupted_checkpoints_of_every_kind_are_refused(tmp_path, tiny_standin):
-    from jsdlib.cmc.core import CMC, load_cmc, save_cmc
+    from jsdlib.cmc.model import CMC
+    from jsdlib.cmc.checkpoint import load_cmc, save_cmc
     from jsdlib.common.integrity import IntegrityError
-    from jsdlib.vlp.models import load_standin
+    from jsdlib.vlp.standin import load_standin
 
     ck = tmp_path / "standin.safetensors"
     ck.write_bytes(tiny_standin.read_bytes())
@@ -345,7 +349,8 @@ def test_batch_size_zero_is_a_usage_error(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------ 11-13
 @pytest.mark.parametrize("name", ["exact", "brute", "faiss", "seismic"])
 def test_empty_corpus_is_refused(name):
-    from jsdlib.index.core import Vectors, build_backend
+    from jsdlib.index.types import Vectors
+    from jsdlib.index.registry import build_backend
 
     docs = Vectors(np.zeros((0, 8), np.float32), sp.csr_matrix((0, 30), dtype=np.float32))
     with pytest.raises(ValueError, match=f"{name}: the corpus is empty"):
@@ -354,7 +359,7 @@ def test_empty_corpus_is_refused(name):
 
 @pytest.mark.parametrize("bad", [{"w1": float("nan")}, {"w2": float("inf")}, {"tau": float("nan")}])
 def test_non_finite_hybrid_weights_are_refused(bad):
-    from jsdlib.index.core import HybridWeights
+    from jsdlib.index.types import HybridWeights
 
     kw = {"w1": 1.0, "w2": 1.0, "tau": 0.1, **bad}
     with pytest.raises(ValueError, match=f"HybridWeights: {next(iter(bad))} must be a finite number"):
@@ -362,7 +367,8 @@ def test_non_finite_hybrid_weights_are_refused(bad):
 
 
 def test_non_finite_document_weights_are_refused():
-    from jsdlib.index.core import ExactBackend, Vectors
+    from jsdlib.index.exact import ExactBackend
+    from jsdlib.index.types import Vectors
 
     D = np.eye(3, dtype=np.float32)
     D[1, 1] = np.nan
@@ -398,7 +404,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
 
 
 def test_a_corrupt_image_fails_before_the_captions_are_encoded(tmp_path, capsys, tiny_standin, monkeypatch):
-    from jsdlib.vlp import models as vlp
+    from jsdlib import vlp
 
     js, images = karpathy(tmp_path, [("a.jpg", None), ("b.jpg", None)])
     (images / "b.jpg").write_bytes(b"not a jpeg")
@@ -535,7 +541,8 @@ def test_reproduce_killed_with_sigkill_during_a_step_resumes_to_the_same_result(
 
 
 def test_a_corrupted_index_file_is_refused(tmp_path):
-    from jsdlib.index.core import Vectors, build_backend, open_backend
+    from jsdlib.index.types import Vectors
+    from jsdlib.index.registry import build_backend, open_backend
 
     rng = np.random.default_rng(0)
     docs = Vectors(rng.standard_normal((20, 4)).astype(np.float32),
@@ -551,7 +558,8 @@ def test_a_corrupted_index_file_is_refused(tmp_path):
 
 
 def test_a_zeshel_world_name_cannot_leave_the_documents_folder(tmp_path):
-    from jsdlib.data.datasets import DataFormatError, load_zeshel
+    from jsdlib.data.errors import DataFormatError
+    from jsdlib.data.zeshel import load_zeshel
 
     (tmp_path / "documents").mkdir()
     (tmp_path / "mentions").mkdir()
@@ -583,7 +591,7 @@ def test_an_unreadable_training_state_is_discarded_and_the_run_starts_over(tmp_p
 
 
 def test_unreadable_paper_inputs_are_named(tmp_path):
-    from jsdlib.jsd.presets import load_projection, load_released_features
+    from jsdlib.data.released import load_projection, load_released_features
 
     src = FIX / "released_features"
     bad = tmp_path / "text.parquet"

@@ -18,8 +18,9 @@ from jsdlib.cli.main import main
 from jsdlib.index import (BruteForceBackend, ExactBackend, FaissBackend, HybridWeights, InvertedIndex, MilvusBackend,
                           SeismicBackend, Vectors, brute_force_dense, brute_force_sparse, topk_rows)
 from jsdlib.index.milvus import quiet_unimplemented_rpcs
-from jsdlib.jsd.core import efficiency, score_matrices
-from jsdlib.jsd.head import flops
+from jsdlib.jsd.efficiency import efficiency
+from jsdlib.jsd.evaluate import score_matrices
+from jsdlib.jsd.efficiency import flops
 from jsdlib.jsd.io import JSD_ASSET
 
 

@@ -91,7 +91,7 @@ def test_editing_a_default_of_the_called_function_reruns_the_step(tmp_path, monk
     """A step's fingerprint covers the resolved arguments of the library function it calls, defaults included:
     editing a default of ``speed_curve`` (not the step's own settings) re-runs the ``cmc_speed`` step instead of
     reusing its stale file. The real function is replaced by a cheap one with the same kind of signature."""
-    from jsdlib.cmc import core as cmc_core
+    from jsdlib import cmc as cmc_core
 
     committed = json.loads((ROOT / "notebooks" / "results" / "cmc_speed.json").read_text())
     calls = []
@@ -136,7 +136,7 @@ def test_fingerprint_is_the_resolved_arguments(tmp_path):
 def test_cmc_steps_cover_the_task_settings_and_preset(monkeypatch):
     """The CMC steps name a task and a preset; the values behind those names are in the fingerprint, so editing
     `TASKS` or a CMC preset re-runs the step too."""
-    from jsdlib.cmc import core as cmc_core
+    from jsdlib import cmc as cmc_core
 
     before = {s.name: s.digest([0]) for s in reproduce.cpu_steps()}
     monkeypatch.setitem(cmc_core.TASKS, "wordnet", {**cmc_core.TASKS["wordnet"], "n_eval": 301})

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from jsdlib.apps import explorer
 from jsdlib.apps import viz  # noqa: E402
-from jsdlib.jsd.head import Vocabulary  # noqa: E402
+from jsdlib.jsd.vocab import Vocabulary
 
 TOKENS = ["[PAD]", "[CLS]", "[SEP]", "dog", "face", "cat", "##s", "语", "$", "a-very-long-term-indeed-yes", "pet"]
 
@@ -165,7 +165,7 @@ def test_caption_terms_and_expansion_share():
 def test_find_image_by_id_file_and_caption():
     assert explorer.find_image("dog face") == explorer.find_image("Dog Face")
     split, row = explorer.find_image("dog face")
-    from jsdlib.data.datasets import load_emoji
+    from jsdlib.data.karpathy import load_emoji
 
     sp = load_emoji(split, check_images=False)
     assert "dog face" in sp.captions_of(row)
@@ -186,8 +186,8 @@ class FakeSearch:
     SCORES = ("sparse",)
 
     def __init__(self, n=6):
-        from jsdlib.data.datasets import load_emoji
-        from jsdlib.jsd.head import minilm_tokenizer
+        from jsdlib.data.karpathy import load_emoji
+        from jsdlib.vlp.minilm import minilm_tokenizer
 
         self.split = load_emoji("test").subset(range(n))
         self.tok = minilm_tokenizer()

@@ -12,7 +12,7 @@ from jsdlib import vlp as V
 from jsdlib.common.integrity import safetensors_digest
 from jsdlib.common.paths import cache_dir
 from jsdlib.vlp.openclip import register_model_config
-from jsdlib.data.datasets import load_emoji
+from jsdlib.data.karpathy import load_emoji
 
 TINY_CLIP = {  # an open_clip CLIP with the BPE text transformer, small enough for a unit test
     "embed_dim": 16,
@@ -128,7 +128,8 @@ def test_feature_cache_hit_miss_and_keys(tmp_path, emoji_small):
 def test_feature_cache_not_stale_when_image_changes(tmp_path):
     import shutil
 
-    from jsdlib.data.datasets import emoji_paths, load_karpathy
+    from jsdlib.data.paths import emoji_paths
+    from jsdlib.data.karpathy import load_karpathy
 
     json_path, image_dir = emoji_paths()
     local = tmp_path / "images"
@@ -210,14 +211,15 @@ def test_quiet_loading_puts_every_logging_setting_back(bar_on):
 
 
 def test_the_old_import_paths_still_work():
-    from jsdlib.vlp import models, standin
+    from jsdlib.vlp import models
+    from jsdlib import vlp as standin
 
     assert models.load_standin is V.load_standin and models.Features is V.Features and models.cache_dir is cache_dir
     assert standin.train_standin is V.train_standin and standin.StandinConfig is V.StandinConfig
 
 
 def test_minilm_tokenizer_with_and_without_the_zeshel_markers():
-    from jsdlib.data.datasets import MARKER_TOKENS
+    from jsdlib.data.zeshel import MARKER_TOKENS
     from jsdlib.vlp.minilm import minilm_tokenizer
 
     plain, marked = minilm_tokenizer(), minilm_tokenizer(markers=True)

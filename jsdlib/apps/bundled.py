@@ -28,8 +28,9 @@ from typing import Sequence
 import torch
 
 from jsdlib.common.io import write_json
-from jsdlib.data.datasets import concat_splits, load_emoji
-from jsdlib.experiments.jsd_compare import emoji_features
+from jsdlib.data.split import concat_splits
+from jsdlib.data.karpathy import load_emoji
+from jsdlib.jsd.features import emoji_features
 from jsdlib.jsd.evaluate import encode, evaluate_model
 from jsdlib.jsd.io import JSD_ASSET, load_jsd, save_jsd
 from jsdlib.jsd.presets import get_preset
@@ -78,7 +79,7 @@ class EmojiSearch:
     """Text -> image search over a bundled emoji split (or ``"all"`` 3,635 images) with the stand-in VLP and JSD.
 
     ``split``: ``"train"``, ``"val"``, ``"test"`` (default; the images JSD never saw) or ``"all"`` (the three
-    concatenated, as one :class:`~jsdlib.data.datasets.ImageTextSplit` whose ``image_meta[i]["split"]`` names the origin).
+    concatenated, as one :class:`~jsdlib.data.split.ImageTextSplit` whose ``image_meta[i]["split"]`` names the origin).
 
     ``enc`` holds the split's encodings (``D_t, Z_t`` of its captions, ``D_i, Z_i`` of its images; see
     :func:`jsdlib.jsd.evaluate.encode`); ``d_i`` / ``z_i`` are the image sides. Scores (spec jsd.md §2)::

@@ -33,10 +33,12 @@ import torch
 from PIL import Image
 
 from jsdlib.apps import viz
-from jsdlib.data.datasets import load_emoji
-from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer, top_terms
+from jsdlib.data.karpathy import load_emoji
+from jsdlib.jsd.vocab import Vocabulary, caption_token_ids, top_terms
+from jsdlib.vlp.minilm import minilm_tokenizer
 from jsdlib.jsd.io import load_jsd
-from jsdlib.vlp.models import cached_features, load_standin
+from jsdlib.vlp.features import cached_features
+from jsdlib.vlp.standin import load_standin
 
 _UNUSED = re.compile(r"^\[unused\d+\]$")
 SPLITS = ("train", "val", "test")
@@ -118,7 +120,7 @@ def image_terms_by_id(ident, k: int = 20, model=None) -> dict:
     """Top-``k`` terms of a bundled emoji image under the bundled JSD model (or ``model``).
 
     Returns ``{"image_id", "split", "row", "file", "captions", "terms": [(term, weight)], "active"}``. Uses
-    the cached stand-in features of the image's split (computed once, see :func:`jsdlib.vlp.models.cached_features`).
+    the cached stand-in features of the image's split (computed once, see :func:`jsdlib.vlp.features.cached_features`).
     """
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")

@@ -6,7 +6,8 @@ import torch
 from jsdlib.cmc.checkpoint import load_bundled
 from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.rerank import cmc_rerank
-from jsdlib.data.datasets import MENTION_END, MENTION_START, load_zeshel, wordnet_dir
+from jsdlib.data.zeshel import MENTION_END, MENTION_START, load_zeshel
+from jsdlib.data.paths import wordnet_dir
 from jsdlib.retrieval.finetune import load_biencoder
 from jsdlib.retrieval.topk import retrieve
 

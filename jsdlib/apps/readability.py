@@ -1,7 +1,7 @@
 """Readability of sparse vectors: do an image's top-k terms contain a word of its own captions?
 
 For image i with captions C_i and top-k terms T_k(i) (the k heaviest non-zero terms of its sparse vector,
-:func:`jsdlib.jsd.head.top_terms`), with W(C) the caption *words* (lower-cased regex ``[a-z]+`` tokens, at
+:func:`jsdlib.jsd.vocab.top_terms`), with W(C) the caption *words* (lower-cased regex ``[a-z]+`` tokens, at
 least 3 letters, not in :data:`STOP_WORDS`)::
 
     hit_k(i)          = [ T_k(i) ∩ W(C_i) != {} ]
@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from jsdlib.jsd.head import top_terms
+from jsdlib.jsd.vocab import top_terms
 
 # A small English stop-word list (function words; committed so that the measure never changes under us).
 STOP_WORDS = frozenset("""
@@ -66,7 +66,7 @@ def readability(terms_per_image: Sequence[Sequence], captions_per_image: Sequenc
     """``readable@k`` and ``specific@k`` (module docstring), overall and per subset.
 
     ``terms_per_image``: per image, its terms heaviest first, as strings or ``(term, weight)`` pairs (what
-    :func:`jsdlib.jsd.head.top_terms` returns); only the first ``k`` count. ``captions_per_image``: per image,
+    :func:`jsdlib.jsd.vocab.top_terms` returns); only the first ``k`` count. ``captions_per_image``: per image,
     its caption(s). ``subsets``: an optional label per image. Specific words are counted over all the
     images given (pass a whole split). Returns ``{"all": row, <subset>: row, ...}`` with rows
     ``{"images", "readable", "specific", "specific_all", "with_specific_word"}`` (shares in [0, 1]; a share
@@ -100,7 +100,7 @@ def readability(terms_per_image: Sequence[Sequence], captions_per_image: Sequenc
 
 def readability_of_vectors(Z, vocab, captions_per_image, k: int = 5, subsets=None,
                            max_images: int = SPECIFIC_MAX_IMAGES) -> dict:
-    """:func:`readability` of sparse vectors ``Z`` (N, |V|) read with ``vocab`` (:func:`jsdlib.jsd.head.top_terms`)."""
+    """:func:`readability` of sparse vectors ``Z`` (N, |V|) read with ``vocab`` (:func:`jsdlib.jsd.vocab.top_terms`)."""
     return readability(top_terms(Z, k, vocab), captions_per_image, k=k, subsets=subsets, max_images=max_images)
 
 

@@ -16,7 +16,8 @@ import torch
 from matplotlib import font_manager, ft2font
 
 from jsdlib.common.io import atomic_path
-from jsdlib.jsd.head import Vocabulary, term_shares
+from jsdlib.jsd.vocab import Vocabulary
+from jsdlib.jsd.efficiency import term_shares
 
 
 def save_figure(fig, path, dpi: int = 120) -> Path:
@@ -130,7 +131,7 @@ def score_heatmaps(mats: dict, labels: Sequence[str] | None = None, figsize=(12,
 # ----------------------------------------------------------------------------------------------
 # Reading sparse vectors (notebook 03): terms, matches, sparsity, models side by side
 # ----------------------------------------------------------------------------------------------
-# A sparse vector z (spec jsd.md §2) has one non-negative weight per vocabulary token; :func:`jsdlib.jsd.head.top_terms`
+# A sparse vector z (spec jsd.md §2) has one non-negative weight per vocabulary token; :func:`jsdlib.jsd.vocab.top_terms`
 # decodes its heaviest entries into ``[(term, weight)]``. The plots below take such lists (or the vectors) so
 # that they work for any model: the bundled JSD head, its initialisation, a D2S head, an open_clip BPE head.
 TERM_COLOR = "tab:blue"
@@ -202,7 +203,7 @@ def image_terms(images, terms, titles=None, highlight=None, ncols: int = 2, pane
     """Each image beside a horizontal bar chart of its top-k terms (one image, or a grid of several).
 
     ``images``: one image (PIL or array) or a list; ``terms``: its ``[(term, weight)]`` list (e.g. from
-    :func:`jsdlib.jsd.head.top_terms`) or one list per image; ``titles``: a caption per image; ``highlight``: a
+    :func:`jsdlib.jsd.vocab.top_terms`) or one list per image; ``titles``: a caption per image; ``highlight``: a
     set of terms per image to colour (e.g. the words of its captions, so expansion terms stand out).
     ``panel``: (width, height) in inches of one image + bars pair; the figure is ``ncols`` pairs wide.
     """

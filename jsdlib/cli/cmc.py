@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from jsdlib.cli.options import command, group, log_of, write_results
-from jsdlib.cmc.core import PIPELINES, compare, export_wordnet_head, summary_table
+from jsdlib.cmc.pipelines import PIPELINES, summary_table
+from jsdlib.experiments.cmc_compare import compare, export_wordnet_head
 from jsdlib.common.cliargs import check_output, nonneg_int
 from jsdlib.common.metrics import format_table
 
@@ -33,12 +34,12 @@ def add(sub) -> None:
     cc = command(cm, "compare", "BE, BE-CE, BE-CMC, BE-CMC-CE and CMC-final over several seeds", cmd_cmc_compare,
                  shared=("seeds", "run_root", "json", "threads", "quiet"))
     cc.add_argument("--task", required=True, choices=["wordnet", "emoji"])
-    cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.core.PRESETS)")
+    cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.config.PRESETS)")
     cc.add_argument("--n-eval", type=nonneg_int, default=None,
                     help="test queries to evaluate (default: the task's documented subset; 0 = all)")
     cc.add_argument("--with-ce", action="store_true",
                     help="run every pipeline, the cross-encoder ones included (emoji leaves them out by default: "
-                         "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.core.TASKS)")
+                         "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.tasks.TASKS)")
     ce = command(cm, "export", "train the frozen-encoder CMC head for WordNet and write its checkpoint",
                  cmd_cmc_export, shared=("seed", "threads", "quiet"))
     ce.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")

@@ -4,8 +4,10 @@ from __future__ import annotations
 from jsdlib.cli.options import command, group, write_results
 from jsdlib.common.cliargs import UserError, check_output, positive_int
 from jsdlib.common.metrics import evaluate_split, format_table, report_rows
-from jsdlib.data.datasets import load_emoji, load_karpathy
-from jsdlib.vlp.models import PretrainedUnavailableError, cached_features, encode_split, load_vlp
+from jsdlib.data.karpathy import load_emoji, load_karpathy
+from jsdlib.vlp.openclip import PretrainedUnavailableError
+from jsdlib.vlp.features import cached_features, encode_split
+from jsdlib.vlp.load import load_vlp
 
 
 def load_split(args):

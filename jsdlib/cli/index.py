@@ -4,9 +4,11 @@ from __future__ import annotations
 from jsdlib.apps.bundled import EmojiSearch
 from jsdlib.cli.options import command, group
 from jsdlib.common.cliargs import UserError, check_output, positive_int
-from jsdlib.index.core import HybridWeights, Vectors, build_backend, emoji_vectors, open_backend
+from jsdlib.index.types import HybridWeights, Vectors
+from jsdlib.index.registry import build_backend, open_backend
+from jsdlib.apps.emoji_index import emoji_vectors
 from jsdlib.jsd.io import JSD_ASSET
-from jsdlib.vlp.models import file_sha256
+from jsdlib.common.integrity import file_sha256
 
 BACKENDS = ["exact", "brute", "faiss", "seismic", "milvus"]
 
@@ -42,7 +44,7 @@ def cmd_index_search(args) -> int:
 
 
 def add(sub) -> None:
-    ix = group(sub, "index", "search back ends over the emoji images (jsdlib.index.core)")
+    ix = group(sub, "index", "search back ends over the emoji images (jsdlib.index)")
     for name, helptext, func in (("build", "index the bundled JSD model's vectors of an emoji split", cmd_index_build),
                                  ("search", "search a saved index with a caption", cmd_index_search)):
         a = command(ix, name, helptext, func, shared=("threads",))

@@ -6,8 +6,9 @@ from jsdlib.apps.viz import r1_vs_flops, save_figure
 from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.common.cliargs import UserError, check_output, positive_float, positive_int
 from jsdlib.common.metrics import format_table
-from jsdlib.experiments.jsd_compare import compare, emoji_features, l1_sweep, summary_rows
-from jsdlib.jsd.core import METHODS
+from jsdlib.experiments.jsd_compare import compare, l1_sweep, summary_rows
+from jsdlib.jsd.features import emoji_features
+from jsdlib.jsd.methods import METHODS
 from jsdlib.jsd.presets import get_preset
 
 
@@ -18,7 +19,7 @@ def cmd_jsd_compare(args) -> int:
     cfg = get_preset(args.preset, **overrides)
     if not args.preset.startswith("cpu"):
         raise UserError(f"preset {args.preset!r} runs on the paper's features (BLIP/ALBEF on COCO/Flickr30k); "
-                        "load them with jsdlib.jsd.presets.load_released_features and call "
+                        "load them with jsdlib.data.released.load_released_features and call "
                         "jsdlib.experiments.jsd_compare.compare. "
                         "`jsdlib jsd compare` runs the CPU preset on the bundled emoji set.")
     names = args.methods or list(METHODS)

@@ -6,7 +6,7 @@ from pathlib import Path
 from jsdlib.cli.options import command
 from jsdlib.common.cliargs import UserError, check_output
 from jsdlib.experiments.reproduce import CPU_STEPS, PAPER_DATA, check_paper_data, check_paper_inputs, run
-from jsdlib.vlp.standin import StandinConfig, train_standin
+from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
 
 def cmd_reproduce(args) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from jsdlib.cli.options import command, group
 from jsdlib.common.cliargs import check_output, positive_float, positive_int
-from jsdlib.vlp.standin import StandinConfig, train_standin
+from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
 
 def cmd_train_standin(args) -> int:

@@ -13,7 +13,7 @@ from jsdlib.cmc.loss import cmc_loss, teacher_scores
 from jsdlib.cmc.model import CMC, CMCHead, TextEncoder, default_device
 from jsdlib.cmc.pipelines import PIPELINES, aggregate_pipelines, pipeline_tests, run_pipelines, summary_table
 from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16, simulate_bf16
-from jsdlib.cmc.rerank import cmc_rerank, evaluate_cmc
+from jsdlib.cmc.rerank import cmc_rerank, evaluate_cmc, top1_accuracy
 from jsdlib.cmc.speed import cmc_flops, roofline_table, speed_curve, speed_table
 from jsdlib.cmc.tasks import TASKS, emoji_task, load_task, wordnet_task
 from jsdlib.cmc.train import train_cmc
@@ -21,7 +21,7 @@ from jsdlib.cmc.train import train_cmc
 __all__ = ["CMC", "CMCConfig", "CMCHead", "CEConfig", "CMC_WORDNET_ASSET", "CrossEncoder", "DEFAULT_PRECISION",
            "ImageCrossEncoder", "PIPELINES", "PRESETS", "PairCache", "RerankData", "TASKS", "TextEncoder",
            "aggregate_pipelines", "ce_rerank", "cmc_flops", "cmc_loss", "cmc_rerank", "default_device", "emoji_task",
-           "eval_subset", "evaluate_cmc", "get_cmc_preset", "gold_positions", "load_bundled", "load_cmc", "load_task",
+           "eval_subset", "evaluate_cmc", "top1_accuracy", "get_cmc_preset", "gold_positions", "load_bundled", "load_cmc", "load_task",
            "pipeline_tests", "resolve_bf16", "roofline_table", "run_pipelines", "sample_candidates", "save_cmc",
            "simulate_bf16", "speed_curve", "speed_table", "summary_table", "teacher_scores", "train_ce", "train_cmc",
            "wordnet_task"]

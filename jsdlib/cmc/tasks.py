@@ -9,8 +9,10 @@ import torch
 
 from jsdlib.cmc.cross_encoder import CEConfig
 from jsdlib.cmc.data import RerankData
-from jsdlib.data.datasets import load_emoji, load_zeshel, wordnet_dir
-from jsdlib.jsd.core import encode, score_matrices
+from jsdlib.data.karpathy import load_emoji
+from jsdlib.data.zeshel import load_zeshel
+from jsdlib.data.paths import wordnet_dir
+from jsdlib.jsd.evaluate import encode, score_matrices
 from jsdlib.jsd.io import load_jsd
 from jsdlib.jsd.presets import get_preset
 from jsdlib.retrieval.finetune import load_biencoder

@@ -16,7 +16,6 @@ import torch
 
 from jsdlib.common.integrity import IntegrityError, discard_derived
 from jsdlib.common.io import save_torch
-from jsdlib.common.io import save_torch as save_atomic  # moved:
 
 
 def save_state(path, ident: str, model, opt, sched, gen: torch.Generator, state: dict, **extra) -> None:

@@ -25,7 +25,6 @@ from typing import Sequence
 
 import numpy as np
 
-from jsdlib.common.stats import paired_test  # moved:
 
 _CHUNK_ELEMENTS = 1 << 22  # ~4M scores per chunk: a 25k x 5k matrix is ranked in ~30 slices
 
@@ -136,13 +135,10 @@ def _check_k(k) -> int:
 def success_at_k(ranks, k: int) -> float:
     """R@k of the papers: percent of queries whose (0-based) rank is < k (their relevant item is in the top k).
 
-    Not :func:`jsdlib.index.core.recall_at_k`, the overlap of an approximate top-k with the exact one.
+    Not :func:`jsdlib.index.types.recall_at_k`, the overlap of an approximate top-k with the exact one.
     """
     r, k = _check_ranks(ranks), _check_k(k)
     return float(100.0 * np.mean(r < k))
-
-
-recall_at_k = success_at_k  # moved: (renamed: the index's recall_at_k is another quantity)
 
 
 def reciprocal_ranks(ranks, k: int = 10) -> np.ndarray:

@@ -73,7 +73,7 @@ DATACARD = """\
 
 A small, real image-text retrieval set that ships with the tutorial, so that every notebook runs on a
 laptop with no download. It has the format of Karpathy's Flickr30k/MSCOCO split files, so one loader
-(`jsdlib.data.datasets.load_karpathy`) reads all three.
+(`jsdlib.data.karpathy.load_karpathy`) reads all three.
 
 **Rebuild:** `python -m jsdlib.data.build_emoji --out data/emoji` (fetches the two Debian packages with
 `apt-get download`; `--debs DIR` uses .deb files already downloaded). The build is deterministic: the

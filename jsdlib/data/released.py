@@ -19,7 +19,7 @@ import torch
 
 from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
 from jsdlib.common.seeding import generator
-from jsdlib.data.datasets import SPLIT_ALIASES, load_karpathy
+from jsdlib.data.karpathy import SPLIT_ALIASES, load_karpathy
 from jsdlib.vlp.features import Features
 
 

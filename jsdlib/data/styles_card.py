@@ -76,7 +76,7 @@ DATACARD = """\
 The bundled Noto emoji set (`data/emoji/`, unchanged) plus the same CLDR concepts drawn in three more art
 styles, for training an image tower that knows a dog from a cat across styles, and for reporting retrieval
 per subset: concepts seen in training, concepts seen only in other styles, concepts never trained on, and
-a style never trained on. Karpathy's format: `jsdlib.data.datasets.load_karpathy(json, "data/emoji_styles/images",
+a style never trained on. Karpathy's format: `jsdlib.data.karpathy.load_karpathy(json, "data/emoji_styles/images",
 "data", split)` reads it (image paths are relative to `data/`: the Noto images are not copied, they stay
 in `data/emoji/images/`); `jsdlib.data.emoji_styles.load(split, style=...)` does the same and keeps one style.
 Filter by the per-image `style` key (and `subset`) to evaluate.

@@ -13,7 +13,7 @@ in the mention's own world first (real ZeSHEL) and otherwise in the other world 
 Marker tokens. Queries are ``left context  [unused0] mention [unused1]  right context`` and candidates are
 ``title [unused2] text`` (BLINK's layout; BLINK adds new tokens [START_ENT]/[END_ENT]/[ENT]). We use three of
 BERT-uncased's reserved ``[unusedN]`` vocabulary entries instead, so MiniLM needs no new embedding rows: a
-tokenizer must treat them as special tokens (``jsdlib.retrieval.biencoder.minilm_tokenizer`` does), otherwise WordPiece
+tokenizer must treat them as special tokens (``jsdlib.vlp.minilm.minilm_tokenizer(markers=True)`` does), otherwise WordPiece
 splits "[unused0]" into "[", "unused", "##0", "]".
 """
 from __future__ import annotations

@@ -3,9 +3,9 @@ report and paper tables it writes. Taught in notebook 06 (``06_paper_tables``); 
 
 ``python -m jsdlib.experiments.notebooks`` rebuilds and re-executes the notebooks (not re-exported here).
 """
-from jsdlib.experiments.jsd_compare import FeatureSet, aggregate, compare, emoji_features, l1_sweep, summary_rows
+from jsdlib.experiments.jsd_compare import aggregate, compare, l1_sweep, summary_rows
 from jsdlib.experiments.reproduce import CPU_STEPS, MissingDataError, Step, cpu_steps, paper_steps, run
 from jsdlib.experiments.tables import summary_markdown, write_report
 
-__all__ = ["FeatureSet", "aggregate", "compare", "emoji_features", "l1_sweep", "summary_rows", "CPU_STEPS",
+__all__ = ["aggregate", "compare", "l1_sweep", "summary_rows", "CPU_STEPS",
            "MissingDataError", "Step", "cpu_steps", "paper_steps", "run", "summary_markdown", "write_report"]

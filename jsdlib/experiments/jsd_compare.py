@@ -22,39 +22,19 @@ import numpy as np
 import torch
 
 from jsdlib.common.hardware import describe
-from jsdlib.common.io import write_json  # moved:
 from jsdlib.common.metrics import t2i_metrics
 from jsdlib.common.stats import mean_std, paired_test
-from jsdlib.data.datasets import load_emoji
-from jsdlib.jsd.core import (METHODS, efficiency, encode, evaluate_model, run_methods, sparse_product, train_d2s,
-                             train_jsd)
-from jsdlib.jsd.head import Vocabulary, caption_token_ids, minilm_tokenizer
+from jsdlib.data.karpathy import load_emoji
+from jsdlib.jsd.methods import METHODS, run_methods
+from jsdlib.jsd.efficiency import efficiency
+from jsdlib.jsd.evaluate import encode, evaluate_model, sparse_product
+from jsdlib.jsd.train import train_d2s, train_jsd
+from jsdlib.jsd.vocab import Vocabulary, caption_token_ids
+from jsdlib.vlp.minilm import minilm_tokenizer
 from jsdlib.jsd.presets import JSDConfig
-from jsdlib.vlp.models import cached_features, load_standin, word_embeddings
-
-
-@dataclass
-class FeatureSet:
-    """Everything the JSD methods need from one VLP and data set: three splits and the vocabulary side."""
-
-    train: object
-    val: object
-    test: object
-    E_init: torch.Tensor
-    special_ids: list
-    caption_token_ids: list  # token ids of each training caption (for D2S's expansion control)
-    vocab: object
-
-
-def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
-    """Cached pre-projection features of the bundled emoji splits under the stand-in VLP (committed checkpoint)."""
-    vlp = load_standin(checkpoint)
-    splits = {s: load_emoji(s) for s in ("train", "val", "test")}
-    feats = {s: cached_features(vlp, sp, progress=progress) for s, sp in splits.items()}
-    tok = minilm_tokenizer()
-    vocab = Vocabulary.from_hf(tok)
-    return FeatureSet(feats["train"], feats["val"], feats["test"], word_embeddings(vlp).clone(),
-                      vocab.special_ids, caption_token_ids(splits["train"].captions, tok), vocab)
+from jsdlib.vlp.features import cached_features
+from jsdlib.vlp.standin import load_standin
+from jsdlib.vlp.projection import word_embeddings
 
 
 def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:

@@ -16,9 +16,9 @@ Steps of the ``cpu`` preset (bundled emoji set, stand-in VLP, WordNet sense link
 | dense | dense retrieval of the stand-in VLP | :func:`jsdlib.common.metrics.evaluate_split` |
 | jsd_compare | every JSD-table method, 3 seeds, paired tests | :func:`jsdlib.experiments.jsd_compare.compare` |
 | jsd_sweep | R@1 vs FLOPs over L1 weights: JSD, D2S, D2S + PEC | :func:`jsdlib.experiments.jsd_compare.l1_sweep` |
-| search | index back ends at 1k and 10k documents | :func:`jsdlib.index.core.benchmark_backends` |
-| cmc_wordnet, cmc_emoji | BE / BE-CE / BE-CMC / BE-CMC-CE / CMC-final, 3 seeds | :func:`jsdlib.cmc.core.compare` |
-| cmc_speed | ms/query vs candidates, CMC and CE | :func:`jsdlib.cmc.core.speed_curve` |
+| search | index back ends at 1k and 10k documents | :func:`jsdlib.index.bench.benchmark_backends` |
+| cmc_wordnet, cmc_emoji | BE / BE-CE / BE-CMC / BE-CMC-CE / CMC-final, 3 seeds | :func:`jsdlib.experiments.cmc_compare.compare` |
+| cmc_speed | ms/query vs candidates, CMC and CE | :func:`jsdlib.cmc.speed.speed_curve` |
 
 Paper presets (``blip-coco``, ``blip-flickr``, ``albef-coco``, ``albef-flickr``) run the JSD steps on the authors'
 released features; without them the job stops at once and names the files and where they come from.
@@ -41,19 +41,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from jsdlib.cmc import core as cmc_core
+from jsdlib import cmc
+from jsdlib.apps.emoji_index import emoji_vectors
+from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
 from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors, read_derived_json
 from jsdlib.common.io import write_json
 from jsdlib.common.metrics import evaluate_split
-from jsdlib.data.datasets import load_emoji
+from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import jsd_compare
-from jsdlib.experiments.jsd_compare import FeatureSet, emoji_features
+from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.experiments.tables import write_report
-from jsdlib.index import core as index_core
-from jsdlib.jsd.head import Vocabulary
-from jsdlib.jsd.presets import get_preset, load_released_features
-from jsdlib.vlp import models as vlp_models
+from jsdlib import index
+from jsdlib.jsd.vocab import Vocabulary
+from jsdlib.jsd.presets import get_preset
+from jsdlib.data.released import load_released_features
+from jsdlib import vlp as vlp_models
 
 SEEDS = (0, 1, 2)
 CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_emoji", "cmc_speed")
@@ -182,30 +185,30 @@ def _jsd_sweep(ctx: Context, a: dict) -> dict:
 
 
 def _search(ctx: Context, a: dict) -> dict:
-    docs, queries, _, _ = index_core.emoji_vectors("test")
+    docs, queries, _, _ = emoji_vectors("test")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in SEARCH_SIZES:
             ctx.log(f"search benchmark: {n} documents")
-            rows += index_core.benchmark_backends(index_core.corpus_of_size(docs, n), queries,
+            rows += index.benchmark_backends(index.corpus_of_size(docs, n), queries,
                                                   workdir=Path(tmp) / str(n), log=ctx.log, **a)
     return {"rows": rows, "sizes": list(SEARCH_SIZES), "queries": len(queries),
             "model": "bundled JSD (cpu-emoji + PEC)"}
 
 
 def _cmc(ctx: Context, a: dict) -> dict:
-    return cmc_core.compare(seeds=list(ctx.seeds), run_root=ctx.run_root(f"cmc_{a['task']}"), progress=ctx.progress,
+    return cmc_compare(seeds=list(ctx.seeds), run_root=ctx.run_root(f"cmc_{a['task']}"), progress=ctx.progress,
                             log=ctx.log, **a)
 
 
 def _cmc_speed(ctx: Context, a: dict) -> dict:
-    return cmc_core.speed_curve(log=ctx.log, **a)
+    return cmc.speed_curve(log=ctx.log, **a)
 
 
 def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
     """The steps of the ``cpu`` preset (``only``: a subset by name). The functions are looked up when this is
     called, so a test can stand a cheap one in."""
-    cmc_config = {t: {"cmc_preset": cmc_core.get_cmc_preset(CMC_PRESET), "task_settings": cmc_core.TASKS[t]}
+    cmc_config = {t: {"cmc_preset": cmc.get_cmc_preset(CMC_PRESET), "task_settings": cmc.TASKS[t]}
                   for t in ("wordnet", "emoji")}   # what compare() looks up by name: covered by the fingerprint
     steps = [Step("dense", "Dense retrieval of the stand-in VLP", vlp_models.cached_features, _dense),
              Step("jsd_compare", "JSD and its baselines (3 seeds)", jsd_compare.compare, _jsd_compare,
@@ -213,14 +216,14 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              Step("jsd_sweep", "R@1 vs FLOPs over L1 weights", jsd_compare.l1_sweep, _jsd_sweep,
                   {"cfg": get_preset("cpu-emoji"), "scales": (0.3, 1.0, 3.0, 10.0)},
                   {"variants": SWEEP_VARIANTS}),
-             Step("search", "Search back ends", index_core.benchmark_backends, _search, {},
+             Step("search", "Search back ends", index.benchmark_backends, _search, {},
                   {"sizes": SEARCH_SIZES}),
-             Step("cmc_wordnet", "CMC on WordNet sense linking", cmc_core.compare, _cmc,
+             Step("cmc_wordnet", "CMC on WordNet sense linking", cmc_compare, _cmc,
                   {"task": "wordnet", "preset": CMC_PRESET}, cmc_config["wordnet"]),
-             Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_core.compare, _cmc,
+             Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_compare, _cmc,
                   {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
              # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.d/experiments.md)
-             Step("cmc_speed", "CMC vs CE speed", cmc_core.speed_curve, _cmc_speed,
+             Step("cmc_speed", "CMC vs CE speed", cmc.speed_curve, _cmc_speed,
                   {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000})]
     if only:
         unknown = set(only) - {s.name for s in steps}

@@ -22,12 +22,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from jsdlib.apps.viz import r1_vs_flops, save_figure
-from jsdlib.cmc.core import speed_table, summary_table
+from jsdlib.cmc.speed import speed_table
+from jsdlib.cmc.pipelines import summary_table
 from jsdlib.common.io import atomic_write
 from jsdlib.common.metrics import format_table, report_rows
-from jsdlib.data.datasets import data_root
+from jsdlib.data.paths import data_root
 from jsdlib.experiments.jsd_compare import summary_rows
-from jsdlib.index.core import ratio_table
+from jsdlib.index.bench import ratio_table
 
 DASH = "—"
 SOURCES = {"A": "abstract", "C": "authors' code", "S": "secondary summary (unchecked against the PDF)"}
@@ -185,7 +186,7 @@ def cmc_claims(results: dict, speed: dict | None = None, ref: pd.DataFrame | Non
     ``results``: ``{task: cmc.compare(...) result}`` (e.g. wordnet, emoji); ``speed``: ``cmc.speed_curve``. The
     paper measures on ZeSHEL with BERT-base; ours on the bundled sets with MiniLM: the reference column says
     what the paper found, the ``ours`` column what we measured, and only the direction is judged. ``p``: the
-    paired t-test on per-query hits pooled over seeds (:func:`jsdlib.cmc.core.pipeline_tests`), where one applies.
+    paired t-test on per-query hits pooled over seeds (:func:`jsdlib.cmc.pipelines.pipeline_tests`), where one applies.
     """
     ref = load_reference() if ref is None else ref
     rows = []

@@ -12,7 +12,7 @@ share of queries using it, the expected number of multiply-adds per (query, docu
     mean_q postings_touched(q) / N = mean_q sum_j 1[q_j != 0] df_j / N = sum_j p_j(Q) p_j(D)
 
 so :attr:`SearchResult.work` (postings touched per query) divided by N reproduces
-:func:`jsdlib.jsd.head.flops` on the same vectors (tested). Brute force costs ``N`` score slots per query
+:func:`jsdlib.jsd.efficiency.flops` on the same vectors (tested). Brute force costs ``N`` score slots per query
 whatever the sparsity, dense search ``N * dim`` multiply-adds (FLOPs = dim = 256).
 
 **Tie order.** The index accumulates in float64, term by term in ascending term id and postings in ascending

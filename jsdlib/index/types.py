@@ -93,7 +93,7 @@ class Vectors:
 
     @classmethod
     def from_encoded(cls, enc: dict, side: str) -> "Vectors":
-        """``side="t"`` (captions, queries) or ``"i"`` (images, documents) of :func:`jsdlib.jsd.core.encode`'s output."""
+        """``side="t"`` (captions, queries) or ``"i"`` (images, documents) of :func:`jsdlib.jsd.evaluate.encode`'s output."""
         if side not in ("t", "i"):
             raise ValueError(f"Vectors.from_encoded: side must be 't' (captions) or 'i' (images), got {side!r}")
         keys = {k.lower(): k for k in enc}
@@ -182,12 +182,12 @@ class HybridWeights:
 
     @classmethod
     def from_model(cls, model, w1: float, w2: float) -> "HybridWeights":
-        """The weights of a trained :class:`jsdlib.jsd.core.JSDModel` (its learned temperature)."""
+        """The weights of a trained :class:`jsdlib.jsd.model.JSDModel` (its learned temperature)."""
         return cls(float(w1), float(w2), float(model.tau.detach()))
 
 
 def hybrid_scores(S_d_raw: np.ndarray, S_s: np.ndarray, hw: HybridWeights) -> np.ndarray:
-    """``S_x = w1 S_d + w2 S_s`` with ``S_d = S_d_raw / tau`` (same arithmetic as :func:`jsdlib.jsd.core.score_matrices`)."""
+    """``S_x = w1 S_d + w2 S_s`` with ``S_d = S_d_raw / tau`` (same arithmetic as :func:`jsdlib.jsd.evaluate.score_matrices`)."""
     return hw.w1 * (S_d_raw / hw.tau) + hw.w2 * S_s
 
 

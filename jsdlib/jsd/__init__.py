@@ -6,6 +6,7 @@ dense, sparse and integrated scores teach each other by self-distillation. Noteb
 """
 from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
 from jsdlib.jsd.efficiency import active_terms, efficiency, flops, term_shares
+from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.jsd.evaluate import encode, evaluate_model, score_matrices, sparse_product, split_scores
 from jsdlib.jsd.head import SparseHead, log1p_relu
 from jsdlib.jsd.io import JSD_ASSET, BundledModelError, load_jsd, save_jsd
@@ -19,7 +20,7 @@ from jsdlib.jsd.train import pec_probability, train_d2s, train_jsd, within_budge
 from jsdlib.jsd.vocab import Vocabulary, bag_mask, caption_token_ids, top_terms
 
 __all__ = ["epoch_batches", "steps_per_epoch", "active_terms", "efficiency", "flops", "term_shares", "encode",
-           "evaluate_model", "score_matrices", "sparse_product", "split_scores", "SparseHead", "log1p_relu",
+           "FeatureSet", "emoji_features", "evaluate_model", "score_matrices", "sparse_product", "split_scores", "SparseHead", "log1p_relu",
            "JSD_ASSET", "BundledModelError", "load_jsd", "save_jsd", "REGULARISERS", "d2s_loss", "dense_score",
            "flops_reg", "info_nce", "integrated_score", "jsd_loss", "kd_loss", "l1_reg", "reg_weight", "regulariser",
            "self_kd", "sparse_score", "sparsity_penalty", "teachers", "METHODS", "run_method", "run_methods",

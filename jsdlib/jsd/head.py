@@ -13,10 +13,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from jsdlib.jsd.efficiency import active_terms, flops, term_shares  # moved:
-from jsdlib.jsd.losses import REGULARISERS, flops_reg, l1_reg, reg_weight, regulariser  # moved:
-from jsdlib.jsd.vocab import Vocabulary, bag_mask, caption_token_ids, top_terms  # moved:
-from jsdlib.vlp.minilm import minilm_tokenizer  # moved:
 
 
 def log1p_relu(x: torch.Tensor) -> torch.Tensor:

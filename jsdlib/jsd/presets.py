@@ -14,7 +14,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from jsdlib.data.released import load_projection, load_released_features, random_projection  # moved:
 
 SAMPLINGS = ("images", "captions")
 

@@ -3,7 +3,7 @@ and the cross-encoder rerank): the model and its encode cache, top-K retrieval w
 fine-tuning with in-batch + hard negatives. Taught in notebook 05 (multi-candidate reranking). The report of
 both bi-encoders: ``python -m jsdlib.retrieval.report`` (not imported here: it is a command).
 """
-from jsdlib.retrieval.biencoder import SCALE, BiEncoder, cached_encode, mean_pool  # first: it imports the rest
+from jsdlib.retrieval.biencoder import SCALE, BiEncoder, cached_encode, mean_pool
 from jsdlib.retrieval.finetune import FinetuneConfig, finetune, finetuned_path, load_biencoder, save_biencoder
 from jsdlib.retrieval.topk import PAD_SCORE, Retrieval, retrieval_metrics, retrieve
 

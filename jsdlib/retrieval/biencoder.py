@@ -12,7 +12,7 @@ asks for [CLS] pooling for CMC's *own* encoders; that is :mod:`jsdlib.cmc`'s bus
 and training uses the logits ``scale * s`` with ``scale = 20`` (temperature 0.05, sentence-transformers'
 MultipleNegativesRankingLoss default); ``Retrieval.scale`` carries it for whoever turns scores into a softmax.
 
-Inputs (:mod:`jsdlib.data.datasets`, ZeSHEL section): query = the mention in its context window with ``[unused0]`` /
+Inputs (:mod:`jsdlib.data.zeshel`): query = the mention in its context window with ``[unused0]`` /
 ``[unused1]`` around it, candidate = ``title [unused2] definition``; the three markers are registered as
 special tokens (:func:`jsdlib.vlp.minilm.minilm_tokenizer` with ``markers=True``) so WordPiece keeps them whole
 (they are in BERT's vocabulary already: no new embedding rows). Max lengths: 64 word pieces for both (WordNet
@@ -20,7 +20,6 @@ glosses and example sentences are short; 99.9 % fit).
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,15 +33,12 @@ from tqdm.auto import tqdm
 from jsdlib.common.integrity import file_sha256
 from jsdlib.common.io import atomic_path
 from jsdlib.common.paths import cache_dir, minilm_path
-from jsdlib.vlp.minilm import minilm_tokenizer as _minilm_tokenizer
 from jsdlib.vlp.quiet import quiet_loading
 
 MAX_LEN = 64            # word pieces, queries and candidates
 SCALE = 20.0            # logit scale of the training loss (1 / temperature)
 ENCODE_FORMAT = 1       # bump when encoding changes: old cache entries then miss
 
-# jsdlib 0.1's name for MiniLM's tokenizer with the ZeSHEL markers: jsdlib.vlp.minilm.minilm_tokenizer(markers=True)
-minilm_tokenizer = functools.partial(_minilm_tokenizer, markers=True)  # moved:
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -144,13 +140,3 @@ def cached_encode(be: BiEncoder, role: str, texts: Sequence[str], progress: bool
 
 
 __all__ = ["BiEncoder", "mean_pool", "cached_encode", "MAX_LEN", "SCALE", "ENCODE_FORMAT"]
-
-# moved to their own modules (imported last: they import this one; jsdlib.retrieval imports this module first)
-from jsdlib.retrieval.topk import PAD_SCORE, Retrieval, retrieval_metrics, retrieve  # noqa: E402  # moved:
-from jsdlib.retrieval.finetune import (FinetuneConfig, default_val_domains, finetune,  # noqa: E402  # moved:
-                                       finetuned_path, load_biencoder, save_biencoder, sibling_rows)  # moved:
-
-if __name__ == "__main__":  # jsdlib 0.1's command; the report is `python -m jsdlib.retrieval.report` now
-    from jsdlib.retrieval.report import main  # noqa: E402  # moved:
-
-    raise SystemExit(main())

@@ -27,7 +27,8 @@ from jsdlib.common.io import atomic_path
 from jsdlib.common.paths import cache_dir
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
-from jsdlib.data.datasets import ZeshelSet, load_zeshel, wordnet_dir
+from jsdlib.data.zeshel import ZeshelSet, load_zeshel
+from jsdlib.data.paths import wordnet_dir
 from jsdlib.retrieval.biencoder import SCALE, BiEncoder
 from jsdlib.retrieval.topk import retrieval_metrics, retrieve
 

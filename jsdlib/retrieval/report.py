@@ -11,7 +11,8 @@ import numpy as np
 
 from jsdlib.common.io import write_json
 from jsdlib.common.seeding import num_threads
-from jsdlib.data.datasets import load_zeshel, wordnet_dir
+from jsdlib.data.zeshel import load_zeshel
+from jsdlib.data.paths import wordnet_dir
 from jsdlib.retrieval.finetune import FinetuneConfig, load_biencoder
 from jsdlib.retrieval.topk import retrieval_metrics, retrieve
 

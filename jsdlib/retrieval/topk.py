@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from jsdlib.common.metrics import mrr_at_k, success_at_k
-from jsdlib.data.datasets import ZeshelSet
+from jsdlib.data.zeshel import ZeshelSet
 from jsdlib.retrieval.biencoder import SCALE, BiEncoder, cached_encode
 
 PAD_SCORE = -1e4        # score of the padding entries of a top-K list longer than its domain's catalogue

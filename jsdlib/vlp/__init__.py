@@ -3,8 +3,7 @@
 projection). Any open_clip model by name, or the bundled stand-in (MiniLM text tower + small ViT) trained here on
 the emoji set. Taught in notebook 01 (data and the dense VLP).
 """
-from jsdlib.vlp.standin import (DEFAULT_STANDIN_CHECKPOINT, STANDIN_NAME, build_standin, load_standin,  # first:
-                                save_standin, standin_state_dict)  # it imports the trainer at its end
+from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT, STANDIN_NAME, build_standin, load_standin, save_standin, standin_state_dict
 from jsdlib.vlp.features import Features, cached_features, encode_split, feature_key, load_features, save_features
 from jsdlib.vlp.load import load_vlp
 from jsdlib.vlp.minilm import minilm_tokenizer

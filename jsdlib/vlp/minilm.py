@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jsdlib.common.paths import minilm_path
-from jsdlib.data.datasets import MARKER_TOKENS
+from jsdlib.data.zeshel import MARKER_TOKENS
 
 
 def minilm_tokenizer(markers: bool = False, path: str | Path | None = None):

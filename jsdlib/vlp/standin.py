@@ -89,4 +89,3 @@ __all__ = ["STANDIN_NAME", "DEFAULT_STANDIN_CHECKPOINT", "standin_config", "regi
            "build_standin", "save_standin", "load_standin"]
 
 # the trainer moved to jsdlib.vlp.train_standin (imported last: it imports this module)
-from jsdlib.vlp.train_standin import StandinConfig, train_standin  # noqa: E402  # moved:

@@ -30,10 +30,9 @@ from jsdlib.common.metrics import t2i_metrics
 from jsdlib.common.paths import cache_dir
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, num_threads, seeded
-from jsdlib.data.datasets import load_emoji
+from jsdlib.data.karpathy import load_emoji
 from jsdlib.vlp.projection import pre_projection, tokenize
-from jsdlib.vlp.standin import (DEFAULT_STANDIN_CHECKPOINT, TRAINABLE_PREFIXES, build_standin, save_standin,
-                                standin_state_dict)
+from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT, TRAINABLE_PREFIXES, build_standin, save_standin, standin_state_dict
 
 
 @dataclass

@@ -18,9 +18,8 @@
 import matplotlib.pyplot as plt
 import torch
 
-from jsdlib.apps import bundled
-from jsdlib.cmc import core as cmc
-from jsdlib.apps import viz
+from jsdlib.apps import bundled, viz
+from jsdlib.apps.linker import Linker
 
 SEED = 0
 QUERY = "pig face"            # try your own: "sad face", "flag", "a red fruit", ...
@@ -88,7 +87,7 @@ plt.show()
 # others, and reorders them. Its head is the committed one trained in notebook 05.
 
 # %%
-linker = cmc.Linker("verb.body", k=64)
+linker = Linker("verb.body", k=64)
 MENTION = 7
 res = linker.link(MENTION, top=3)
 print("mention:", res["mention"])

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 
-from jsdlib.data import datasets as data
-from jsdlib.common import metrics
+from jsdlib import data, vlp
 from jsdlib.apps import viz
-from jsdlib.vlp import models as vlp
+from jsdlib.common import metrics, paths
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"   # retrain the stand-in instead of loading the committed one
@@ -72,7 +71,7 @@ assert 0 < len(unseen) < test.n_images
 # format; COCO's `restval` images count as train).
 
 # %%
-fx = vlp.PACKAGE_DIR.parent / "tests" / "fixtures"
+fx = paths.PACKAGE_DIR.parent / "tests" / "fixtures"
 coco = data.load_karpathy(fx / "coco" / "dataset_coco.json", fx / "coco", "train")
 print(coco, "| first caption:", coco.captions[0])
 
@@ -92,8 +91,8 @@ print(coco, "| first caption:", coco.captions[0])
 
 # %%
 if FULL:
-    from jsdlib.vlp.standin import StandinConfig, train_standin
-    ckpt = vlp.cache_dir() / "standin_retrained.safetensors"
+    from jsdlib.vlp.train_standin import StandinConfig, train_standin
+    ckpt = paths.cache_dir() / "standin_retrained.safetensors"
     train_standin(StandinConfig(), out=ckpt, progress=False)
 else:
     ckpt = vlp.DEFAULT_STANDIN_CHECKPOINT

@@ -26,12 +26,11 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from jsdlib.experiments import jsd_compare as experiments
-from jsdlib.common import hardware
-from jsdlib.jsd import core as jsd
-from jsdlib.common import metrics
-from jsdlib.jsd import head as sparse
+from jsdlib import jsd
 from jsdlib.apps import viz
+from jsdlib.common import hardware, metrics
+from jsdlib.common.io import write_json
+from jsdlib.experiments import jsd_compare
 from jsdlib.jsd.presets import get_preset
 
 SEED = 0
@@ -51,7 +50,7 @@ print("preset:", cfg.name, {k: getattr(cfg, k) for k in ("lr", "w1", "w2", "lam1
 # (30,522 WordPiece tokens x 384), so every output dimension *is* a vocabulary term from the first step.
 
 # %%
-fs = experiments.emoji_features()
+fs = jsd.emoji_features()
 for name in ("train", "val", "test"):
     f = getattr(fs, name)
     print(f"{name:5s}: captions {tuple(f.text.shape)}, images {tuple(f.image.shape)}")
@@ -74,7 +73,7 @@ with torch.no_grad():
 # the share, not the count: a pre-activation within ~1e-6 of zero can flip sign on another CPU's kernels
 print(f"untrained head: {100 * float((z > 0).float().mean()):.0f} % of {z.numel()} terms active, "
       f"all weights >= 0: {bool((z >= 0).all())}")
-print("top terms:", [t for t, _ in sparse.top_terms(z, 8, fs.vocab)])
+print("top terms:", [t for t, _ in jsd.top_terms(z, 8, fs.vocab)])
 assert (z >= 0).all() and (z > 0).sum() > 1000
 
 # %% [markdown]
@@ -129,7 +128,7 @@ same = torch.allclose(by_hand, lib, rtol=1e-5)
 print(f"by hand {by_hand.item():.2f} | library {lib.item():.2f} | equal to 1e-5 (relative): {same}")
 assert same
 print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
-      [round(sparse.reg_weight(s, 100, 1.0), 3) for s in (0, 10, 20, 50)])
+      [round(jsd.reg_weight(s, 100, 1.0), 3) for s in (0, 10, 20, 50)])
 
 # %% [markdown]
 # ## 5. Training JSD and D2S (one seed)
@@ -228,10 +227,10 @@ else:
 # %%
 path = RESULTS / "jsd_compare_cpu-emoji.json"
 if FULL:
-    cmp = experiments.compare(fs, cfg, [0, 1, 2])
-    experiments.write_json(cmp, path)
+    cmp = jsd_compare.compare(fs, cfg, [0, 1, 2])
+    write_json(cmp, path)
 cmp = json.loads(path.read_text())
-print(metrics.format_table(experiments.summary_rows(cmp)))
+print(metrics.format_table(jsd_compare.summary_rows(cmp)))
 
 # %%
 m = {n: v["t2i"]["R@1"]["mean"] for n, v in cmp["methods"].items()}
@@ -277,8 +276,8 @@ path = RESULTS / "jsd_sweep_cpu-emoji.json"
 if FULL:
     rows_sweep = []
     for method in ("jsd", "d2s"):
-        rows_sweep += experiments.l1_sweep(fs, cfg.replace(seed=0), method, [0.3, 1.0, 3.0, 10.0], seed=0)
-    experiments.write_json({"rows": rows_sweep, "preset": cfg.name, "seed": 0}, path)
+        rows_sweep += jsd_compare.l1_sweep(fs, cfg.replace(seed=0), method, [0.3, 1.0, 3.0, 10.0], seed=0)
+    write_json({"rows": rows_sweep, "preset": cfg.name, "seed": 0}, path)
 sweep = json.loads(path.read_text())["rows"]
 fig = viz.r1_vs_flops(sweep, split="test")
 plt.show()

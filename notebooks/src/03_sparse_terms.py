@@ -26,13 +26,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from jsdlib.apps import bundled
-from jsdlib.apps import explorer
-from jsdlib.jsd import core as jsd
-from jsdlib.jsd import head as sparse
-from jsdlib.apps import viz
+from jsdlib import jsd
+from jsdlib.apps import bundled, explorer, viz
 from jsdlib.jsd.presets import get_preset
-from jsdlib.vlp.models import cached_features, word_embeddings
+from jsdlib.vlp.features import cached_features
+from jsdlib.vlp.projection import word_embeddings
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
@@ -69,7 +67,7 @@ print(f"active terms per caption {ev['terms_q']:.1f}, per image {ev['terms_d']:.
 # %% [markdown]
 # ## 2. An image is a weighted bag of words
 #
-# `sparse.top_terms(z, k, vocab)` decodes the `k` heaviest dimensions of a vector into `(term, weight)`
+# `jsd.top_terms(z, k, vocab)` decodes the `k` heaviest dimensions of a vector into `(term, weight)`
 # pairs. Orange bars are words of the image's own captions; blue ones are **expansion terms**, words none
 # of its captions contains (related concepts, or noise). Punctuation such as `,` and `:` is a caption token
 # too: the keyword captions are comma-separated lists.
@@ -157,7 +155,7 @@ print(f"images with at least one caption word among their top {K}: {int(with_wor
       f"(random terms would give about {len(search) * chance:.1f})")
 _, z_dog = search.encode_query("dog face")
 print(f'the query "dog face" ({int((z_dog != 0).sum())} active terms):',
-      ", ".join(f"{t} {w:.2f}" for t, w in sparse.top_terms(z_dog[0], K, vocab)))
+      ", ".join(f"{t} {w:.2f}" for t, w in jsd.top_terms(z_dog[0], K, vocab)))
 assert 0.5 < shares.mean() < 1 and with_word.mean() > 10 * chance
 
 # %% [markdown]
@@ -220,7 +218,7 @@ def kind_counts(term_lists):
             counts[explorer.term_kind(t, vocab)] += 1
     return counts
 
-cap_terms = [sparse.top_terms(z, K, vocab) for z in Z_t]
+cap_terms = [jsd.top_terms(z, K, vocab) for z in Z_t]
 print("kinds among the images' top terms:  ", kind_counts(all_terms))
 print("kinds among the captions' top terms:", kind_counts(cap_terms))
 leaks = sorted({t for ts in all_terms + cap_terms for t, _ in ts if explorer.term_kind(t, vocab) != "word"})
@@ -272,14 +270,14 @@ enc0 = jsd.encode(model0, feats)
 shown = rows[:2]
 for i in shown:
     fig = viz.term_comparison(search.split.load_image(i),
-                              {"initialisation (before JSD)": sparse.top_terms(enc0["Z_i"][i], K, vocab),
+                              {"initialisation (before JSD)": jsd.top_terms(enc0["Z_i"][i], K, vocab),
                                "after JSD training": search.image_terms(i, K)},
                               title=search.split.captions_of(i)[0], highlight=caps_words[i])
     plt.show()
 before, after = (enc0["Z_i"] != 0).sum(1).double().mean(), (Z_i != 0).sum(1).double().mean()
 print(f"active terms per image: {before:.0f} before training, {after:.1f} after")
 for i in shown:
-    print(f"  {search.split.captions_of(i)[0]:10s} before:", ", ".join(t for t, _ in sparse.top_terms(enc0['Z_i'][i], 6, vocab)),
+    print(f"  {search.split.captions_of(i)[0]:10s} before:", ", ".join(t for t, _ in jsd.top_terms(enc0['Z_i'][i], 6, vocab)),
           "| after:", ", ".join(t for t, _ in search.image_terms(i, 6)))
 assert before > 100 * after
 
@@ -301,12 +299,12 @@ assert before > 100 * after
 
 # %%
 tok = explorer._tokenizer()
-cap_ids = sparse.caption_token_ids(search.split.captions, tok)
-mask = sparse.bag_mask(cap_ids, len(vocab))
+cap_ids = jsd.caption_token_ids(search.split.captions, tok)
+mask = jsd.bag_mask(cap_ids, len(vocab))
 kept = (Z_t * mask).sum(1) / Z_t.sum(1).clamp_min(1e-12)
 c = search.split.image_to_captions[rows[0]][0]
-print(f"caption \"{search.split.captions[c]}\" terms:", ", ".join(f"{t} {w:.2f}" for t, w in sparse.top_terms(Z_t[c], K, vocab)))
-print("  under the PEC mask:", ", ".join(f"{t} {w:.2f}" for t, w in sparse.top_terms((Z_t * mask)[c], K, vocab))
+print(f"caption \"{search.split.captions[c]}\" terms:", ", ".join(f"{t} {w:.2f}" for t, w in jsd.top_terms(Z_t[c], K, vocab)))
+print("  under the PEC mask:", ", ".join(f"{t} {w:.2f}" for t, w in jsd.top_terms((Z_t * mask)[c], K, vocab))
       or "(nothing left: none of its active terms is one of its tokens)")
 print(f"share of caption weight on the caption's own tokens: mean {kept.mean():.3f}; "
       f"PEC's mask would remove {100 * (1 - kept.mean()):.1f} % of it (the expansion mass)")
@@ -314,10 +312,10 @@ assert 0 < kept.mean() < 1
 
 # %%
 if FULL:
-    from jsdlib.experiments import jsd_compare as experiments
-    from jsdlib.vlp.models import cache_dir
+    from jsdlib.experiments import jsd_compare
+    from jsdlib.common.paths import cache_dir
 
-    fs = experiments.emoji_features()
+    fs = jsd.emoji_features()
     cfg = get_preset("cpu-emoji")
     heads = {"JSD + PEC (bundled)": search.model}
     for name, tag, pec in (("D2S", "d2s", False), ("D2S + PEC", "d2s_pec", True)):
@@ -329,13 +327,13 @@ if FULL:
     encs = {name: jsd.encode(h, feats) for name, h in heads.items()}
     for i in rows[:2]:
         fig = viz.term_comparison(search.split.load_image(i),
-                                  {name: sparse.top_terms(e["Z_i"][i], K, vocab) for name, e in encs.items()},
+                                  {name: jsd.top_terms(e["Z_i"][i], K, vocab) for name, e in encs.items()},
                                   title=search.split.captions_of(i)[0], highlight=caps_words[i])
         plt.show()
     grounded = {}
     for name, e in encs.items():
         own_share = ((e["Z_t"] * mask).sum(1) / e["Z_t"].sum(1).clamp_min(1e-12)).mean()
-        grounded[name] = np.mean([any(t in w for t, _ in sparse.top_terms(e["Z_i"][i], K, vocab))
+        grounded[name] = np.mean([any(t in w for t, _ in jsd.top_terms(e["Z_i"][i], K, vocab))
                                   for i, w in enumerate(caps_words)])
         eff = jsd.efficiency(e)
         r1 = jsd.evaluate_model(heads[name], feats, search.w1, search.w2)["sparse"]["R@1"]

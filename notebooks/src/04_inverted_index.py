@@ -3,7 +3,7 @@
 #
 # **What you will learn.** Why sparse vectors over a vocabulary are searched with an *inverted index*
 # (postings lists per term), how term-at-a-time search works, by hand for one caption and then with
-# `jsdlib.index.core`; that the index returns exactly the brute-force top-k (ties included) while touching only
+# `jsdlib.index`; that the index returns exactly the brute-force top-k (ties included) while touching only
 # the postings of the query's terms — and that this work, divided by the corpus size, *is* D2S's FLOPs;
 # dense search and JSD's hybrid score `w1 S_d + w2 S_s` searched exactly; the accuracy/cost trade-off of the
 # L1 weight (with and without D2S's expansion control, PEC); and how the exact index compares with Seismic
@@ -23,11 +23,14 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 
-from jsdlib.experiments import jsd_compare as experiments
-from jsdlib.index import core as index
+from jsdlib import index
 from jsdlib.apps import viz
-from jsdlib.jsd.core import efficiency, score_matrices
+from jsdlib.apps.emoji_index import emoji_vectors
+from jsdlib.common.io import write_json
 from jsdlib.common.metrics import t2i_metrics
+from jsdlib.experiments import jsd_compare
+from jsdlib.jsd.efficiency import efficiency
+from jsdlib.jsd.evaluate import score_matrices
 from jsdlib.jsd.presets import get_preset
 
 SEED = 0
@@ -42,11 +45,11 @@ _ = os.environ.setdefault("RAYON_NUM_THREADS", "2")   # Seismic's thread pool
 # ## 1. The vectors to index
 #
 # The bundled JSD model encodes the 500 emoji test images (documents) and their 1,000 captions (queries):
-# a 256-d dense vector and a 30,522-term sparse vector each. `index.emoji_vectors` returns them as
+# a 256-d dense vector and a 30,522-term sparse vector each. `emoji_vectors` returns them as
 # `index.Vectors` (dense numpy + sparse CSR) with the model's hybrid weights `w1, w2` and temperature `tau`.
 
 # %%
-docs, queries, hw, es = index.emoji_vectors("test")
+docs, queries, hw, es = emoji_vectors("test")
 caption_to_image = np.asarray(es.split.caption_to_image)
 n_docs, V = docs.sparse.shape
 terms_d, terms_q = docs.sparse.getnnz(axis=1), queries.sparse.getnnz(axis=1)
@@ -176,14 +179,14 @@ print(f"hybrid FLOPs per pair: {hybrid.flops:.1f} (256 dense + {res.flops:.1f} s
 # %%
 sweep_path, pec_path = RESULTS / "jsd_sweep_cpu-emoji.json", RESULTS / "jsd_sweep_pec_cpu-emoji.json"
 if FULL:
-    fs = experiments.emoji_features()
+    fs = jsd.emoji_features()
     cfg = get_preset("cpu-emoji")
     plain = []
     for method in ("jsd", "d2s"):
-        plain += experiments.l1_sweep(fs, cfg, method, [0.3, 1.0, 3.0, 10.0], seed=0)
-    experiments.write_json({"rows": plain, "preset": cfg.name, "seed": 0}, sweep_path)
-    pec = experiments.l1_sweep(fs, cfg.replace(pec=True), "d2s", [0.3, 1.0, 3.0, 10.0], seed=0)
-    experiments.write_json({"rows": pec, "preset": cfg.name, "seed": 0}, pec_path)
+        plain += jsd_compare.l1_sweep(fs, cfg, method, [0.3, 1.0, 3.0, 10.0], seed=0)
+    write_json({"rows": plain, "preset": cfg.name, "seed": 0}, sweep_path)
+    pec = jsd_compare.l1_sweep(fs, cfg.replace(pec=True), "d2s", [0.3, 1.0, 3.0, 10.0], seed=0)
+    write_json({"rows": pec, "preset": cfg.name, "seed": 0}, pec_path)
 rows = json.loads(sweep_path.read_text())["rows"] + json.loads(pec_path.read_text())["rows"]
 fig = viz.r1_vs_flops(rows, split="test", figsize=(7, 4))
 plt.show()

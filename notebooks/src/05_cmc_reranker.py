@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jsdlib.cmc import core as cmc
-from jsdlib.common import hardware
-from jsdlib.common import metrics
+from jsdlib import cmc
+from jsdlib.common import hardware, metrics
+from jsdlib.experiments import cmc_compare
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
@@ -267,7 +267,7 @@ tables = {}
 for task in ("emoji", "wordnet"):
     path = RESULTS / f"cmc_compare_{task}.json"
     if FULL and (task == "emoji" or os.environ.get("JSDLIB_CMC_WORDNET") == "1"):
-        r = cmc.compare(task, [0, 1, 2], progress=False, log=lambda *a: None)
+        r = cmc_compare.compare(task, [0, 1, 2], progress=False, log=lambda *a: None)
     else:
         r = json.loads(path.read_text())
     tables[task] = r

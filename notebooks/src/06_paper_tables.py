@@ -26,9 +26,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from jsdlib.experiments import reproduce
-from jsdlib.experiments import tables
 from jsdlib.apps import viz
+from jsdlib.experiments import reproduce, tables
 
 FULL = os.environ.get("JSDLIB_FULL") == "1"
 OUT = Path("results") / "reproduce_cpu"
