@@ -1,5 +1,5 @@
 """CMC training settings (spec cmc.md §3) and the named presets; the why of each preset value is in
-``docs/decisions.d/cmc.md``, "Presets"."""
+``docs/decisions.md``, "Presets"."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +49,7 @@ PRESETS = {
     # spec §3 verbatim (lr 1e-5, batch 4, 5 epochs)
     "spec": CMCConfig(),
     # head only on frozen vectors, CPU budget: 2,000 training queries; model selection reranks the top-64 of 300
-    # fixed validation queries (test still reranks the top-512); the spec's lr (decisions.d/cmc.md, "Presets")
+    # fixed validation queries (test still reranks the top-512); the spec's lr (docs/decisions.md, "Presets")
     "cpu-frozen": CMCConfig(name="cpu-frozen", max_train_queries=2000, max_val_queries=300, eval_k=64),
     # the notebook's fast subset: 1,000 training queries, 3 epochs, CMC over the top-64 at validation
     "cpu-fast": CMCConfig(name="cpu-fast", epochs=3, max_train_queries=1000, eval_k=64),

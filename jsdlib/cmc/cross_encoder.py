@@ -87,7 +87,7 @@ class ImageCrossEncoder(nn.Module):
     which each query token can attend to the image: the query is re-read for every candidate, which is what
     makes a cross-encoder expensive. MiniLM stays frozen (its token states of a query are computed once and
     cached); the projections, the type embeddings, [CLS] and the fusion layers are trained by :func:`train_ce`.
-    (Why this design, and what was tried before it: ``docs/decisions.d/cmc.md``, "Image cross-encoder".)
+    (Why this design, and what was tried before it: ``docs/decisions.md``, "Image cross-encoder".)
     """
 
     def __init__(self, cand_dim: int, dim: int = 256, layers: int = 2, heads: int = 4, dropout: float = 0.1,
@@ -153,7 +153,7 @@ class CEConfig:
     AdamW, ``warmup_frac`` linear warm-up then linear decay to 0, gradient clip, dropout on (train mode); the
     whole MiniLM and the linear head are trained.
 
-    Defaults were chosen on WordNet *validation* queries only (the probe and why: ``docs/decisions.d/cmc.md``,
+    Defaults were chosen on WordNet *validation* queries only (the probe and why: ``docs/decisions.md``,
     "Cross-encoder defaults"). ``max_len`` 64 covers WordNet pairs (query + gloss).
     """
 

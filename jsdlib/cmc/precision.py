@@ -3,7 +3,7 @@
 Eval mode runs each post-LN encoder layer through :func:`fused_encoder_layer` (``F.scaled_dot_product_attention``:
 the same function as the stock layer with dropout off). bf16 is opt-in (``DEFAULT_PRECISION`` says why);
 :func:`simulate_bf16` computes bf16 autocast's roundings in fp32, so CPUs without native bf16 can check its
-ranking accuracy on whole test sets. The why of the default: ``docs/decisions.d/cmc.md``, "Precision".
+ranking accuracy on whole test sets. The why of the default: ``docs/decisions.md``, "Precision".
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from jsdlib.common.hardware import native_bf16
 PRECISIONS = ("auto", "fp32", "bf16")
 # The default inference precision of the CMC head and the CE: exact fp32 (the fused path). bf16 is opt-in
 # (``precision="auto"``: bf16 where the hardware has it natively) because it changes CMC's top-16 for more than
-# 1 % of the WordNet test queries (measured: docs/decisions.d/cmc.md, "Precision";
+# 1 % of the WordNet test queries (measured: docs/decisions.md, "Precision";
 # tests/test_cmc.py::test_wordnet_top16_bf16_vs_fp32 holds this default to it).
 DEFAULT_PRECISION = "fp32"
 

@@ -84,13 +84,13 @@ TASKS = {
     # of a seeded permutation (the same queries for every pipeline and seed)
     "wordnet": {"k": 512, "k_ce": 16, "n_eval": 300, "ce": CEConfig(max_len=64)},
     # emoji: no cross-encoder pipelines by default (no image CE trainable on a CPU reranked above chance:
-    # docs/decisions.d/cmc.md, "Image cross-encoder"); names=PIPELINES (`jsdlib cmc compare --task emoji
+    # docs/decisions.md, "Image cross-encoder"); names=PIPELINES (`jsdlib cmc compare --task emoji
     # --with-ce`) still runs the CE rows with this config.
     "emoji": {"k": 512, "k_ce": 16, "n_eval": 300, "ce": CEConfig(max_len=32, lr=3e-4, max_train_queries=6000,
                                                                     epochs=3),
               "names": ("be", "be_cmc", "cmc_final"),
               "ce_note": "no cross-encoder rows: no image CE trainable in the CPU budget reranks above chance "
-                         "(see docs/decisions.d/cmc.md)"},
+                         "(see docs/decisions.md)"},
 }
 
 

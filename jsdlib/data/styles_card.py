@@ -141,8 +141,8 @@ JSON's `build` block.
 ## How the images were made
 PNGs (Twemoji, 64x64 RGBA) are composited on white; SVGs are rasterised with CairoSVG ({cairosvg}) at
 {svg}x{svg} and composited on white; each is centred on a white square and resized to {size}x{size} with LANCZOS
-(`jsdlib.data.build_emoji.to_square`) and saved as an optimised PNG without metadata
-(`jsdlib.data.build_emoji.save_png`), as the Noto images are.
+(`jsdlib.data.raster.to_square`) and saved as an optimised PNG without metadata
+(`jsdlib.data.raster.save_png`), as the Noto images are.
 
 ## Caveats
 - Styles differ in coverage (Fluent has no country flags: one `flag-*` file, `flag-in-hole`), so a concept

@@ -14,27 +14,21 @@ Std is the sample standard deviation over seeds (ddof=1; 0 for one seed).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from jsdlib.common.hardware import describe
 from jsdlib.common.metrics import t2i_metrics
 from jsdlib.common.stats import mean_std, paired_test
-from jsdlib.data.karpathy import load_emoji
 from jsdlib.jsd.methods import METHODS, run_methods
 from jsdlib.jsd.efficiency import efficiency
+from jsdlib.jsd.features import FeatureSet
 from jsdlib.jsd.evaluate import encode, evaluate_model, sparse_product
 from jsdlib.jsd.train import train_d2s, train_jsd
-from jsdlib.jsd.vocab import Vocabulary, caption_token_ids
-from jsdlib.vlp.minilm import minilm_tokenizer
 from jsdlib.jsd.presets import JSDConfig
-from jsdlib.vlp.features import cached_features
-from jsdlib.vlp.standin import load_standin
-from jsdlib.vlp.projection import word_embeddings
 
 
 def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:

@@ -222,7 +222,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
                   {"task": "wordnet", "preset": CMC_PRESET}, cmc_config["wordnet"]),
              Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_compare, _cmc,
                   {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
-             # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.d/experiments.md)
+             # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.md)
              Step("cmc_speed", "CMC vs CE speed", cmc.speed_curve, _cmc_speed,
                   {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000})]
     if only:

@@ -5,7 +5,7 @@ settings (AdamW 0.9/0.999/1e-8, weight decay 0.05, 20 % linear warm-up then line
 batch 256, up to 200 epochs, patience 20 on validation sparse R@1, seed 42, fp16 on GPU).
 
 ``cpu-emoji``: the small preset for the bundled emoji features on a laptop CPU (how its values were chosen:
-``docs/decisions.d/jsd.md``). The loader of the authors' released features lives in :mod:`jsdlib.data.released`.
+``docs/decisions.md``). The loader of the authors' released features lives in :mod:`jsdlib.data.released`.
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ PAPER_PRESETS = {
 }
 
 # The CPU preset for the bundled emoji features (stand-in VLP: MiniLM text + small ViT, 2,635 train images),
-# tuned on the validation split only; which values were tried and why: docs/decisions.d/jsd.md, "cpu-emoji".
+# tuned on the validation split only; which values were tried and why: docs/decisions.md, "cpu-emoji".
 CPU_PRESETS = {
     "cpu-emoji": JSDConfig(name="cpu-emoji", lr=3e-4, w1=0.1, w2=0.2, lam1=0.7, lam2=0.7, eta_t=1e-2, eta_i=3e-3,
                            batch_size=128, epochs=40, patience=10, seed=42, cpu_bf16=True,

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from jsdlib.common.integrity import file_sha256
 from jsdlib.common.io import atomic_path
 from jsdlib.common.paths import cache_dir, minilm_path
+from jsdlib.vlp.minilm import minilm_tokenizer
 from jsdlib.vlp.quiet import quiet_loading
 
 MAX_LEN = 64            # word pieces, queries and candidates

@@ -312,7 +312,6 @@ assert 0 < kept.mean() < 1
 
 # %%
 if FULL:
-    from jsdlib.experiments import jsd_compare
     from jsdlib.common.paths import cache_dir
 
     fs = jsd.emoji_features()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 
-from jsdlib import index
+from jsdlib import index, jsd
 from jsdlib.apps import viz
 from jsdlib.apps.emoji_index import emoji_vectors
 from jsdlib.common.io import write_json
