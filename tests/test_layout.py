@@ -72,3 +72,15 @@ def test_the_checks_can_fail(tmp_path):
     src = "import os\n\ndef f():\n    from jsdlib.cmc import model\n    from ..apps import viz\n"
     deps = [d for _, d in _imported(ast.parse(src), bad)]
     assert deps == ["cmc", "apps"]
+
+
+def test_the_top_level_api_resolves():
+    """``jsdlib``'s few top-level names and every subpackage import on first use, from where they are defined."""
+    import importlib
+
+    import jsdlib
+
+    for name in jsdlib.__all__:
+        assert getattr(jsdlib, name) is not None, name
+    for name, mod in jsdlib._NAMES.items():
+        assert getattr(jsdlib, name) is getattr(importlib.import_module(mod), name)

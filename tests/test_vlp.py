@@ -210,12 +210,18 @@ def test_quiet_loading_puts_every_logging_setting_back(bar_on):
         root.handlers = saved[3]
 
 
-def test_the_old_import_paths_still_work():
-    from jsdlib.vlp import models
-    from jsdlib import vlp as standin
+def test_each_name_has_one_home():
+    """jsdlib 0.1's flat module is gone (no shim left behind); the package re-exports each name from its home."""
+    import importlib
+    import importlib.util
 
-    assert models.load_standin is V.load_standin and models.Features is V.Features and models.cache_dir is cache_dir
-    assert standin.train_standin is V.train_standin and standin.StandinConfig is V.StandinConfig
+    from jsdlib.vlp import features, standin
+
+    trainer = importlib.import_module("jsdlib.vlp.train_standin")  # the package's name is the function
+
+    assert importlib.util.find_spec("jsdlib.vlp.models") is None
+    assert V.load_standin is standin.load_standin and V.Features is features.Features
+    assert V.train_standin is trainer.train_standin and V.StandinConfig is trainer.StandinConfig
 
 
 def test_minilm_tokenizer_with_and_without_the_zeshel_markers():

@@ -72,9 +72,9 @@ def test_candidate_text():
 
 
 def test_markers_are_single_minilm_tokens():
-    from jsdlib.retrieval.biencoder import minilm_tokenizer
+    from jsdlib.vlp.minilm import minilm_tokenizer
 
-    tok = minilm_tokenizer()
+    tok = minilm_tokenizer(markers=True)
     pieces = tok.tokenize(f"many {D.MENTION_START} red brick {D.MENTION_END} . x {D.TITLE_SEP} y")
     assert pieces == ["many", "[unused0]", "red", "brick", "[unused1]", ".", "x", "[unused2]", "y"]
     ids = tok.convert_tokens_to_ids(list(D.MARKER_TOKENS))
