@@ -401,8 +401,12 @@ def test_paper_presets_verbatim():
         shared = (c.batch_size, c.epochs, c.patience, c.seed, c.weight_decay, c.grad_clip)
         assert shared == (256, 200, 20, 42, 0.05, 1.0)
         assert c.betas == (0.9, 0.999) and c.eps == 1e-8 and c.tau_init == 0.07
-        assert not c.detach_teacher and not c.teacher_transpose_quirk
-    assert get_preset("cpu-emoji").batch_size == 128
+        assert not c.detach_teacher
+        # run as the authors' code runs them: every caption pair per epoch, duplicates kept, untransposed teacher
+        assert (c.sampling, c.drop_duplicates, c.teacher_transpose_quirk) == ("captions", False, True)
+    cpu = get_preset("cpu-emoji")   # the committed CPU results were made with these: unchanged
+    assert cpu.batch_size == 128 and (cpu.sampling, cpu.drop_duplicates, cpu.teacher_transpose_quirk) == \
+        ("images", True, False)
 
 
 def test_config_validation():
@@ -447,7 +451,7 @@ def test_released_feature_loader_matches_ids():
 def test_one_training_step_of_a_paper_preset_on_released_features():
     tr, va = released("train"), released("test")
     cfg = get_preset("blip-flickr", epochs=1, batch_size=8, vocab_size=V, emb_dim=e)
-    assert steps_per_epoch(tr, cfg) == 1
+    assert steps_per_epoch(tr, cfg) == 2    # 10 caption pairs / batch 8, rounded up
     torch.manual_seed(cfg.seed)
     m0 = build_model(tr, cfg, None)
     res = train_jsd(tr, va, cfg, progress=False)
@@ -473,3 +477,107 @@ def test_training_leaves_global_state_alone():
             weights.append(res["model"].state_dict())
         for k in weights[0]:  # the caller's RNG does not change the run
             assert torch.equal(weights[0][k], weights[1][k]), (train.__name__, k)
+
+
+# ------------------------------------------------------------------------------------------ issue 13: as the authors ran it
+def test_paper_preset_epoch_has_one_step_per_batch_of_caption_pairs():
+    """On the released-feature fixture (5 train images x 2 captions): a paper-preset epoch walks all 10 caption
+    pairs (duplicate images kept), i.e. caption pairs / batch size steps; the old image epoch had half as many."""
+    tr, va = released("train"), released("test")
+    n_pairs = len(tr.caption_to_image)
+    assert n_pairs == 10 and len(tr.image_to_captions) == 5
+    for preset in PAPER_PRESETS:
+        cfg = get_preset(preset, epochs=1, batch_size=5, vocab_size=V, emb_dim=e)
+        assert steps_per_epoch(tr, cfg) == n_pairs // 5 == 2
+        batches = epoch_batches(tr, 5, torch.Generator().manual_seed(0), cfg.sampling, cfg.drop_duplicates)
+        assert sorted(torch.cat([c for c, _ in batches]).tolist()) == list(range(n_pairs))   # every pair once
+        assert steps_per_epoch(tr, cfg.replace(sampling="images", drop_duplicates=True)) == 1
+    res = train_jsd(tr, va, get_preset("blip-coco", epochs=1, batch_size=5, vocab_size=V, emb_dim=e), progress=False,
+                    log=lambda *a: None)
+    assert res["step"] == 2 and len(res["history"]) == 1     # the loop really took caption pairs / batch steps
+    # duplicate images are kept: with one batch of all pairs every image appears twice
+    (caps, imgs), = epoch_batches(tr, 10, torch.Generator().manual_seed(0), "captions", False)
+    assert len(imgs) == 10 and len(set(imgs.tolist())) == 5
+
+
+def test_d2s_own_recipe_optimiser_groups_and_no_clipping(monkeypatch):
+    from jsdlib.jsd.presets import D2SRecipe
+    from jsdlib.jsd.train import _D2SOwnTask, build_optimizer, train_d2s_own
+
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=1)
+    recipe = D2SRecipe()
+    cfg = recipe.config(tiny_cfg(epochs=1))
+    assert (cfg.batch_size, cfg.weight_decay, cfg.grad_clip, cfg.d2s_tau, cfg.d2s_eta_t, cfg.d2s_eta_i) == \
+        (512, 0.0, None, 1e-3, 1e-3, 1e-3)
+    assert (cfg.sampling, cfg.drop_duplicates) == ("captions", False)
+    task = _D2SOwnTask(tr, va, cfg, tiny_E(), None, None, "fp32", recipe=recipe)
+    opt = build_optimizer(task, cfg)
+    h = task.model.head
+    g_pre, g_new = opt.param_groups
+    assert (g_pre["lr"], g_pre["weight_decay"], g_new["lr"], g_new["weight_decay"]) == (5e-5, 0.0, 1e-3, 0.0)
+    assert {id(p) for p in g_pre["params"]} == {id(h.norm.weight), id(h.norm.bias), id(h.E)}
+    assert {id(p) for p in g_new["params"]} == {id(h.proj.weight), id(h.proj.bias)}
+    frozen = [*task.model.text_proj.parameters(), *task.model.image_proj.parameters(), task.model.tau]
+    assert not any(p.requires_grad for p in frozen)
+    # no gradient clipping in D2S's own recipe; JSD's recipe (train_d2s) clips
+    calls = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(1))
+    res = train_d2s_own(tr, va, tiny_cfg(epochs=1), progress=False, E_init=tiny_E(), log=lambda *a: None)
+    assert calls == [] and res["step"] == 1 and abs(float(res["model"].tau) - 1e-3) < 1e-9
+    train_d2s(tr, va, tiny_cfg(epochs=1), progress=False, E_init=tiny_E(), log=lambda *a: None)
+    assert len(calls) == steps_per_epoch(tr, tiny_cfg())
+
+
+def test_match_flops_brackets_then_bisects_to_within_tolerance():
+    from jsdlib.jsd.matching import match_flops
+
+    seen = []
+
+    def probe(scale):       # FLOPs fall monotonically as the L1 weight grows
+        seen.append(scale)
+        return {"flops": 1000.0 / scale, "tag": scale}
+
+    for target in (37.0, 5000.0, 1000.0):
+        seen.clear()
+        m = match_flops(probe, target, tol=0.15)
+        assert m["matched"] and abs(m["flops"] / target - 1) <= 0.15
+        assert m["result"]["tag"] == m["scale"] and [p["scale"] for p in m["probes"]] == seen
+        assert len(seen) <= 8
+    assert len(match_flops(probe, 1000.0)["probes"]) == 1          # start already matches: one probe
+    step = match_flops(lambda s: 100.0 if s < 1 else 1.0, 50.0, max_probes=5)   # unreachable: closest, flagged
+    assert not step["matched"] and len(step["probes"]) == 5 and step["flops"] in (100.0, 1.0)
+    with pytest.raises(ValueError, match="target"):
+        match_flops(probe, 0.0)
+
+
+def test_authors_integrated_score_on_a_hand_built_case():
+    from jsdlib.jsd.evaluate import authors_integrated_score, score_matrices
+
+    enc = {"D_t": torch.tensor([[1.0, 0.0], [0.6, 0.8]]), "D_i": torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+           "Z_t": torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]), "Z_i": torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 3.0]])}
+    # cos = [[1, 0], [.6, .8]], S_s = Z_t Z_i^T = [[1, 6], [1, 0]]
+    authors = authors_integrated_score(enc, 0.1, 0.2)           # 0.1 cos + 0.2 S_s
+    torch.testing.assert_close(authors, torch.tensor([[0.3, 1.2], [0.26, 0.08]]))
+    s_x = score_matrices(enc, 0.05, 0.1, 0.2)["integrated"]     # 0.1 cos / 0.05 + 0.2 S_s
+    torch.testing.assert_close(s_x, torch.tensor([[2.2, 1.2], [1.4, 1.6]]))
+    assert authors[0].argmax() == 1 and s_x[0].argmax() == 0     # the two definitions rank caption 0 differently
+
+
+def test_extra_rows_leave_the_default_rows_alone():
+    from jsdlib.jsd.methods import EXTRA_METHODS
+
+    tr, va, te = tiny_features(seed=0), tiny_features(n_img=12, seed=1), tiny_features(n_img=12, seed=2)
+    cfg, quiet = tiny_cfg(epochs=2), (lambda *a: None)
+    base = run_methods(["d2s", "jsd_sparse", "jsd_integrated"], tr, va, te, cfg, seed=3, E_init=tiny_E(), log=quiet)
+    out = run_methods(["d2s", "jsd_sparse", "jsd_integrated", *EXTRA_METHODS], tr, va, te, cfg, seed=3,
+                      E_init=tiny_E(), log=quiet, match={"probe_epochs": 1, "max_probes": 2})
+    for n in base:       # asking for extra rows changes no default row
+        assert out[n]["t2i"] == base[n]["t2i"] and out[n]["flops"] == base[n]["flops"]
+    assert out["jsd_integrated_sx"]["t2i"] == out["jsd_integrated"]["t2i"]
+    assert out["jsd_corrected_teacher"]["t2i"] == out["jsd_sparse"]["t2i"]    # tiny_cfg: corrected teacher
+    assert out["jsd_authors_teacher"]["teacher_transpose_quirk"] is True
+    assert out["d2s_own"]["recipe"]["batch_size"] == 512
+    for n in ("d2s_matched", "d2s_own_matched"):
+        fm = out[n]["flops_match"]
+        assert 1 <= len(fm["probes"]) <= 2 and fm["scale"] in [p["scale"] for p in fm["probes"]]
+    assert set(METHODS).isdisjoint(EXTRA_METHODS)

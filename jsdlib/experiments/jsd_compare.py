@@ -48,10 +48,14 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
         methods[n] = {"t2i": t2i, **{k: float(np.mean([r[k] for r in runs])) for k in ("flops", "terms_q", "terms_d")},
                       "per_seed": [{"seed": s, "t2i": r["t2i"], "flops": r["flops"], "terms_q": r["terms_q"],
                                     "terms_d": r["terms_d"], **({"best_epoch": r["best_epoch"]} if "best_epoch" in r
-                                                                else {})} for s, r in zip(seeds, runs)]}
+                                                                else {}),
+                                    **{k: r[k] for k in ("flops_match", "recipe") if k in r}}
+                                   for s, r in zip(seeds, runs)]}
     pairs = [("jsd_sparse", n) for n in names if n != "jsd_sparse"] if "jsd_sparse" in names else []
     if {"jsd_dense", "dense_original"} <= set(names):  # the paper's "JSD dense > dense original"
         pairs.append(("jsd_dense", "dense_original"))
+    if {"jsd_authors_teacher", "jsd_corrected_teacher"} <= set(names):  # issue 13: the two t->i teachers
+        pairs.append(("jsd_authors_teacher", "jsd_corrected_teacher"))
     tests = {f"{x}_vs_{y}": _pooled_paired_test(per_seed, x, y) for x, y in pairs}
     return {"methods": methods, "tests": tests}
 

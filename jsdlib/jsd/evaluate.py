@@ -4,7 +4,8 @@ Captions are the queries (rows), images the documents (columns)::
 
     sparse      Z_t Z_i^T
     dense       D_t D_i^T / tau
-    integrated  w1 dense + w2 sparse
+    integrated  w1 dense + w2 sparse            (the training-time S_x)
+    authors'    w1 D_t D_i^T + w2 sparse        (:func:`authors_integrated_score`: no division by tau)
 
 :func:`evaluate_model` adds text -> image R@K / MRR@10 and the efficiency numbers (:mod:`jsdlib.jsd.efficiency`).
 """
@@ -54,6 +55,16 @@ def score_matrices(enc: dict, tau: float, w1: float, w2: float) -> dict[str, tor
     return {"sparse": S_s, "dense": S_d, "integrated": integrated_score(S_d, S_s, w1, w2)}
 
 
+def authors_integrated_score(enc: dict, w1: float, w2: float) -> torch.Tensor:
+    """The authors' test-time integrated score (``dense_single`` in ``lightning_model.py`` ~255, 289), captions x
+    images: ``w1 * cos(d_t, d_i) + w2 * Z_t Z_i^T`` -- the cosine is NOT divided by tau.
+
+    :func:`score_matrices`' ``integrated`` is the training-time ``S_x = w1 * cos / tau + w2 * S_s`` instead; with
+    tau ~ 0.01-0.07 the two weight the dense part 14-100x differently, so they can rank differently.
+    """
+    return integrated_score(enc["D_t"] @ enc["D_i"].T, sparse_product(enc["Z_t"], enc["Z_i"]), w1, w2)
+
+
 @torch.no_grad()
 def split_scores(model: JSDModel, feats, w1: float, w2: float, device="cpu",
                  batch: int = 1024) -> dict[str, torch.Tensor]:
@@ -72,4 +83,4 @@ def evaluate_model(model: JSDModel, feats, w1: float, w2: float, device="cpu", b
     return out
 
 
-__all__ = ["encode", "sparse_product", "score_matrices", "split_scores", "evaluate_model"]
+__all__ = ["encode", "sparse_product", "score_matrices", "authors_integrated_score", "split_scores", "evaluate_model"]

@@ -2,7 +2,9 @@
 
 Paper presets: the four rows of the paper's hyperparameter table, verbatim, with the shared optimisation
 settings (AdamW 0.9/0.999/1e-8, weight decay 0.05, 20 % linear warm-up then linear decay, clip 1.0,
-batch 256, up to 200 epochs, patience 20 on validation sparse R@1, seed 42, fp16 on GPU).
+batch 256, up to 200 epochs, patience 20 on validation sparse R@1, seed 42, fp16 on GPU), run as the authors'
+code runs them (:data:`AUTHORS_RUN`): an epoch over every (caption, image) pair with duplicate images kept, and
+the authors' untransposed text->image teacher.
 
 ``cpu-emoji``: the small preset for the bundled emoji features on a laptop CPU (how its values were chosen:
 ``docs/decisions.md``). The loader of the authors' released features lives in :mod:`jsdlib.data.released`.
@@ -114,12 +116,22 @@ class JSDConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# How the authors' code runs (docs/fidelity.md; spec fidelity.md): one epoch = every (caption, image) pair,
+# shuffled, duplicate images kept in a batch (``data_module.py``), and the untransposed t->i teacher (``loss.py``).
+# The paper presets default to it; the corrected teacher is the named method ``jsd_corrected_teacher``
+# (:mod:`jsdlib.jsd.methods`), or ``get_preset(name, teacher_transpose_quirk=False)``.
+AUTHORS_RUN = {"sampling": "captions", "drop_duplicates": False, "teacher_transpose_quirk": True}
+
 # Spec §4 table, verbatim. Shared settings are the JSDConfig defaults (batch 256, 200 epochs, patience 20, seed 42).
 PAPER_PRESETS = {
-    "blip-coco": JSDConfig(name="blip-coco", lr=5e-5, w1=0.1, w2=0.1, lam1=0.9, lam2=0.3, eta_t=5e-4, eta_i=3e-5),
-    "blip-flickr": JSDConfig(name="blip-flickr", lr=1e-5, w1=0.1, w2=0.2, lam1=0.7, lam2=0.7, eta_t=1e-4, eta_i=2e-5),
-    "albef-coco": JSDConfig(name="albef-coco", lr=5e-5, w1=0.2, w2=0.5, lam1=0.9, lam2=0.3, eta_t=1e-5, eta_i=3e-5),
-    "albef-flickr": JSDConfig(name="albef-flickr", lr=1e-5, w1=0.1, w2=0.2, lam1=0.3, lam2=0.3, eta_t=1e-4, eta_i=2e-5),
+    "blip-coco": JSDConfig(name="blip-coco", lr=5e-5, w1=0.1, w2=0.1, lam1=0.9, lam2=0.3, eta_t=5e-4, eta_i=3e-5,
+                           **AUTHORS_RUN),
+    "blip-flickr": JSDConfig(name="blip-flickr", lr=1e-5, w1=0.1, w2=0.2, lam1=0.7, lam2=0.7, eta_t=1e-4, eta_i=2e-5,
+                             **AUTHORS_RUN),
+    "albef-coco": JSDConfig(name="albef-coco", lr=5e-5, w1=0.2, w2=0.5, lam1=0.9, lam2=0.3, eta_t=1e-5, eta_i=3e-5,
+                            **AUTHORS_RUN),
+    "albef-flickr": JSDConfig(name="albef-flickr", lr=1e-5, w1=0.1, w2=0.2, lam1=0.3, lam2=0.3, eta_t=1e-4,
+                              eta_i=2e-5, **AUTHORS_RUN),
 }
 
 # The CPU preset for the bundled emoji features (stand-in VLP: MiniLM text + small ViT, 2,635 train images),
@@ -133,6 +145,49 @@ CPU_PRESETS = {
 PRESETS = {**PAPER_PRESETS, **CPU_PRESETS}
 
 
+@dataclass(frozen=True)
+class D2SRecipe:
+    """D2S trained as its own code trains it (``lsr-multimodal`` ``train.py``; spec fidelity.md), not with JSD's
+    optimiser: the method ``d2s_own`` (:func:`jsdlib.jsd.train.train_d2s_own`).
+
+    Two AdamW groups, both without weight decay: ``lr_pretrained`` for the head's LayerNorm and vocabulary
+    layer ``E`` (the parts D2S copies from a DistilBERT MLM head) and ``lr_new`` for the new projection ``W_p``
+    (and tau, which gets no gradient: the teacher ``softmax(S_d / tau)`` is built under no_grad). Batch 512,
+    ``tau = 1e-3``, L1 weight 1e-3 on captions and images (quadratic warm-up over 20 % of the steps), no gradient
+    clipping, 20 % linear warm-up then linear decay, and an epoch over every (caption, image) pair with
+    duplicate images kept (D2S's ``train_pairs``). Epochs and patience come from the JSD config.
+    """
+
+    lr_pretrained: float = 5e-5
+    lr_new: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 512
+    tau: float = 1e-3
+    eta_t: float = 1e-3
+    eta_i: float = 1e-3
+    grad_clip: float | None = None
+    sampling: str = "captions"
+    drop_duplicates: bool = False
+
+    def __post_init__(self):
+        if min(self.lr_pretrained, self.lr_new, self.tau) <= 0 or min(self.eta_t, self.eta_i) < 0:
+            raise ValueError("D2SRecipe: learning rates and tau must be > 0, L1 weights >= 0")
+        if self.sampling not in SAMPLINGS or int(self.batch_size) != self.batch_size or self.batch_size < 2:
+            raise ValueError(f"D2SRecipe: sampling must be one of {SAMPLINGS} and batch_size an integer >= 2")
+
+    def replace(self, **changes) -> "D2SRecipe":
+        return dataclasses.replace(self, **changes)
+
+    def config(self, cfg: JSDConfig) -> JSDConfig:
+        """``cfg`` with this recipe's batch, epoch, weight decay, clipping, tau and L1 weights (lr: ``lr_new``)."""
+        return cfg.replace(batch_size=self.batch_size, sampling=self.sampling, drop_duplicates=self.drop_duplicates,
+                           weight_decay=self.weight_decay, grad_clip=self.grad_clip, d2s_tau=self.tau,
+                           d2s_lr=self.lr_new, d2s_eta_t=self.eta_t, d2s_eta_i=self.eta_i)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def get_preset(name: str, **overrides) -> JSDConfig:
     """A named preset (a fresh copy), optionally with some fields overridden."""
     if name not in PRESETS:
@@ -140,4 +195,4 @@ def get_preset(name: str, **overrides) -> JSDConfig:
     return PRESETS[name].replace(**overrides) if overrides else dataclasses.replace(PRESETS[name])
 
 
-__all__ = ["JSDConfig", "SAMPLINGS", "PAPER_PRESETS", "CPU_PRESETS", "PRESETS", "get_preset"]
+__all__ = ["JSDConfig", "D2SRecipe", "SAMPLINGS", "AUTHORS_RUN", "PAPER_PRESETS", "CPU_PRESETS", "PRESETS", "get_preset"]

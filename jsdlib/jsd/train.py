@@ -8,10 +8,12 @@ optional sparsity budget, and resumable per-epoch checkpoints.
 
     JSD   loss = jsd_loss(S_d, S_s, Z_t, Z_i)          everything trainable (:func:`jsdlib.jsd.losses.jsd_loss`)
     D2S   loss = d2s_loss(S_s, cos(D_i, D_t), tau_d)   only the head, dense embeddings frozen (same module)
+          :func:`train_d2s` with JSD's optimiser and schedule; :func:`train_d2s_own` with D2S's own recipe
     PEC   with probability p(epoch) = max(0, 1 - e / (0.95 E)), z_t <- z_t * 1[j in tokens(caption)]
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -24,7 +26,7 @@ from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
 from jsdlib.jsd.evaluate import evaluate_model
 from jsdlib.jsd.losses import d2s_loss, dense_score, jsd_loss, reg_weight, sparse_score
 from jsdlib.jsd.model import JSDModel, build_model
-from jsdlib.jsd.presets import JSDConfig
+from jsdlib.jsd.presets import D2SRecipe, JSDConfig
 from jsdlib.jsd.vocab import bag_mask
 
 
@@ -99,11 +101,18 @@ class _SparseTask(Task):
         self.unselectable = (f"no epoch met the sparsity budget (max_terms_q={cfg.max_terms_q}, "
                              f"max_terms_d={cfg.max_terms_d})")
 
+    ident_extra = ""    # appended to the run identity by tasks with settings outside JSDConfig
+
     def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
         raise NotImplementedError
 
     def lr(self) -> float:
         raise NotImplementedError
+
+    def param_groups(self) -> list[dict]:
+        """AdamW's parameter groups: by default one, every trainable parameter at :meth:`lr` and the config's
+        weight decay."""
+        return [{"params": self.params}]
 
     def batch_loss(self, h_t, h_i, caps, gen: torch.Generator, step: int):
         raise NotImplementedError
@@ -192,8 +201,34 @@ class _D2STask(_SparseTask):
                         eta_i=self.eta(eta_i, step), reg=c.regulariser)
 
 
+class _D2SOwnTask(_D2STask):
+    """D2S in its own recipe (:class:`jsdlib.jsd.presets.D2SRecipe`): the same loss and frozen dense side as
+    :class:`_D2STask`, two AdamW groups without weight decay -- ``lr_pretrained`` for the head's LayerNorm and
+    vocabulary layer ``E``, ``lr_new`` for the projection ``W_p`` (D2S's ``proj``; its tau gets no gradient and
+    stays out of the optimiser here, which changes nothing: AdamW skips a parameter without gradient)."""
+
+    kind = "d2s_own"
+
+    def __init__(self, *args, recipe: D2SRecipe):
+        self.recipe = recipe
+        self.ident_extra = f"+{recipe.digest()}"
+        super().__init__(*args)
+
+    def param_groups(self) -> list[dict]:
+        h, r = self.model.head, self.recipe
+        return [{"params": [*h.norm.parameters(), h.E], "lr": r.lr_pretrained, "weight_decay": r.weight_decay},
+                {"params": list(h.proj.parameters()), "lr": r.lr_new, "weight_decay": r.weight_decay}]
+
+
+def build_optimizer(task: _SparseTask, cfg: JSDConfig) -> torch.optim.AdamW:
+    """AdamW over ``task.param_groups()`` (groups without their own lr / weight decay take ``task.lr()`` and
+    ``cfg.weight_decay``)."""
+    return torch.optim.AdamW(task.param_groups(), lr=task.lr(), betas=cfg.betas, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay, fused=True)  # fused: ~4x faster on CPU for E
+
+
 # ----------------------------------------------------------------------------------------------
-# The two trainers
+# The trainers
 # ----------------------------------------------------------------------------------------------
 def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, seed: int | None, E_init,
            special_ids, caption_token_ids, run_dir=None, resume: bool = True, progress: bool = True,
@@ -205,12 +240,11 @@ def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, 
     precision = _precision(cfg)
     with num_threads(cfg.threads), seeded(cfg.seed):
         task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision)
-        opt = torch.optim.AdamW(task.params, lr=task.lr(), betas=cfg.betas, eps=cfg.eps,
-                                weight_decay=cfg.weight_decay, fused=True)  # fused: ~4x faster on CPU for E
+        opt = build_optimizer(task, cfg)
         sched = warmup_decay(opt, task.total, cfg.warmup_frac)
         fcfg = FitConfig(epochs=cfg.epochs, grad_clip=cfg.grad_clip, patience=cfg.patience, precision=precision,
                          device=cfg.device)
-        ident = f"{task.kind}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
+        ident = f"{task.kind}{task.ident_extra}:{cfg.digest()}:{_data_id(feats_train)}:{_data_id(feats_val)}"
         return fit(task, opt, sched, generator(cfg.seed), fcfg, ident=ident, run_dir=run_dir, resume=resume,
                    progress=progress, log=log, log_epochs=progress, desc=task.kind, stop_after_epoch=stop_after_epoch)
 
@@ -246,4 +280,26 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
                   run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
 
 
-__all__ = ["pec_probability", "within_budget", "train_jsd", "train_d2s"]
+def train_d2s_own(feats_train, feats_val, cfg: JSDConfig, recipe: D2SRecipe | None = None, run_dir=None,
+                  resume: bool = True, progress: bool = True, seed: int | None = None,
+                  E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
+                  caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
+                  log=print) -> dict:
+    """D2S in its own recipe (``recipe``, default :class:`~jsdlib.jsd.presets.D2SRecipe`: lr 5e-5 for LayerNorm
+    + ``E`` and 1e-3 for ``W_p``, no weight decay, batch 512, ``tau = 1e-3``, L1 1e-3, no clipping, an epoch over
+    every caption pair); epochs, patience, seed and PEC come from ``cfg``. Loss
+    ``1/2 [CE(S_s, softmax(S_d / tau)) + CE(S_s^T, softmax(S_d^T / tau))] + 1/2 [eta_t L1(Z_t) + eta_i L1(Z_i)]``
+    as in :func:`train_d2s`.
+
+    The head does NOT start from a DistilBERT MLM head (D2S's init): those weights are not available offline
+    and their vocabulary layer would have to match the VLP's tokenizer. ``E`` is copied from the text tower's
+    word embeddings ``E_init`` (JSD's init), ``W_p`` and the LayerNorm take PyTorch's default init; so the
+    ``lr_pretrained`` group starts from word embeddings, not from a trained MLM head.
+    """
+    recipe = D2SRecipe() if recipe is None else recipe
+    return _train(partial(_D2SOwnTask, recipe=recipe), feats_train, feats_val, recipe.config(cfg), seed, E_init,
+                  special_ids, caption_token_ids, run_dir=run_dir, resume=resume, progress=progress,
+                  stop_after_epoch=stop_after_epoch, log=log)
+
+
+__all__ = ["pec_probability", "within_budget", "build_optimizer", "train_jsd", "train_d2s", "train_d2s_own"]
