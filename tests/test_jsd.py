@@ -550,11 +550,26 @@ def test_match_flops_brackets_then_bisects_to_within_tolerance():
         match_flops(probe, 0.0)
 
 
+def test_match_d2s_l1_probes_real_trainings():
+    from jsdlib.jsd.matching import match_d2s_l1
+
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=1)
+    cfg, quiet = tiny_cfg(epochs=1), (lambda *a: None)
+    ref = train_d2s(tr, va, cfg.replace(d2s_eta_t=cfg.eta_t * 4, d2s_eta_i=cfg.eta_i * 4), progress=False,
+                    E_init=tiny_E(), log=quiet)
+    target = float(ref["best"]["val"]["flops"])
+    m = match_d2s_l1(tr, va, cfg, target, E_init=tiny_E(), progress=False, log=quiet)
+    assert m["probes"][0]["scale"] == 1.0 and m["matched"]
+    assert abs(m["flops"] / target - 1) <= 0.15 and m["result"]["flops"] == m["flops"]
+    assert (m["eta_t"], m["eta_i"]) == (cfg.eta_t * m["scale"], cfg.eta_i * m["scale"])
+
+
 def test_authors_integrated_score_on_a_hand_built_case():
     from jsdlib.jsd.evaluate import authors_integrated_score, score_matrices
 
     enc = {"D_t": torch.tensor([[1.0, 0.0], [0.6, 0.8]]), "D_i": torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
-           "Z_t": torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]), "Z_i": torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 3.0]])}
+           "Z_t": torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]),
+           "Z_i": torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 3.0]])}
     # cos = [[1, 0], [.6, .8]], S_s = Z_t Z_i^T = [[1, 6], [1, 0]]
     authors = authors_integrated_score(enc, 0.1, 0.2)           # 0.1 cos + 0.2 S_s
     torch.testing.assert_close(authors, torch.tensor([[0.3, 1.2], [0.26, 0.08]]))
@@ -580,4 +595,19 @@ def test_extra_rows_leave_the_default_rows_alone():
     for n in ("d2s_matched", "d2s_own_matched"):
         fm = out[n]["flops_match"]
         assert 1 <= len(fm["probes"]) <= 2 and fm["scale"] in [p["scale"] for p in fm["probes"]]
+        assert fm["probe_epochs"] == 1 and isinstance(fm["final_matched"], bool)   # short probes, then a full run
+        assert out[n]["epochs_run"] == 2
     assert set(METHODS).isdisjoint(EXTRA_METHODS)
+
+
+def test_l1_sweep_has_d2s_own_beside_d2s():
+    from jsdlib.experiments.jsd_compare import l1_sweep
+    from jsdlib.jsd.features import FeatureSet
+
+    fs = FeatureSet(tiny_features(seed=0), tiny_features(n_img=12, seed=1), tiny_features(n_img=12, seed=2),
+                    tiny_E(), [], [], None)
+    rows = l1_sweep(fs, tiny_cfg(epochs=1), "d2s_own", [1.0, 3.0], log=lambda *a: None)
+    assert [(r["method"], r["scale"]) for r in rows] == [("d2s_own", 1.0), ("d2s_own", 3.0)]
+    assert rows[1]["eta_t"] == pytest.approx(3 * tiny_cfg().eta_t) and all(r["test_flops"] >= 0 for r in rows)
+    with pytest.raises(ValueError, match="d2s_own"):
+        l1_sweep(fs, tiny_cfg(epochs=1), "splade", [1.0])

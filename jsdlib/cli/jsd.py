@@ -6,7 +6,7 @@ from jsdlib.apps.viz import r1_vs_flops, save_figure
 from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.common.cliargs import UserError, check_output, positive_float, positive_int
 from jsdlib.common.metrics import format_table
-from jsdlib.experiments.jsd_compare import compare, l1_sweep, summary_rows
+from jsdlib.experiments.jsd_compare import SWEEP_METHODS, compare, l1_sweep, summary_rows
 from jsdlib.jsd.features import emoji_features
 from jsdlib.jsd.methods import METHODS
 from jsdlib.jsd.presets import get_preset
@@ -70,12 +70,14 @@ def add(sub) -> None:
     c = command(j, "compare", "every method of the JSD table over several seeds, with paired tests", cmd_jsd_compare,
                 shared=("seeds", "run_root", "json", "threads", "quiet"))
     c.add_argument("--preset", default="cpu-emoji")
-    c.add_argument("--methods", nargs="+", help="subset of the methods (default: all)")
+    c.add_argument("--methods", nargs="+", help="subset of the methods (default: the table's rows, "
+                   "jsdlib.jsd.methods.METHODS; extra named rows: jsdlib.jsd.methods.EXTRA_METHODS)")
     c.add_argument("--epochs", type=positive_int, help="override the preset's maximum epochs")
     w = command(j, "sweep", "R@1 vs FLOPs as the L1 weights change (the paper's Figure 2)", cmd_jsd_sweep,
                 shared=("seed", "run_root", "json", "threads", "quiet"))
     w.add_argument("--preset", default="cpu-emoji")
-    w.add_argument("--methods", nargs="+", default=["jsd", "d2s"], choices=["jsd", "d2s"])
+    w.add_argument("--methods", nargs="+", default=["jsd", "d2s"], choices=list(SWEEP_METHODS),
+                   help="d2s_own: D2S in its own recipe (jsdlib.jsd.presets.D2SRecipe)")
     w.add_argument("--scales", type=positive_float, nargs="+", default=[0.3, 1.0, 3.0, 10.0],
                    help="multipliers of the preset's L1 weights (eta_t, eta_i)")
     w.add_argument("--pec", action="store_true", help="also run D2S with probabilistic expansion control")

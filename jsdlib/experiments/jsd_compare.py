@@ -27,8 +27,10 @@ from jsdlib.jsd.methods import METHODS, run_methods
 from jsdlib.jsd.efficiency import efficiency
 from jsdlib.jsd.features import FeatureSet
 from jsdlib.jsd.evaluate import encode, evaluate_model, sparse_product
-from jsdlib.jsd.train import train_d2s, train_jsd
-from jsdlib.jsd.presets import JSDConfig
+from jsdlib.jsd.train import train_d2s, train_d2s_own, train_jsd
+from jsdlib.jsd.presets import D2SRecipe, JSDConfig
+
+SWEEP_METHODS = ("jsd", "d2s", "d2s_own")
 
 
 def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:
@@ -98,7 +100,7 @@ def summary_rows(result: dict, digits: int = 1) -> dict:
 
 def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float], seed: int | None = None,
              run_root=None, progress: bool = False, log=print) -> list[dict]:
-    """Train ``method`` ("jsd" or "d2s") with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
+    """Train ``method`` ("jsd", "d2s", or "d2s_own": D2S's own recipe) with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
 
     Both methods scale the same base (JSD's weights; D2S's own ``d2s_eta_*`` are ignored here), so one scale
     means one L1 weight on both curves.
@@ -106,14 +108,19 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
     Returns one row per scale with validation *and* test R@1, active terms and FLOPs: the R@1-vs-FLOPs trade-off
     of the paper's Figure 2. Pick operating points on the validation numbers only.
     """
-    if method not in ("jsd", "d2s"):
-        raise ValueError(f"l1_sweep: method must be 'jsd' or 'd2s', got {method!r}")
+    if method not in SWEEP_METHODS:
+        raise ValueError(f"l1_sweep: method must be one of {SWEEP_METHODS}, got {method!r}")
     rows = []
     for scale in scales:
         if method == "jsd":
             c = cfg.replace(eta_t=cfg.eta_t * scale, eta_i=cfg.eta_i * scale)
             train = train_jsd
             kw = {}
+        elif method == "d2s_own":     # D2S's own recipe, the same L1 weights
+            c = cfg.replace(d2s_eta_t=cfg.eta_t * scale, d2s_eta_i=cfg.eta_i * scale)
+            train = train_d2s_own
+            kw = {"caption_token_ids": fs.caption_token_ids,
+                  "recipe": D2SRecipe(eta_t=cfg.eta_t * scale, eta_i=cfg.eta_i * scale)}
         else:
             c = cfg.replace(d2s_eta_t=cfg.eta_t * scale, d2s_eta_i=cfg.eta_i * scale)
             train = train_d2s

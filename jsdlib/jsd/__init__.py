@@ -7,7 +7,8 @@ dense, sparse and integrated scores teach each other by self-distillation. Noteb
 from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
 from jsdlib.jsd.efficiency import active_terms, efficiency, flops, term_shares
 from jsdlib.jsd.features import FeatureSet, emoji_features
-from jsdlib.jsd.evaluate import authors_integrated_score, encode, evaluate_model, score_matrices, sparse_product, split_scores
+from jsdlib.jsd.evaluate import (authors_integrated_score, encode, evaluate_model, score_matrices, sparse_product,
+                                 split_scores)
 from jsdlib.jsd.head import SparseHead, log1p_relu
 from jsdlib.jsd.io import JSD_ASSET, BundledModelError, load_jsd, save_jsd
 from jsdlib.jsd.losses import (REGULARISERS, d2s_loss, dense_score, flops_reg, info_nce, integrated_score, jsd_loss,

@@ -69,32 +69,46 @@ def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, re
     ``recipe=None``: D2S with JSD's recipe (:func:`~jsdlib.jsd.train.train_d2s`, base weights ``cfg.d2s_eta_*``,
     else JSD's); a :class:`~jsdlib.jsd.presets.D2SRecipe`: D2S's own recipe (:func:`~jsdlib.jsd.train.train_d2s_own`,
     base weights ``recipe.eta_*``). Each probe trains ``probe_epochs`` epochs (default: ``cfg.epochs``, so the chosen
-    probe is the final model) and reads the FLOPs of its selected validation epoch. ``run_root``: resumable probe
-    folders ``run_root/<tag>-l1x<scale>-seed<k>``. Returns :func:`match_flops`' dict plus ``eta_t``/``eta_i``.
+    probe is the final model) and reads the FLOPs of its selected validation epoch; with shorter probes the chosen
+    weight is trained once more for ``cfg.epochs`` (``result``), and ``final_flops`` / ``final_matched`` say
+    whether that run still lands within ``tol``. ``run_root``: resumable probe folders
+    ``run_root/<tag>-l1x<scale>-seed<k>``. Returns :func:`match_flops`' dict plus ``eta_t``, ``eta_i``,
+    ``probe_epochs``.
     """
     epochs = cfg.epochs if probe_epochs is None else int(probe_epochs)
     seed = cfg.seed if seed is None else seed
     base_cfg = cfg.replace(epochs=epochs, seed=seed)
     if recipe is None:
-        base = (cfg.eta_t if cfg.d2s_eta_t is None else cfg.d2s_eta_t, cfg.eta_i if cfg.d2s_eta_i is None else cfg.d2s_eta_i)
+        base = (cfg.eta_t if cfg.d2s_eta_t is None else cfg.d2s_eta_t,
+                cfg.eta_i if cfg.d2s_eta_i is None else cfg.d2s_eta_i)
     else:
         base = (recipe.eta_t, recipe.eta_i)
 
-    def probe(scale: float) -> dict:
-        rd = None if run_root is None else Path(run_root) / f"{tag}-l1x{scale:.4g}-seed{seed}"
+    def train(scale: float, c: JSDConfig, suffix: str = "") -> dict:
+        rd = None if run_root is None else Path(run_root) / f"{tag}-l1x{scale:.4g}{suffix}-seed{seed}"
         eta_t, eta_i = base[0] * scale, base[1] * scale
         if recipe is None:
-            res = train_d2s(feats_train, feats_val, base_cfg.replace(d2s_eta_t=eta_t, d2s_eta_i=eta_i), run_dir=rd,
+            res = train_d2s(feats_train, feats_val, c.replace(d2s_eta_t=eta_t, d2s_eta_i=eta_i), run_dir=rd,
                             log=log, **train_kw)
         else:
-            res = train_d2s_own(feats_train, feats_val, base_cfg, recipe.replace(eta_t=eta_t, eta_i=eta_i),
-                                run_dir=rd, log=log, **train_kw)
-        flops = float(res["best"]["val"]["flops"])
-        log(f"{tag} L1 x{scale:.4g}: val FLOPs {flops:.2f} (target {target_flops:.2f})")
-        return {**res, "flops": flops}
+            res = train_d2s_own(feats_train, feats_val, c, recipe.replace(eta_t=eta_t, eta_i=eta_i), run_dir=rd,
+                                log=log, **train_kw)
+        return {**res, "flops": float(res["best"]["val"]["flops"])}
+
+    def probe(scale: float) -> dict:
+        res = train(scale, base_cfg)
+        log(f"{tag} L1 x{scale:.4g}: val FLOPs {res['flops']:.2f} (target {target_flops:.2f})")
+        return res
 
     out = match_flops(probe, target_flops, tol=tol, factor=factor, max_probes=max_probes)
-    return {**out, "eta_t": base[0] * out["scale"], "eta_i": base[1] * out["scale"]}
+    out.update(eta_t=base[0] * out["scale"], eta_i=base[1] * out["scale"], probe_epochs=epochs)
+    if epochs < cfg.epochs:     # short probes: train the chosen weight for the full run and say whether it holds
+        out["result"] = train(out["scale"], cfg.replace(seed=seed), "-final")
+        out["final_flops"] = out["result"]["flops"]
+        out["final_matched"] = abs(out["final_flops"] / target_flops - 1) <= tol
+        log(f"{tag} final run at L1 x{out['scale']:.4g}: val FLOPs {out['final_flops']:.2f} "
+            f"({'within' if out['final_matched'] else 'OUTSIDE'} +-{tol:.0%} of {target_flops:.2f})")
+    return out
 
 
 __all__ = ["match_flops", "match_d2s_l1"]

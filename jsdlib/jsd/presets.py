@@ -195,4 +195,5 @@ def get_preset(name: str, **overrides) -> JSDConfig:
     return PRESETS[name].replace(**overrides) if overrides else dataclasses.replace(PRESETS[name])
 
 
-__all__ = ["JSDConfig", "D2SRecipe", "SAMPLINGS", "AUTHORS_RUN", "PAPER_PRESETS", "CPU_PRESETS", "PRESETS", "get_preset"]
+__all__ = ["JSDConfig", "D2SRecipe", "SAMPLINGS", "AUTHORS_RUN", "PAPER_PRESETS", "CPU_PRESETS", "PRESETS",
+           "get_preset"]
