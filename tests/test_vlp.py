@@ -10,7 +10,6 @@ import torch
 
 from jsdlib import vlp as V
 from jsdlib.common.integrity import safetensors_digest
-from jsdlib.common.paths import cache_dir
 from jsdlib.vlp.openclip import register_model_config
 from jsdlib.data.karpathy import load_emoji
 
