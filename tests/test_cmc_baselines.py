@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from jsdlib import cmc
+from jsdlib.cli.cmc import _names
+from jsdlib.cli.main import build_parser
 from jsdlib.cmc.baselines import PolyEncoder, SumOfMax, TokenStates, baseline_rerank, sum_of_max
 from jsdlib.cmc.baselines_train import make_reranker, train_reranker
 from jsdlib.cmc.config import CMCConfig
@@ -228,3 +230,15 @@ def test_compare_trains_and_reports_the_extra_rerankers(tokens):
     info = res["seed_info"][0]
     assert info["poly"]["lr"] == 3e-2 and len(info["sum_of_max"]["val_history"]) == 1
     assert "be_cmc_vs_be_poly_R@16" in res["tests"]
+
+
+def test_cli_adds_the_extra_rows_by_name():
+    a = build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--extra", "be_poly", "be_sum_of_max",
+                                   "--extra-lr", "1e-3", "--k-extra", "64"])
+    assert _names(a) == ("be", "be_ce", "be_cmc", "be_cmc_ce", "cmc_final", "be_poly", "be_sum_of_max")
+    assert a.extra_lr == 1e-3 and a.k_extra == 64
+    b = build_parser().parse_args(["cmc", "compare", "--task", "emoji", "--extra", "be_poly"])
+    assert _names(b) == ("be", "be_cmc", "cmc_final", "be_poly") and b.extra_lr is None
+    assert _names(build_parser().parse_args(["cmc", "compare", "--task", "wordnet"])) is None   # default unchanged
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--extra", "be_mlp"])
