@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from jsdlib.cli.options import command, group, log_of, write_results
-from jsdlib.cmc.pipelines import PIPELINES, summary_table
+from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, summary_table
+from jsdlib.cmc.tasks import TASKS
 from jsdlib.experiments.cmc_compare import compare, export_wordnet_head
 from jsdlib.common.cliargs import check_output, nonneg_int
 from jsdlib.common.metrics import format_table
@@ -11,16 +12,23 @@ from jsdlib.common.metrics import format_table
 def cmd_cmc_compare(args) -> int:
     check_output(args.json, "file", "--json")
     check_output(args.run_root, "folder", "--run-root")
-    res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root,
-                  names=PIPELINES if args.with_ce else None,
+    res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root, names=_names(args),
                   n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
-                  progress=not args.quiet, log=log_of(args))
+                  progress=not args.quiet, log=log_of(args),
+                  reranker_overrides=None if args.extra_lr is None else {"lr": args.extra_lr}, k_extra=args.k_extra)
     print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
           f"queries, K = {res['k']}, K' (CE) = {res['k_ce']}, CMC encoders {res['variant']} (preset "
           f"{res['preset']['name']}); mean ± std over seeds {res['seeds']}; accuracies macro over domains")
     print(format_table(summary_table(res), name_header="pipeline"))
     write_results(res, args.json)
     return 0
+
+
+def _names(args) -> tuple | None:
+    """The pipelines to run: the task's default (or every one with ``--with-ce``), plus ``--extra`` ones."""
+    if not args.extra:
+        return PIPELINES if args.with_ce else None
+    return tuple(PIPELINES if args.with_ce else TASKS[args.task].get("names", PIPELINES)) + tuple(args.extra)
 
 
 def cmd_cmc_export(args) -> int:
@@ -40,6 +48,12 @@ def add(sub) -> None:
     cc.add_argument("--with-ce", action="store_true",
                     help="run every pipeline, the cross-encoder ones included (emoji leaves them out by default: "
                          "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.tasks.TASKS)")
+    cc.add_argument("--extra", nargs="+", default=[], choices=sorted(EXTRA_PIPELINES),
+                    help="add the reranker comparison rows (poly-encoder, sum-of-max; trained per seed as CMC is)")
+    cc.add_argument("--extra-lr", type=float, default=None,
+                    help="learning rate of the --extra rerankers (default: the CMC preset's; choose it on validation)")
+    cc.add_argument("--k-extra", type=int, default=None,
+                    help="candidates the --extra rerankers rerank (default: the task's K, as BE-CMC)")
     ce = command(cm, "export", "train the frozen-encoder CMC head for WordNet and write its checkpoint",
                  cmd_cmc_export, shared=("seed", "threads", "quiet"))
     ce.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")

@@ -21,6 +21,8 @@ def save_cmc(model: CMC, path, meta: dict | None = None, half: bool = True) -> P
     dt = torch.float16 if half else torch.float32
     sd = {k: v.detach().to(dt).contiguous().cpu() for k, v in model.head.state_dict().items()}
     info = {"format": CMC_FORMAT, "dim": model.head.dim, "n_layers": len(model.head.layers), "meta": meta or {}}
+    if model.input_scale != "unit":   # files of unit-scale heads stay as they were before the option existed
+        info["input_scale"] = model.input_scale
     return save_safetensors(sd, Path(path), {"jsdlib": json.dumps(info)})
 
 
@@ -34,7 +36,7 @@ def load_cmc(path) -> tuple[CMC, dict]:
     info = json.loads(raw) if raw else {}
     if info.get("format") != CMC_FORMAT:
         raise ValueError(f"{path} is not a jsdlib CMC checkpoint (format {info.get('format')!r})")
-    model = CMC(info["dim"], "frozen")
+    model = CMC(info["dim"], "frozen", input_scale=info.get("input_scale", "unit"))
     model.head.load_state_dict({k: v.float() for k, v in sd.items()})
     return model.eval(), info.get("meta", {})
 

@@ -8,6 +8,11 @@ import json
 from dataclasses import dataclass
 
 
+INPUT_SCALES = ("unit", "layernorm")
+SELECT_ON = ("micro_top1", "macro_unnorm")
+DIGEST_NEUTRAL = {"input_scale": "unit", "select_on": "micro_top1"}
+
+
 @dataclass
 class CMCConfig:
     """CMC training settings. Defaults are the spec's (§3); presets in :data:`PRESETS` say where they differ."""
@@ -32,16 +37,32 @@ class CMCConfig:
     max_train_queries: int | None = None   # a documented subset (None: all)
     max_val_queries: int | None = None     # model selection on a fixed subset of the validation queries
     eval_batch: int = 16
+    # issue 15 options (defaults: jsdlib's behaviour before them; the digest leaves a field out at its default):
+    input_scale: str = "unit"       # "unit": the vectors as given; "layernorm": each rescaled to norm sqrt(d)
+    select_on: str = "micro_top1"   # selection key: "micro_top1" or "macro_unnorm" (per-domain mean, the authors')
     device: str | None = None       # execution only (not in the digest): None = "cuda" when torch sees one, else "cpu"
+
+    def __post_init__(self):
+        if self.input_scale not in INPUT_SCALES:
+            raise ValueError(f"CMCConfig: input_scale must be one of {INPUT_SCALES}, got {self.input_scale!r}")
+        if self.select_on not in SELECT_ON:
+            raise ValueError(f"CMCConfig: select_on must be one of {SELECT_ON}, got {self.select_on!r}")
 
     def replace(self, **kw) -> "CMCConfig":
         """A copy with the fields ``kw`` changed."""
         return dataclasses.replace(self, **kw)
 
     def digest(self) -> str:
-        """12 hex digits of SHA-256 over every field but ``device`` (the run's identity for resume)."""
+        """12 hex digits of SHA-256 over every field but ``device`` (the run's identity for resume).
+
+        A field of :data:`DIGEST_NEUTRAL` at its neutral value is left out, so configs that do not use the issue-15
+        options keep the digest they had before those fields existed (their checkpoints still resume).
+        """
         d = dataclasses.asdict(self)
         d.pop("device")
+        for k, neutral in DIGEST_NEUTRAL.items():
+            if d[k] == neutral:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

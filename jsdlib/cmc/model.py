@@ -11,6 +11,11 @@ model is permutation-equivariant over the candidates::
 Two variants (``encoders=``): ``"frozen"`` trains only the head on precomputed vectors (the retriever's own,
 since CMC's encoders start from the BE checkpoint), ``"finetuned"`` also trains CMC's own query and candidate
 MiniLM encoders (initialised from the BE) and re-encodes the catalogue after training.
+
+Input scale (``input_scale=``, issue 15): ``"unit"`` feeds the vectors as given (the frozen variant: the retriever's
+unit-norm vectors; the finetuned variant: MiniLM's raw [CLS] states), ``"layernorm"`` rescales each vector to
+the norm of a LayerNorm output, ``x' = sqrt(d) x / ||x||`` (the authors feed raw [CLS] states, norm ~ sqrt(d):
+with unit inputs the ``0.5 X`` skip path carries ~1/sqrt(d) of the signal after the first layer).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from jsdlib.cmc.config import INPUT_SCALES
 from jsdlib.cmc.precision import DEFAULT_PRECISION, fused_encoder_layer, resolve_bf16
 from jsdlib.common.paths import minilm_path
 from jsdlib.vlp.minilm import minilm_tokenizer
@@ -29,6 +35,16 @@ from jsdlib.vlp.quiet import quiet_loading
 def ffn_dim(d: int) -> int:
     """Feed-forward width of a CMC layer: 2048 at d = 768, scaled with d (1024 at MiniLM's d = 384)."""
     return int(round(2048 * d / 768))
+
+
+def scale_inputs(x: torch.Tensor, how: str) -> torch.Tensor:
+    """CMC's input vectors at the scale ``how``: ``"unit"`` = ``x`` unchanged; ``"layernorm"`` = ``sqrt(d) x / ||x||``
+    (each vector along the last axis gets norm sqrt(d), as a LayerNorm output with unit gain)."""
+    if how == "unit":
+        return x
+    if how == "layernorm":
+        return x * (x.shape[-1] ** 0.5) / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    raise ValueError(f"input_scale must be one of {INPUT_SCALES}, got {how!r}")
 
 
 def default_device() -> str:
@@ -127,7 +143,7 @@ class TextEncoder(nn.Module):
 class CMC(nn.Module):
     """CMC: the head plus, for ``encoders="finetuned"``, its own query and candidate text encoders.
 
-    ``encoders="frozen"``: ``forward(q_vec, c_vec)`` scores precomputed vectors. ``encoders="finetuned"``:
+    ``encoders="frozen"``: ``forward(q_vec, c_vec)`` scores precomputed vectors (at ``input_scale``, above). ``encoders="finetuned"``:
     ``query_encoder`` / ``candidate_encoder`` (:class:`TextEncoder`) turn texts into the vectors; the
     catalogue is re-encoded with :meth:`encode_catalogue` after training.
     """
@@ -135,10 +151,13 @@ class CMC(nn.Module):
     VARIANTS = ("frozen", "finetuned")
 
     def __init__(self, dim: int, encoders: str = "frozen", query_encoder: TextEncoder | None = None,
-                 candidate_encoder: TextEncoder | None = None, dropout: float = 0.1):
+                 candidate_encoder: TextEncoder | None = None, dropout: float = 0.1, input_scale: str = "unit"):
         super().__init__()
         if encoders not in self.VARIANTS:
             raise ValueError(f"encoders must be one of {self.VARIANTS}, got {encoders!r}")
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"input_scale must be one of {INPUT_SCALES}, got {input_scale!r}")
+        self.input_scale = input_scale
         if encoders == "finetuned" and (query_encoder is None or candidate_encoder is None):
             raise ValueError("encoders='finetuned' needs a query_encoder and a candidate_encoder (TextEncoder)")
         self.encoders = encoders
@@ -147,7 +166,8 @@ class CMC(nn.Module):
         self.candidate_encoder = candidate_encoder if encoders == "finetuned" else None
 
     def forward(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.head(q, c)
+        """Scores (B, K) of query vectors ``q`` (B, d) and candidate vectors ``c`` (B, K, d) at ``input_scale``."""
+        return self.head(scale_inputs(q, self.input_scale), scale_inputs(c, self.input_scale))
 
     def score_texts(self, query_texts: Sequence[str], cand_texts: Sequence[Sequence[str]]) -> torch.Tensor:
         """Scores (B, K) straight from texts (finetuned variant; gradients flow into both encoders)."""
@@ -156,7 +176,7 @@ class CMC(nn.Module):
         B, K = len(cand_texts), len(cand_texts[0])
         q = self.query_encoder(query_texts)
         c = self.candidate_encoder([t for row in cand_texts for t in row]).view(B, K, -1)
-        return self.head(q, c)
+        return self(q, c)
 
     @torch.no_grad()
     def encode_catalogue(self, cand_texts: Sequence[str], batch: int = 128, progress: bool = False) -> torch.Tensor:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from jsdlib.cmc.baselines import baseline_rerank
 from jsdlib.cmc.cross_encoder import CrossEncoder, PairCache, ce_rerank
 from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.model import CMC
@@ -16,6 +17,8 @@ from jsdlib.common.metrics import linking_accuracy, list_ranks, mrr_at_k, succes
 from jsdlib.common.stats import mean_std, paired_test
 
 PIPELINES = ("be", "be_ce", "be_cmc", "be_cmc_ce", "cmc_final")
+# the paper's reranker comparison (issue 15), by name only: pipeline -> the reranker it needs in ``rerankers``
+EXTRA_PIPELINES = {"be_poly": "poly", "be_sum_of_max": "sum_of_max"}
 RECALL_KS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -44,7 +47,7 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def _check_pipelines(names: Sequence[str], k: int, k_ce: int, cmc, ce) -> None:
+def _check_pipelines(names: Sequence[str], k: int, k_ce: int, cmc, ce, rerankers: dict | None = None) -> None:
     """A clear error for unknown pipeline names, ``k_ce > k`` or a pipeline whose model is missing."""
     if k_ce > k:
         raise ValueError(f"k_ce ({k_ce}) must not exceed k ({k})")
@@ -52,13 +55,18 @@ def _check_pipelines(names: Sequence[str], k: int, k_ce: int, cmc, ce) -> None:
         raise ValueError("run_pipelines: be_ce / be_cmc_ce need a cross-encoder")
     if any(x in names for x in ("be_cmc", "be_cmc_ce", "cmc_final")) and cmc is None:
         raise ValueError("run_pipelines: the CMC pipelines need a CMC model")
-    unknown = set(names) - set(PIPELINES)
+    unknown = set(names) - set(PIPELINES) - set(EXTRA_PIPELINES)
     if unknown:
-        raise ValueError(f"unknown pipelines {sorted(unknown)}; known: {PIPELINES}")
+        raise ValueError(f"unknown pipelines {sorted(unknown)}; known: {PIPELINES + tuple(EXTRA_PIPELINES)}")
+    missing = [n for n in names if n in EXTRA_PIPELINES and EXTRA_PIPELINES[n] not in (rerankers or {})]
+    if missing:
+        raise ValueError(f"run_pipelines: {missing} need rerankers={{kind: model}} with the kinds "
+                         f"{[EXTRA_PIPELINES[n] for n in missing]} (jsdlib.cmc.baselines_train.train_reranker)")
 
 
 def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k: int = 512, k_ce: int = 16,
-                  names: Sequence[str] = PIPELINES, progress: bool = False, ce_cache: PairCache | None = None) -> dict:
+                  names: Sequence[str] = PIPELINES, progress: bool = False, ce_cache: PairCache | None = None,
+                  rerankers: dict | None = None, k_extra: int | None = None) -> dict:
     """Every pipeline of spec §1 on ``data`` (test queries with the retriever's top-K), with metrics and ms/query.
 
     - ``be``: the retriever's own ranking (top-``k``).
@@ -67,6 +75,10 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     - ``be_cmc_ce``: the CE reranks CMC's top-``k_ce`` (out of the top-``k``).
     - ``cmc_final``: CMC reranks the retriever's top-``k_ce`` (the same lists the CE sees in ``be_ce``): CMC as
       the final reranker, compared with the CE on accuracy and time.
+    - ``be_poly`` / ``be_sum_of_max`` (:data:`EXTRA_PIPELINES`, only when named): the poly-encoder / sum-of-max
+      reranker of ``rerankers["poly"]`` / ``rerankers["sum_of_max"]`` reranks the top-``k_extra`` (default
+      ``k``, as ``be_cmc``; the authors' final rerankers read the top-64) and the rest keeps the retriever's order
+      (:func:`jsdlib.cmc.baselines.baseline_rerank`; its time includes MiniLM token states not cached yet).
 
     ms/query: the time of the retrieval (dense top-``k`` over the catalogue from the query vectors) and of each
     reranking stage over all queries divided by their number, on this CPU; a CE stage counts
@@ -75,7 +87,7 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     """
     n = len(data)
     k = min(k, data.k)
-    _check_pipelines(names, k, k_ce, cmc, ce)
+    _check_pipelines(names, k, k_ce, cmc, ce, rerankers)
 
     def retrieve():  # exact dense top-k (what the BE costs per query; the ranking itself comes from data.topk)
         return torch.topk(data.query_emb.float() @ data.cand_emb.float().T, min(k, data.cand_emb.shape[0]), dim=1)
@@ -95,7 +107,14 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     if "be_cmc_ce" in names:
         be_cmc_ce, n_pairs = ce_rerank(ce, data, cmc_rows, k_ce, cache)
         secs["ce_cmc"] = cache.ms_per_pair * n_pairs / 1000.0
-    plan = {"be": (lambda: be, k, ["be"]),
+    extra, k_extra = {}, min(k_extra or k, k)
+    for name in (x for x in names if x in EXTRA_PIPELINES):
+        t = time.perf_counter()
+        rows, _ = baseline_rerank(rerankers[EXTRA_PIPELINES[name]], data, k_extra)
+        extra[name] = torch.cat([rows, be[:, k_extra:]], 1)
+        secs[name] = time.perf_counter() - t
+    plan = {**{name: ((lambda r=r: r), k_extra, ["be", name]) for name, r in extra.items()},
+            "be": (lambda: be, k, ["be"]),
             "be_cmc": (lambda: cmc_rows, k, ["be", "cmc"]),
             "be_ce": (lambda: be_ce, k_ce, ["be", "ce_be"]),
             "be_cmc_ce": (lambda: be_cmc_ce, k_ce, ["be", "cmc", "ce_cmc"]),
@@ -131,7 +150,12 @@ def aggregate_pipelines(per_seed: Sequence[dict]) -> dict:
 # (test name, pipeline a, pipeline b, k): "gold within the top k" per query, a vs b
 PIPELINE_TESTS = (("be_cmc_vs_be_R@16", "be_cmc", "be", 16), ("be_cmc_vs_be_R@64", "be_cmc", "be", 64),
                   ("be_cmc_ce_vs_be_ce_R@1", "be_cmc_ce", "be_ce", 1), ("be_ce_vs_be_R@1", "be_ce", "be", 1),
-                  ("cmc_final_vs_be_ce_R@1", "cmc_final", "be_ce", 1))
+                  ("cmc_final_vs_be_ce_R@1", "cmc_final", "be_ce", 1),
+                  # the reranker comparison (only when those pipelines ran)
+                  ("be_cmc_vs_be_poly_R@1", "be_cmc", "be_poly", 1),
+                  ("be_cmc_vs_be_poly_R@16", "be_cmc", "be_poly", 16),
+                  ("be_cmc_vs_be_sum_of_max_R@1", "be_cmc", "be_sum_of_max", 1),
+                  ("be_cmc_vs_be_sum_of_max_R@16", "be_cmc", "be_sum_of_max", 16))
 
 
 def pipeline_tests(per_seed: Sequence[dict]) -> dict:

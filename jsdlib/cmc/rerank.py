@@ -6,7 +6,9 @@ import math
 import torch
 
 from jsdlib.cmc.data import RerankData
+from jsdlib.cmc.config import SELECT_ON
 from jsdlib.cmc.model import CMC
+from jsdlib.common.metrics import linking_accuracy, list_ranks
 
 
 @torch.no_grad()
@@ -54,6 +56,33 @@ def catalogue_vectors(model: CMC, data: RerankData, progress: bool = False) -> t
         return data.query_emb, data.cand_emb
     return model.encode_queries(data.query_texts, progress=progress), model.encode_catalogue(data.cand_texts,
                                                                                             progress=progress)
+
+
+def selection_metrics(ranked: torch.Tensor, gold: torch.Tensor, domains, n_reranked: int,
+                      select_on: str = "micro_top1") -> tuple[dict, float]:
+    """Model selection on a validation ranking: ``(history fields, key)`` for ``select_on``.
+
+    - ``"micro_top1"`` (jsdlib's default): ``val_acc`` = top-1 accuracy over all queries (%), the key.
+    - ``"macro_unnorm"`` (the authors', ``main_reranker.py`` ~992): per domain (world) ``w`` the unnormalised
+      accuracy ``acc_w = 100 |{q in w : rank_q = 0}| / |w|``, key = ``(1 / W) sum_w acc_w``; the row holds
+      ``val_acc`` (micro) and ``val_macro_unnorm`` (the key).
+    """
+    if select_on not in SELECT_ON:
+        raise ValueError(f"select_on must be one of {SELECT_ON}, got {select_on!r}")
+    micro = top1_accuracy(ranked, gold)
+    if select_on == "micro_top1":
+        return {"val_acc": micro}, micro
+    macro = linking_accuracy(list_ranks(ranked, gold), n_reranked, domains)["macro"]["acc_unnorm"]
+    return {"val_acc": micro, "val_macro_unnorm": macro}, macro
+
+
+@torch.no_grad()
+def validate_cmc(model: CMC, data: RerankData, k: int = 512, batch: int = 16,
+                 select_on: str = "micro_top1") -> tuple[dict, float]:
+    """CMC reranks each validation query's top-``k``: :func:`selection_metrics` of the result."""
+    q, c = catalogue_vectors(model, data)
+    ranked, _ = cmc_rerank(model, data, k, batch, cand_emb=c, query_emb=q)
+    return selection_metrics(ranked, data.gold, data.domain, min(k, data.k), select_on)
 
 
 @torch.no_grad()

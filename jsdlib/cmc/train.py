@@ -4,8 +4,9 @@ Per step, ``batch_size`` training queries each get ``[gold, 31 best-ranked other
 top-1024]`` (:func:`jsdlib.cmc.data.sample_candidates`), CMC scores them and :func:`jsdlib.cmc.loss.cmc_loss`
 compares the scores with the gold and with the retriever's (teacher) scores. AdamW, linear warm-up then linear
 decay (:mod:`jsdlib.common.schedule`), gradient clipping; after each epoch CMC reranks the validation queries'
-top-``eval_k`` and the epoch with the best top-1 accuracy is kept. The loop is :func:`jsdlib.common.fit.fit`
-(:class:`CMCTask` says what a batch, its loss and the validation are).
+top-``eval_k`` and the epoch with the best top-1 accuracy is kept (micro by default; ``select_on="macro_unnorm"``:
+the mean over domains of the per-domain unnormalised accuracy, as the authors select). The loop is
+:func:`jsdlib.common.fit.fit` (:class:`CMCTask` says what a batch, its loss and the validation are).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from jsdlib.cmc.config import CMCConfig
 from jsdlib.cmc.data import RerankData, eval_subset, sample_candidates
 from jsdlib.cmc.loss import cmc_loss, teacher_scores
 from jsdlib.cmc.model import CMC, default_device
-from jsdlib.cmc.rerank import evaluate_cmc
+from jsdlib.cmc.rerank import validate_cmc
 from jsdlib.common.fit import FitConfig, Task, fit
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
@@ -42,9 +43,12 @@ def _check(train: RerankData, val: RerankData, cfg: CMCConfig, model: CMC | None
     if model is None:
         if cfg.encoders != "frozen":
             raise ValueError("train_cmc: the finetuned variant needs model=CMC(dim, 'finetuned', encoders...)")
-        model = CMC(train.query_emb.shape[1], "frozen", dropout=cfg.dropout)
+        model = CMC(train.query_emb.shape[1], "frozen", dropout=cfg.dropout, input_scale=cfg.input_scale)
     if model.encoders != cfg.encoders:
         raise ValueError(f"train_cmc: cfg.encoders={cfg.encoders!r} but the model is {model.encoders!r}")
+    if model.input_scale != cfg.input_scale:
+        raise ValueError(f"train_cmc: cfg.input_scale={cfg.input_scale!r} but the model has "
+                         f"{model.input_scale!r}: build it with CMC(..., input_scale=cfg.input_scale)")
     if model.encoders == "finetuned" and (train.query_texts is None or train.cand_texts is None
                                           or val.query_texts is None):
         raise ValueError("train_cmc: the finetuned variant needs query_texts and cand_texts in the data")
@@ -73,7 +77,8 @@ def cmc_batch_loss(model: CMC, data: RerankData, qs: list[int], gen: torch.Gener
 
 class CMCTask(Task):
     """CMC for :func:`jsdlib.common.fit.fit`: batches of training queries, :func:`cmc_batch_loss`, validation
-    accuracy of CMC over the validation queries' top-``eval_k`` (the selection key)."""
+    accuracy of CMC over the validation queries' top-``eval_k`` (the selection key: ``cfg.select_on``,
+    :func:`jsdlib.cmc.rerank.selection_metrics`)."""
 
     def __init__(self, model: CMC, train: RerankData, val: RerankData, cfg: CMCConfig, qidx: torch.Tensor,
                  device: torch.device):
@@ -90,8 +95,7 @@ class CMCTask(Task):
         return loss, {"loss": loss.detach(), "ce": parts["ce"], "kl": parts["kl"]}
 
     def validate(self, epoch: int) -> tuple[dict, float]:
-        val_acc = evaluate_cmc(self.model, self.val, self.cfg.eval_k, self.cfg.eval_batch)
-        return {"val_acc": val_acc}, val_acc
+        return validate_cmc(self.model, self.val, self.cfg.eval_k, self.cfg.eval_batch, self.cfg.select_on)
 
     def epoch_line(self, row: dict) -> str:
         return f"cmc epoch {row['epoch']}  loss {row['loss']:.4f}  val acc {row['val_acc']:.2f}  {row['epoch_s']:.1f}s"

@@ -7,23 +7,32 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from jsdlib.cmc.baselines import TokenStates
+from jsdlib.cmc.baselines_train import make_reranker, train_reranker
 from jsdlib.cmc.checkpoint import CMC_WORDNET_ASSET, load_cmc, save_cmc
 from jsdlib.cmc.config import get_cmc_preset
 from jsdlib.cmc.cross_encoder import CEConfig, PairCache, train_ce
 from jsdlib.cmc.data import RerankData, eval_subset
-from jsdlib.cmc.pipelines import PIPELINES, aggregate_pipelines, pipeline_tests, run_pipelines
+from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, aggregate_pipelines, pipeline_tests, run_pipelines
 from jsdlib.cmc.rerank import evaluate_cmc
 from jsdlib.cmc.tasks import TASKS, load_task, wordnet_task
 from jsdlib.cmc.train import train_cmc
+from jsdlib.common.seeding import seeded
 
 
 def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: Sequence[str] | None = None,
             run_root=None, n_eval: int | None = -1, ce_cfg: CEConfig | None = None, data: dict | None = None,
-            progress: bool = False, log=print) -> dict:
+            progress: bool = False, log=print, reranker_overrides: dict | None = None,
+            tokens: TokenStates | None = None, k_extra: int | None = None) -> dict:
     """Train CMC (and the CE) per seed and run every pipeline on the task's test queries; mean ± std over seeds.
 
     Returns ``{"pipelines": {NAME: {metric: {"mean", "std"}}}, "per_seed", "task", "variant", "config", ...}``.
     ``data``: ``{"train", "val", "test"}`` RerankData to use instead of loading the task.
+    ``names`` may add the reranker comparison (:data:`jsdlib.cmc.pipelines.EXTRA_PIPELINES`: ``be_poly``,
+    ``be_sum_of_max``): each is trained per seed by :func:`jsdlib.cmc.baselines_train.train_reranker` with the
+    CMC preset's config plus ``reranker_overrides`` (e.g. ``{"lr": 1e-3}``, chosen on validation), over the
+    frozen MiniLM token states of ``tokens`` (default: pretrained MiniLM, shared by every seed and reranker); they
+    rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC).
     """
     if not seeds:
         raise ValueError("compare needs at least one seed")
@@ -42,17 +51,23 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
         ce_info = {"train_time_s": ce_res["train_time_s"], "n_train_queries": ce_res["n_train_queries"],
                    "seed": seeds[0], "first_loss": ce_res["loss_first"], "final_loss": ce_res["loss_last"],
                    "chance_loss": math.log(ce_cfg.n_candidates)}
+    kinds = [EXTRA_PIPELINES[x] for x in names if x in EXTRA_PIPELINES]
+    if kinds and tokens is None:
+        tokens = TokenStates()
     per_seed, info = [], []
     for s in seeds:
         cfg = get_cmc_preset(preset, seed=s)
         rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{s}"
         log(f"[{task}] seed {s}: training CMC ({cfg.encoders} encoders, preset {cfg.name})")
         res = train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
+        rerankers, extra_info = _train_rerankers(kinds, data, cfg.replace(**(reranker_overrides or {})), tokens,
+                                                 run_root, task, progress, log)
         log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
         per_seed.append(run_pipelines(test, res["model"], ce, spec["k"], spec["k_ce"], names, progress=progress,
-                                      ce_cache=cache))
+                                      ce_cache=cache, rerankers=rerankers, k_extra=k_extra))
         info.append({"seed": s, "best_epoch": res["best"]["epoch"], "val_acc": res["best"]["val_acc"],
-                     "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]})
+                     "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]}
+                    | extra_info)
     ce_out = (ce_info | {"ms_per_pair": cache.ms_per_pair, "pairs_scored": cache.pairs,
                          "note": "the CE is trained once (first seed) and shared by every CMC seed"} if need_ce
               else {"skipped": True, "note": spec.get("ce_note", "no cross-encoder pipelines asked for")})
@@ -60,12 +75,29 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             "names": list(names), "variant": get_cmc_preset(preset).encoders,
             "preset": dataclasses.asdict(get_cmc_preset(preset)),
             "ce_config": dataclasses.asdict(ce_cfg) if need_ce else None,
-            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], "seeds": list(seeds), "seed_info": info,
+            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], **({"k_extra": k_extra} if kinds else {}),
+            "seeds": list(seeds), "seed_info": info,
             "ce": ce_out,
             "n_test_queries": len(test), "n_test_total": len(data["test"]), "n_train_queries": len(data["train"]),
             "catalogue_size": int(test.cand_emb.shape[0]), "data": test.name,
             "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
                          for r in per_seed]}
+
+
+def _train_rerankers(kinds, data: dict, cfg, tokens, run_root, task: str, progress: bool, log) -> tuple[dict, dict]:
+    """The comparison rerankers ``kinds`` trained with ``cfg`` (one seed): ``({kind: model}, seed-info fields)``."""
+    models, info = {}, {}
+    for kind in kinds:
+        rd = None if run_root is None else Path(run_root) / f"{task}-{kind}-{cfg.name}-seed{cfg.seed}"
+        log(f"[{task}] seed {cfg.seed}: training the {kind} reranker (lr {cfg.lr:g})")
+        with seeded(cfg.seed):
+            model = make_reranker(kind, data["train"], tokens)
+        r = train_reranker(model, data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
+        models[kind] = r["model"]
+        info[kind] = {"best_epoch": r["best"]["epoch"], "val_acc": r["best"]["val_acc"],
+                      "val_history": [h["val_acc"] for h in r["history"]], "train_time_s": r["train_time_s"],
+                      "lr": cfg.lr}
+    return models, info
 
 
 def export_wordnet_head(out=None, preset: str = "cpu-frozen", seed: int = 0, be_kind: str = "asis",
