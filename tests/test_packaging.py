@@ -45,6 +45,15 @@ def test_console_script_help():
         assert cmd in out.stdout
 
 
+def test_console_script_entry_point_is_a_function():
+    """pyproject's ``jsdlib = module:function`` names a callable (a stale ``jsdlib.cli:main`` would name a package)."""
+    import importlib
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, func = spec["jsdlib"].split(":")
+    assert callable(getattr(importlib.import_module(module), func)), spec["jsdlib"]
+
+
 def test_readme_opens_with_the_two_commands():
     head = (ROOT / "README.md").read_text().split("\n## ")[0]
     assert "make run" in head and "make test" in head
