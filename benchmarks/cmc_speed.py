@@ -25,9 +25,10 @@ throughput measured by a short matmul probe in the same run (fp32, and bf16 wher
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
+
+from jsdlib.common.io import write_json
 
 
 def main(argv=None) -> int:
@@ -66,8 +67,7 @@ def main(argv=None) -> int:
         print(f"claim 2 (paper: CMC 11x faster than the CE as a direct reranker): at 64 candidates the CE takes "
               f"{c['ce_over_cmc_at_64']:.1f}x CMC's time here")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+        write_json(res, args.json)
     return 0
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import resource
 import sys
 import time
 
 import numpy as np
 import torch
+
+from jsdlib.common.io import write_json
 
 
 def synthetic_features(n_img: int, caps_per_img: int, d: int, proj_dim: int, seed: int):
@@ -118,8 +119,7 @@ def main(argv=None) -> int:
     report["total_s"] = round(time.perf_counter() - t0, 1)
     print(f"total {report['total_s']:.0f} s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(report, args.json)
     return 0
 
 
