@@ -11,13 +11,13 @@ vocabulary terms are active and the head's backward pass is dense).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 
 import torch
 
 from jsdlib.common import hardware
+from jsdlib.common.io import write_json
 from jsdlib.jsd.features import emoji_features
 from jsdlib.jsd.train import train_jsd
 from jsdlib.jsd.presets import get_preset
@@ -55,9 +55,8 @@ def main(argv=None) -> int:
     goal = min(r["epoch_s_median"] for r in rows)
     print(f"goal (< 5 s per epoch incl. validation): {'met' if goal < 5 else 'NOT met'} ({goal:.2f} s)")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "threads": args.threads, "torch": torch.__version__, "cpu": hardware.describe()},
-                      fh, indent=1)
+        write_json({"rows": rows, "threads": args.threads, "torch": torch.__version__, "cpu": hardware.describe()},
+                   args.json)
     return 0
 
 
