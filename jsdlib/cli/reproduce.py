@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 from jsdlib.cli.options import command
-from jsdlib.common.cliargs import UserError, check_output
+from jsdlib.common.cliargs import UserError, check_output, positive_int
 from jsdlib.experiments.reproduce import CPU_STEPS, PAPER_DATA, check_paper_data, check_paper_inputs, run
 from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
@@ -26,8 +28,13 @@ def cmd_reproduce(args) -> int:
                           progress=not args.quiet)
     run(args.out, preset=args.preset, only=args.only, seeds=args.seeds, data_dir=args.data, standin=standin,
         projection=args.projection, word_embeddings=args.word_embeddings, progress=not args.quiet,
-        random_projection=args.random_projection)
+        random_projection=args.random_projection, workers=args.workers)
     return 0
+
+
+def default_workers() -> int:
+    """Two lanes where there are at least two cores (jsdlib.experiments.lanes), else one."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def add(sub) -> None:
@@ -37,6 +44,9 @@ def add(sub) -> None:
     rp.add_argument("--preset", default="cpu", choices=["cpu", *PAPER_DATA])
     rp.add_argument("--out", default="results", help="output folder (a second run reuses finished steps)")
     rp.add_argument("--only", nargs="+", help=f"run only these steps (cpu: {' '.join(CPU_STEPS)})")
+    rp.add_argument("--workers", type=positive_int, default=default_workers(),
+                    help="cpu preset: run the training steps in this many parallel lanes, each with its share of "
+                         "--threads (default: 2 where there are 2+ cores; 1 = one step after the other)")
     rp.add_argument("--retrain-standin", action="store_true", help="retrain the stand-in VLP instead of loading "
                                                                    "the committed checkpoint (~10 min)")
     rp.add_argument("--data", help="paper presets: folder with the released features and Karpathy JSON")

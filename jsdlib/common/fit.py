@@ -10,7 +10,8 @@ better; ``None`` = the epoch may not be chosen, e.g. over JSD's sparsity budget)
 
 Checkpoints (``run_dir``; :mod:`jsdlib.common.checkpoint`): ``last.pt`` after every epoch (weights, optimiser,
 scheduler, loss scaler, the batch generator, torch's global RNG when dropout draws from it, the loop's history)
-and ``best.pt`` (the best weights). A killed run resumes bit for bit: same draws in the same order, same optimiser,
+and ``best.pt`` (the best weights), and the marker of a finished run; :func:`fit` holds the folder's lock
+(:mod:`jsdlib.common.runlock`) while it trains. A killed run resumes bit for bit: same draws in the same order, same optimiser,
 scheduler and scaler steps. A ``last.pt`` of another run (other ``ident``) or of another precision is refused; an
 unreadable one is discarded with a warning and the run starts over.
 
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from jsdlib.common.checkpoint import load_checkpoint, open_run, save_state
 from jsdlib.common.integrity import IntegrityError, discard_derived
 from jsdlib.common.io import save_torch
+from jsdlib.common.runlock import mark_finished, run_lock
 
 PRECISIONS = ("fp32", "bf16-autocast", "fp16-amp")
 FORMAT = "fit1"     # prefix of every run identity; jsdlib 0.1's loops wrote the bare identity
@@ -209,7 +211,9 @@ def fit(task: Task, opt: torch.optim.Optimizer, sched, gen: torch.Generator, cfg
     if run_dir is not None and resume:
         _drop_old_format(Path(run_dir), ident)
     ident = f"{FORMAT}:{ident}"
-    with _forked_rng(device):
+    # one process at a time in a run folder (jsdlib.common.runlock): a second caller waits, then resumes the
+    # finished run and only loads it
+    with run_lock(run_dir) if run_dir is not None else nullcontext(), _forked_rng(device):
         run_dir, state, best_sd = _open(task, opt, sched, gen, scaler, cfg, state, ident, run_dir, resume, desc, log)
         t0 = time.time()
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -234,6 +238,8 @@ def fit(task: Task, opt: torch.optim.Optimizer, sched, gen: torch.Generator, cfg
                 log(task.epoch_line(row))
             if stop_after_epoch is not None and stop_after_epoch <= epoch < cfg.epochs and not state["done"]:
                 return {"model": task.model, "stopped_at": epoch, "precision": cfg.precision, **state}
+        if run_dir is not None:
+            mark_finished(run_dir, ident)
         if best_sd is not None:
             task.load_state_dict(best_sd)
         elif state["history"]:  # no epoch was selectable: keep the last one and say so

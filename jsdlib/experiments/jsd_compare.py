@@ -99,14 +99,16 @@ def summary_rows(result: dict, digits: int = 1) -> dict:
 
 
 def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float], seed: int | None = None,
-             run_root=None, progress: bool = False, log=print) -> list[dict]:
+             run_root=None, progress: bool = False, log=print, run_dirs: dict | None = None) -> list[dict]:
     """Train ``method`` ("jsd", "d2s", or "d2s_own": D2S's own recipe) with the L1 weights ``scale * (cfg.eta_t, cfg.eta_i)`` for each scale.
 
     Both methods scale the same base (JSD's weights; D2S's own ``d2s_eta_*`` are ignored here), so one scale
     means one L1 weight on both curves.
 
     Returns one row per scale with validation *and* test R@1, active terms and FLOPs: the R@1-vs-FLOPs trade-off
-    of the paper's Figure 2. Pick operating points on the validation numbers only.
+    of the paper's Figure 2. Pick operating points on the validation numbers only. ``run_dirs``: ``{scale: run
+    folder}`` replacing ``run_root``'s folder for that scale (``reproduce`` points the JSD x1 run at the JSD
+    comparison's seed-0 run: the same training).
     """
     if method not in SWEEP_METHODS:
         raise ValueError(f"l1_sweep: method must be one of {SWEEP_METHODS}, got {method!r}")
@@ -126,6 +128,7 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
             train = train_d2s
             kw = {"caption_token_ids": fs.caption_token_ids}
         rd = None if run_root is None else Path(run_root) / f"{method}-l1x{scale:g}-seed{c.seed if seed is None else seed}"
+        rd = (run_dirs or {}).get(scale, rd)
         res = train(fs.train, fs.val, c, run_dir=rd, seed=seed, E_init=fs.E_init, special_ids=fs.special_ids,
                     progress=progress, log=log, **kw)
         val = evaluate_model(res["model"], fs.val, c.w1, c.w2)

@@ -47,9 +47,11 @@ from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
 from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors, read_derived_json
 from jsdlib.common.io import write_json
+from jsdlib.common.runlock import finished, run_lock
 from jsdlib.common.metrics import evaluate_split
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import jsd_compare
+from jsdlib.experiments.lanes import run_pending_in_lanes
 from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.experiments.tables import write_report
 from jsdlib import index
@@ -63,8 +65,8 @@ CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 10.4, "jsd_compare": 2213.1, "jsd_sweep": 4671.1, "search": 10.6,
-                    "cmc_wordnet": 2043.1, "cmc_emoji": 2289.7, "cmc_speed": 107.7}
+EXPECTED_SECONDS = {"dense": 20.0, "jsd_compare": 2400.0, "jsd_sweep": 2200.0, "search": 20.0,
+                    "cmc_wordnet": 1400.0, "cmc_emoji": 480.0, "cmc_speed": 90.0}
 PAPER_DATA = {  # preset -> (Karpathy JSON, text parquet, image parquet)
     "blip-coco": ("dataset_coco.json", "text_embs_before_proj_blip.parquet", "img_embs_before_proj_blip.parquet"),
     "albef-coco": ("dataset_coco.json", "text_embs_before_proj_albef.parquet", "img_embs_before_proj_albef.parquet"),
@@ -86,6 +88,7 @@ class MissingDataError(FileNotFoundError):
 RUNTIME = frozenset({"ctx", "fs", "features", "run_root", "workdir", "progress", "log", "seed", "seeds"})
 SWEEP_VARIANTS = (("jsd", False), ("d2s", False), ("d2s", True))   # (method, PEC) curves of the jsd_sweep step
 SEARCH_SIZES = (1000, 10000)
+COMPARE_CFG = get_preset("cpu-emoji")    # the JSD comparison's config (its seed-0 JSD run is the sweep's x1 point)
 CMC_PRESET = "cpu-frozen"
 
 
@@ -173,15 +176,52 @@ def _jsd_compare(ctx: Context, a: dict) -> dict:
                                progress=ctx.progress, log=ctx.log, **a)
 
 
-def _jsd_sweep(ctx: Context, a: dict) -> dict:
-    a = dict(a)
-    cfg, fs = a.pop("cfg"), ctx.features()
-    rows = []
+def _sweep_points(ctx: Context, a: dict) -> list[tuple]:
+    """The sweep's trainings ``(method, pec, scale, run folder)`` in the order the step runs them: JSD x1 is the JSD
+    comparison's seed-0 run (same config, seed and data: one training, in that step's folder), so it comes last,
+    when the comparison (perhaps in the other lane) has long trained it."""
+    s0, pts = ctx.seeds[0], []
     for method, pec in SWEEP_VARIANTS:
-        rows += jsd_compare.l1_sweep(fs, cfg.replace(pec=pec), method, seed=ctx.seeds[0],
-                                     run_root=ctx.run_root("jsd_sweep") / ("pec" if pec else "plain"), log=ctx.log,
-                                     **a)
-    return {"rows": rows, "preset": cfg.name, "seed": ctx.seeds[0], "scales": list(a["scales"])}
+        for scale in a["scales"]:
+            shared = (method == "jsd" and not pec and scale == 1.0
+                      and a["cfg"].replace(pec=False).digest() == COMPARE_CFG.digest())
+            rd = (ctx.run_root("jsd_compare") / f"jsd-seed{s0}" if shared else
+                  ctx.run_root("jsd_sweep") / ("pec" if pec else "plain") / f"{method}-l1x{scale:g}-seed{s0}")
+            pts.append((method, pec, scale, rd, shared))
+    return sorted(pts, key=lambda p: p[4])
+
+
+def _sweep_point(ctx: Context, a: dict, point: tuple) -> dict:
+    """One sweep training (or its finished run) and its row (:func:`jsdlib.experiments.jsd_compare.l1_sweep`)."""
+    method, pec, scale, rd, _ = point
+    return jsd_compare.l1_sweep(ctx.features(), a["cfg"].replace(pec=pec), method, [scale], seed=ctx.seeds[0],
+                                run_dirs={scale: rd}, log=ctx.log)[0]
+
+
+def _jsd_sweep(ctx: Context, a: dict) -> dict:
+    rows = {p[:3]: _sweep_point(ctx, a, p) for p in _sweep_points(ctx, a)}
+    order = [(m, pec, sc) for m, pec in SWEEP_VARIANTS for sc in a["scales"]]
+    return {"rows": [rows[k] for k in order], "preset": a["cfg"].name, "seed": ctx.seeds[0],
+            "scales": list(a["scales"])}
+
+
+def help_sweep(ctx: Context, step: Step) -> int:
+    """A lane with nothing left to do trains the sweep's points from the end while the step's owner works from the
+    start (each training holds its folder's lock: :mod:`jsdlib.common.runlock`); stops where they meet. Returns how
+    many points it trained. The owner then finds them finished and only evaluates them: the same numbers."""
+    a, done = step.resolved(), 0
+    for p in reversed([p for p in _sweep_points(ctx, a) if not p[4]]):
+        rd = p[3]
+        if finished(rd):
+            break
+        with run_lock(rd, blocking=False) as free:
+            pass
+        if not free:
+            break
+        ctx.log(f"helping jsd_sweep: {p[0]}{' +PEC' if p[1] else ''} L1 x{p[2]:g}")
+        _sweep_point(ctx, a, p)
+        done += 1
+    return done
 
 
 def _search(ctx: Context, a: dict) -> dict:
@@ -212,7 +252,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
                   for t in ("wordnet", "emoji")}   # what compare() looks up by name: covered by the fingerprint
     steps = [Step("dense", "Dense retrieval of the stand-in VLP", vlp_models.cached_features, _dense),
              Step("jsd_compare", "JSD and its baselines (3 seeds)", jsd_compare.compare, _jsd_compare,
-                  {"cfg": get_preset("cpu-emoji")}),
+                  {"cfg": COMPARE_CFG}),
              Step("jsd_sweep", "R@1 vs FLOPs over L1 weights", jsd_compare.l1_sweep, _jsd_sweep,
                   {"cfg": get_preset("cpu-emoji"), "scales": (0.3, 1.0, 3.0, 10.0)},
                   {"variants": SWEEP_VARIANTS}),
@@ -224,7 +264,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
                   {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
              # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.md)
              Step("cmc_speed", "CMC vs CE speed", cmc.speed_curve, _cmc_speed,
-                  {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000})]
+                  {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000, "repeats": (3, 2, 1)})]
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:
@@ -332,17 +372,23 @@ def environment() -> dict:
 
 def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
         data_dir=None, standin=None, projection=None, word_embeddings=None, progress: bool = True,
-        log=print, random_projection: bool = False, steps: Sequence[Step] | None = None) -> dict:
+        log=print, random_projection: bool = False, steps: Sequence[Step] | None = None, workers: int = 1,
+        report: bool = True) -> dict:
     """Run (or reuse) every step, then write ``results.json`` and ``report.md``; returns the results dict.
 
     A step file that cannot be read (e.g. truncated by a crash of another tool) is reported, discarded and the
-    step recomputed. ``steps`` replaces the preset's steps (tests use tiny ones).
+    step recomputed. ``steps`` replaces the preset's steps (tests use tiny ones). ``workers > 1`` (cpu preset):
+    the training steps run first in that many parallel lanes, each with ``torch.get_num_threads() // workers``
+    threads (:mod:`jsdlib.experiments.lanes`), then the timed steps alone. ``report=False``: step files only.
     """
     out = Path(out)
+    lanes_ok = steps is None and preset == "cpu" and workers > 1
     if steps is None:
         steps = (cpu_steps(only) if preset == "cpu"
                  else paper_steps(preset, data_dir, projection, word_embeddings, random_projection))
     steps = list(steps)
+    if lanes_ok:
+        run_pending_in_lanes(out, steps, seeds, standin, workers, EXPECTED_SECONDS, progress, log)
     ctx = Context(out, preset, tuple(seeds), progress, log, {"standin": standin})
     if standin is not None:
         for s in steps:
@@ -371,8 +417,10 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
         results[step.name], timing[step.name] = json.loads(path.read_text())["result"], meta
         bar.update(cost[step.name])
     bar.close()
+    if not report:
+        return {"steps": timing, "results": results}
     doc = {"preset": preset, "seeds": list(seeds), "environment": environment(), "steps": timing,
-           "results": results}
+           "results": results, "workers": workers}
     write_json(doc, out / "results.json", default=_json_default)
     write_report(doc, out)
     log(f"[reproduce] wrote {out / 'results.json'} and {out / 'report.md'}")

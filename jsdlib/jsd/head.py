@@ -85,8 +85,8 @@ class SparseHead(nn.Module):
         if d.dim() != 2 or d.shape[1] != self.proj.in_features:
             raise ValueError(f"SparseHead expects (batch, {self.proj.in_features}) dense vectors, got {tuple(d.shape)}")
         u = self.norm(self.proj(d))
-        with torch.no_grad():
-            active = (u @ self.E.T > 0).any(dim=0)
+        with torch.no_grad():   # E u^T (|V| x B) is ~1.5x faster than u E^T on CPU BLAS; same signs up to rounding
+            active = (self.E @ u.T).amax(dim=1) > 0
             if self.masked:
                 active &= self.keep.bool()
             cols = active.nonzero().squeeze(1)

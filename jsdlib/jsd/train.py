@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from jsdlib.common.fit import FitConfig, Task, fit
-from jsdlib.common.hardware import cpu_bf16
+from jsdlib.common.hardware import cpu_bf16, keep_freed_memory
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, num_threads, seeded
 from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
@@ -238,6 +238,7 @@ def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, 
     cfg = cfg if seed is None else cfg.replace(seed=seed)
     _check_pec(cfg, caption_token_ids, feats_train)
     precision = _precision(cfg)
+    keep_freed_memory()   # the same numbers, ~13 % faster on CPU (jsdlib.common.hardware)
     with num_threads(cfg.threads), seeded(cfg.seed):
         task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision)
         opt = build_optimizer(task, cfg)
