@@ -109,12 +109,12 @@ def keep_freed_memory() -> bool:
     by the kernel, about a fifth of a step on a 2-core laptop. Raising the mmap and trim thresholds to 1 GiB lets
     those blocks be reused: the same arithmetic, the same numbers, ~13 % less time per JSD epoch measured here
     (docs/decisions.md, "make run within the hour"). The process keeps up to that much freed memory. Returns whether it
-    applied (``False`` off glibc, e.g. macOS or Windows; then nothing changes).
+    applied (``False`` off glibc, e.g. macOS or Windows, or with ``JSDLIB_KEEP_FREED_MEMORY=0``; then nothing changes).
     """
     if _MALLOC_DONE:
         return _MALLOC_DONE[0]
     ok = False
-    if platform.system() == "Linux":
+    if platform.system() == "Linux" and os.environ.get("JSDLIB_KEEP_FREED_MEMORY", "1") != "0":
         try:
             import ctypes
             libc = ctypes.CDLL("libc.so.6")

@@ -59,7 +59,8 @@ def _lane(i: int, names: list[str], kw: dict, threads: int, log_path: str) -> No
             f.write(line + "\n")
 
         helps = kw.pop("help_sweep", False)
-        reproduce.run(only=names, progress=False, log=log, report=False, workers=1, **kw)
+        steps = [reproduce.cpu_steps([n])[0] for n in names]        # in the lane's order, not the job's
+        reproduce.run(steps=steps, progress=False, log=log, report=False, workers=1, **kw)
         if helps:
             ctx = reproduce.Context(Path(kw["out"]), "cpu", tuple(kw["seeds"]), False, log,
                                     {"standin": kw.get("standin")})
