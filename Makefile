@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## The main job on the bundled default: every experiment of the CPU course -> results/report.md, results.json
-## (3.2 hours for the committed run on a 2-core AMX machine, longer in fp32 on a laptop; resumable: a second run
-## reuses every finished step).
+## (57 minutes for the committed run on a 2-core AVX2 machine from an empty cache, two lanes of one thread;
+## resumable: a second run reuses every finished step).
 run: setup
 	$(BIN)/jsdlib reproduce --preset cpu --out results
 

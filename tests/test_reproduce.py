@@ -97,19 +97,19 @@ def test_editing_a_default_of_the_called_function_reruns_the_step(tmp_path, monk
     calls = []
 
     def speed_curve(ns=(16, 64), ce_max=10000, ce_batch=64, log=print, repeats=(5, 3, 1)):
-        calls.append(repeats)
+        calls.append(ce_batch)
         return committed
 
     monkeypatch.setattr(cmc_core, "speed_curve", speed_curve)
     run = lambda: reproduce.run(tmp_path, only=["cmc_speed"], progress=False, log=lambda *a: None)  # noqa: E731
     first = run()
     run()
-    assert calls == [(5, 3, 1)]                                          # same defaults: reused
-    speed_curve.__defaults__ = ((16, 64), 10000, 64, print, (7, 3, 1))   # a default edited in the callee
+    assert calls == [64]                                                 # same defaults: reused
+    speed_curve.__defaults__ = ((16, 64), 10000, 32, print, (5, 3, 1))   # a default edited in the callee
     again = run()
-    assert calls == [(5, 3, 1), (7, 3, 1)]                               # ... runs the step again
+    assert calls == [64, 32]                                             # ... runs the step again
     assert again["steps"]["cmc_speed"]["digest"] != first["steps"]["cmc_speed"]["digest"]
-    assert again["steps"]["cmc_speed"]["config"]["args"]["repeats"] == [7, 3, 1]
+    assert again["steps"]["cmc_speed"]["config"]["args"]["ce_batch"] == 32
 
 
 def test_fingerprint_is_the_resolved_arguments(tmp_path):

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from jsdlib.common.integrity import read_derived_json
+from jsdlib.common.runlock import DONE
 
 TIMED = frozenset({"search", "cmc_speed"})
 HELPABLE = frozenset({"jsd_sweep"})    # steps another lane can help with (reproduce.help_sweep)
@@ -108,16 +109,25 @@ def _pending(out: Path, steps: Sequence, seeds) -> list[str]:
     return [s.name for s in steps if not fresh(s)]
 
 
-def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: int, expected: dict, progress: bool,
-                         log) -> None:
-    """``reproduce.run``'s lanes: its pending untimed steps in ``workers`` lanes (:func:`run_lanes`), with a bar
-    weighted by the expected step times ``expected`` (seconds per step)."""
+def finished_trainings(out, step: str) -> int:
+    """How many trainings of ``step`` have finished: the markers ``fit`` leaves in ``OUT/runs/<step>/``."""
+    root = Path(out) / "runs" / step
+    return sum(1 for _ in root.rglob(DONE)) if root.is_dir() else 0
+
+
+def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: int, expected: dict, trainings: dict,
+                         progress: bool, log) -> None:
+    """``reproduce.run``'s lanes: its pending untimed steps in ``workers`` lanes (:func:`run_lanes`), with the job's
+    bar weighted by the expected step times ``expected`` (seconds per step) and one bar per step over its
+    ``trainings[step]`` trainings (each with its own ETA)."""
     names = [n for n in _pending(out, steps, seeds) if n not in TIMED]
     if len(names) < 2:
         return
     cost = {n: expected.get(n, 60.0) for n in names}
     bar = tqdm(total=round(sum(cost.values())), unit="s", disable=not progress, desc="reproduce [lanes]",
                bar_format="{desc} {percentage:3.0f}% of the expected cost |{bar}| [{elapsed}<{remaining}]")
+    step_bars = {n: tqdm(total=trainings[n], unit="training", desc=f"  {n}", disable=not progress, position=i + 1,
+                         leave=True) for i, n in enumerate(x for x in names if trainings.get(x))}
     seen: set[str] = set()
 
     def tick():
@@ -125,6 +135,8 @@ def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: in
         for n in set(names) - left - seen:
             seen.add(n)
             bar.update(round(cost[n]))
+        for n, b in step_bars.items():   # each step's bar: its finished trainings (fit's markers), with an ETA
+            b.update(min(finished_trainings(out, n), b.total) - b.n)
 
     threads = max(1, torch.get_num_threads() // workers)
     try:
@@ -132,7 +144,8 @@ def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: in
                   preset="cpu", seeds=list(seeds), standin=standin, help_sweep="jsd_sweep" in names)
     finally:
         tick()
-        bar.close()
+        for b in (*step_bars.values(), bar):
+            b.close()
 
 
-__all__ = ["plan", "run_lanes", "run_pending_in_lanes", "TIMED"]
+__all__ = ["plan", "run_lanes", "run_pending_in_lanes", "finished_trainings", "TIMED"]

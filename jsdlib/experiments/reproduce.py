@@ -1,6 +1,6 @@
 """The headless main job: every experiment of the CPU course, resumable, into one report.
 
-    jsdlib reproduce --preset cpu --out results/          # 3.2 h for the committed run (2 cores); rerun = reuse
+    jsdlib reproduce --preset cpu --out results/          # 57 min for the committed run (2 cores); rerun = reuse
     jsdlib reproduce --preset cpu --out results/ --only jsd_compare search
 
 Each **step** writes ``OUT/steps/<name>.json`` atomically when it finishes, stamped with a digest of its
@@ -65,8 +65,8 @@ CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 20.0, "jsd_compare": 2400.0, "jsd_sweep": 2200.0, "search": 20.0,
-                    "cmc_wordnet": 1400.0, "cmc_emoji": 480.0, "cmc_speed": 90.0}
+EXPECTED_SECONDS = {"dense": 0.2, "jsd_compare": 2446.8, "jsd_sweep": 1837.1, "search": 12.9,
+                    "cmc_wordnet": 1516.6, "cmc_emoji": 389.8, "cmc_speed": 42.4}
 PAPER_DATA = {  # preset -> (Karpathy JSON, text parquet, image parquet)
     "blip-coco": ("dataset_coco.json", "text_embs_before_proj_blip.parquet", "img_embs_before_proj_blip.parquet"),
     "albef-coco": ("dataset_coco.json", "text_embs_before_proj_albef.parquet", "img_embs_before_proj_albef.parquet"),
@@ -80,6 +80,15 @@ WHERE = ("the authors' released pre-projection features (github.com/holi-lab/mm-
          "exported from the LAVIS checkpoint (--projection) and its text tower's word embeddings (--word-embeddings)")
 
 
+def expected_trainings(seeds: Sequence[int]) -> dict[str, int]:
+    """How many trainings (``fit`` runs with a folder under ``OUT/runs/<step>``) each cpu step makes: the lanes'
+    per-step progress bars count them. JSD comparison: D2S, JSD (its sparse, dense and integrated rows share one
+    run), no self-KD, frozen final layer per seed; sweep: every point but the x1 JSD run it shares with the
+    comparison; CMC: one head per seed (the CE keeps no folder)."""
+    n = len(seeds)
+    return {"jsd_compare": 4 * n, "jsd_sweep": len(SWEEP_SCALES) * len(SWEEP_VARIANTS) - 1, "cmc_wordnet": n, "cmc_emoji": n}
+
+
 class MissingDataError(FileNotFoundError):
     """A paper preset was asked for without its data."""
 
@@ -87,6 +96,7 @@ class MissingDataError(FileNotFoundError):
 # Arguments that say where and how a step runs (or come from the job's seeds), not what it computes.
 RUNTIME = frozenset({"ctx", "fs", "features", "run_root", "workdir", "progress", "log", "seed", "seeds"})
 SWEEP_VARIANTS = (("jsd", False), ("d2s", False), ("d2s", True))   # (method, PEC) curves of the jsd_sweep step
+SWEEP_SCALES = (0.3, 1.0, 3.0, 10.0)   # L1 weight multipliers of the sweep
 SEARCH_SIZES = (1000, 10000)
 COMPARE_CFG = get_preset("cpu-emoji")    # the JSD comparison's config (its seed-0 JSD run is the sweep's x1 point)
 CMC_PRESET = "cpu-frozen"
@@ -254,7 +264,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              Step("jsd_compare", "JSD and its baselines (3 seeds)", jsd_compare.compare, _jsd_compare,
                   {"cfg": COMPARE_CFG}),
              Step("jsd_sweep", "R@1 vs FLOPs over L1 weights", jsd_compare.l1_sweep, _jsd_sweep,
-                  {"cfg": get_preset("cpu-emoji"), "scales": (0.3, 1.0, 3.0, 10.0)},
+                  {"cfg": get_preset("cpu-emoji"), "scales": SWEEP_SCALES},
                   {"variants": SWEEP_VARIANTS}),
              Step("search", "Search back ends", index.benchmark_backends, _search, {},
                   {"sizes": SEARCH_SIZES}),
@@ -388,7 +398,8 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
                  else paper_steps(preset, data_dir, projection, word_embeddings, random_projection))
     steps = list(steps)
     if lanes_ok:
-        run_pending_in_lanes(out, steps, seeds, standin, workers, EXPECTED_SECONDS, progress, log)
+        run_pending_in_lanes(out, steps, seeds, standin, workers, EXPECTED_SECONDS, expected_trainings(seeds), progress,
+                             log)
     ctx = Context(out, preset, tuple(seeds), progress, log, {"standin": standin})
     if standin is not None:
         for s in steps:

@@ -294,6 +294,20 @@ def report_sections(doc: dict, out=None) -> list[str]:
     return parts
 
 
+def wall_seconds(steps: dict) -> float | None:
+    """The job's wall time from its step files: the last ``finished`` stamp minus the earliest start
+    (``finished - seconds``); ``None`` without stamps. Lanes overlap, so this is less than the sum of the steps."""
+    from datetime import datetime, timezone
+    spans = []
+    for m in steps.values():
+        try:
+            end = datetime.strptime(m["finished"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return None
+        spans.append((end - float(m.get("seconds", 0)), end))
+    return (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else None
+
+
 def write_report(doc: dict, out) -> Path:
     """``out/report.md`` from a ``results.json`` document: every table, the claims, plots, environment, seeds."""
     out = Path(out)
@@ -307,6 +321,10 @@ def write_report(doc: dict, out) -> Path:
             "(\"secondary\" = quoted by a secondary summary, not checked against the PDF; — = not known).", "",
             "| step | seconds | finished |", "|---|---|---|"]
     head += [f"| {n} | {m.get('seconds')} | {m.get('finished')} |" for n, m in doc.get("steps", {}).items()]
+    span = wall_seconds(doc.get("steps", {}))
+    if span is not None:
+        head += ["", f"Wall time: {span / 60:.1f} min from the first step's start to the last step's end (from the "
+                     f"step files; {doc.get('workers', 1)} lane(s): steps in parallel lanes overlap)."]
     text = "\n".join(head) + "\n\n" + "\n".join(report_sections(doc, out))
     return atomic_write(out / "report.md", text)
 

@@ -9,8 +9,8 @@
 #
 # **Time:** about 2 minutes on a 2-core laptop CPU (one short JSD training run; the 40-epoch runs and the
 # three-seed table are read from the committed result of `jsdlib jsd compare`; `JSDLIB_FULL=1` trains JSD and
-# D2S for 40 epochs here and reruns the comparison and the sweep: `jsdlib reproduce` spent 37 + 78 minutes on
-# those two steps on a 2-core machine with AMX bf16, see `results/reproduce_cpu/`).
+# D2S for 40 epochs here and reruns the comparison and the sweep: `jsdlib reproduce` spent 41 + 31 minutes on
+# those two steps, side by side on one thread each of a 2-core laptop CPU, see `results/reproduce_cpu/`).
 # **Needs:** notebook 01's stand-in VLP (committed; its features are cached on first use).
 #
 # Paper: Song et al., *Sparse and Dense Retrievers Learn Better Together: Joint Sparse-Dense Optimization

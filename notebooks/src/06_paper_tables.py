@@ -9,8 +9,8 @@
 # papers' data with a GPU.
 #
 # **Time:** about 10 seconds on a laptop CPU: it reads `results/reproduce_cpu/results.json`, written by the
-# headless main job `jsdlib reproduce --preset cpu --out notebooks/results/reproduce_cpu` (3.2 hours for the
-# committed run on a 2-core AMX machine, resumable; `JSDLIB_FULL=1` reruns it from here, reusing every finished step).
+# headless main job `jsdlib reproduce --preset cpu --out notebooks/results/reproduce_cpu` (57 minutes for the
+# committed run on a 2-core laptop CPU from an empty cache, resumable; `JSDLIB_FULL=1` reruns it from here, reusing every finished step).
 # **Needs:** nothing to run first (the results of the last `reproduce` run are committed). Notebooks 02-05
 # explain how each number is made.
 #

@@ -1,0 +1,145 @@
+"""reproduce --workers: lanes, the run-folder lock, the sweep's shared x1 run and helper, the allocator setting."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from jsdlib.common import runlock
+from jsdlib.experiments import lanes, reproduce
+from jsdlib.jsd.features import FeatureSet
+from test_jsd import tiny_E, tiny_cfg, tiny_features
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_expected_trainings_per_step():
+    n = reproduce.expected_trainings((0, 1, 2))
+    assert n == {"jsd_compare": 12, "jsd_sweep": 11, "cmc_wordnet": 3, "cmc_emoji": 3}
+    assert set(n) | lanes.TIMED | {"dense"} == set(reproduce.CPU_STEPS)
+
+
+def test_plan_deals_longest_first_and_puts_the_sweep_last():
+    cost = {"jsd_compare": 2400, "jsd_sweep": 2200, "cmc_wordnet": 1400, "cmc_emoji": 480, "dense": 20}
+    got = lanes.plan(list(cost), 2, cost)
+    assert sorted(sum(got, [])) == sorted(cost)                        # every step once
+    assert got == [["jsd_compare", "cmc_emoji", "dense"], ["cmc_wordnet", "jsd_sweep"]]
+    assert lanes.plan(["dense"], 2, cost) == [["dense"]]               # no empty lanes
+    assert lanes.plan(list(cost), 1, cost)[0][-1] == "jsd_sweep"
+    assert {"search", "cmc_speed"} == set(lanes.TIMED)                  # timed steps never run in a lane
+
+
+def _hold_lock(path: Path, seconds: float) -> subprocess.Popen:
+    code = textwrap.dedent(f"""
+        import sys, time
+        from jsdlib.common.runlock import run_lock
+        with run_lock({str(path)!r}):
+            print("held", flush=True)
+            time.sleep({seconds})
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_run_lock_is_exclusive_across_processes(tmp_path):
+    p = _hold_lock(tmp_path / "run", 3)
+    try:
+        with runlock.run_lock(tmp_path / "run", blocking=False) as got:
+            assert got is False                                        # another process holds it
+        t0 = time.monotonic()
+        with runlock.run_lock(tmp_path / "run") as got:                 # blocks until the holder lets go
+            assert got is True and time.monotonic() - t0 > 1.5
+    finally:
+        p.wait()
+    with runlock.run_lock(tmp_path / "run", blocking=False) as got:
+        assert got is True
+
+
+def _fs():
+    train = tiny_features(seed=0)
+    ids = [torch.tensor([c % 7, 7 + c % 5]) for c in range(len(train.caption_to_image))]   # PEC's caption tokens
+    return FeatureSet(train, tiny_features(n_img=12, seed=1), tiny_features(n_img=12, seed=2), tiny_E(), [], ids,
+                      None)
+
+
+def test_fit_marks_a_finished_run_and_a_second_caller_only_loads_it(tmp_path):
+    from jsdlib.jsd.train import train_jsd
+    fs, rd = _fs(), tmp_path / "jsd"
+    a = train_jsd(fs.train, fs.val, tiny_cfg(epochs=2), run_dir=rd, progress=False, log=lambda *x: None)
+    assert runlock.finished(rd) and not runlock.finished(tmp_path / "other")
+    b = train_jsd(fs.train, fs.val, tiny_cfg(epochs=2), run_dir=rd, progress=False, log=lambda *x: None)
+    assert b["history"] == a["history"] and b["train_time_s"] < 1
+    for k, v in a["model"].state_dict().items():
+        assert torch.equal(v, b["model"].state_dict()[k])
+
+
+def _sweep_ctx(tmp_path, monkeypatch):
+    cfg = tiny_cfg(epochs=1)
+    monkeypatch.setattr(reproduce, "COMPARE_CFG", cfg)
+    step = reproduce.Step("jsd_sweep", "sweep", reproduce.jsd_compare.l1_sweep, reproduce._jsd_sweep,
+                          {"cfg": cfg, "scales": (1.0, 3.0)})
+    ctx = reproduce.Context(tmp_path, "cpu", (0, 1, 2), False, lambda *a: None)
+    ctx._features = _fs()
+    return ctx, step
+
+
+def test_sweep_x1_jsd_is_the_comparisons_seed0_run_and_runs_last(tmp_path, monkeypatch):
+    ctx, step = _sweep_ctx(tmp_path, monkeypatch)
+    pts = reproduce._sweep_points(ctx, step.resolved())
+    assert len(pts) == 6 and pts[-1][:3] == ("jsd", False, 1.0) and pts[-1][4]
+    assert pts[-1][3] == tmp_path / "runs" / "jsd_compare" / "jsd-seed0"
+    assert not any(p[4] for p in pts[:-1])
+    monkeypatch.setattr(reproduce, "COMPARE_CFG", tiny_cfg(epochs=2))     # another config: nothing shared
+    assert not any(p[4] for p in reproduce._sweep_points(ctx, step.resolved()))
+
+
+def test_a_helping_lane_changes_no_number(tmp_path, monkeypatch):
+    """The helper trains the sweep's points from the end; the owner then only evaluates them: same rows as a
+    sweep run alone, in the canonical order, and a second helper finds nothing to do."""
+    ctx, step = _sweep_ctx(tmp_path / "helped", monkeypatch)
+    assert reproduce.help_sweep(ctx, step) == 5                           # all but the shared run
+    helped = reproduce._jsd_sweep(ctx, step.resolved())
+    assert reproduce.help_sweep(ctx, step) == 0
+    # the per-step progress bar counts fit's markers: every sweep point but the shared one lives in the sweep's folder
+    assert lanes.finished_trainings(tmp_path / "helped", "jsd_sweep") == 2 * len(reproduce.SWEEP_VARIANTS) - 1
+    assert lanes.finished_trainings(tmp_path / "helped", "jsd_compare") == 1
+    alone_ctx, _ = _sweep_ctx(tmp_path / "alone", monkeypatch)
+    alone = reproduce._jsd_sweep(alone_ctx, step.resolved())
+    assert json.dumps(helped, sort_keys=True) == json.dumps(alone, sort_keys=True)
+    assert [(r["method"], r["pec"], r["scale"]) for r in helped["rows"]] == [
+        (m, pec, s) for m, pec in reproduce.SWEEP_VARIANTS for s in (1.0, 3.0)]
+
+
+def test_keeping_freed_memory_changes_no_number(tmp_path):
+    """glibc's thresholds change where big blocks come from, not the arithmetic: a JSD training gives bit-identical
+    weights with and without (JSDLIB_KEEP_FREED_MEMORY=0 turns it off)."""
+    code = textwrap.dedent("""
+        import hashlib, sys, torch
+        sys.path.insert(0, "tests")
+        from test_jsd import tiny_features, tiny_cfg, tiny_E
+        from jsdlib.common.hardware import keep_freed_memory
+        from jsdlib.jsd.train import train_jsd
+        torch.set_num_threads(1)
+        fs = tiny_features(seed=0)
+        r = train_jsd(fs, tiny_features(n_img=12, seed=1), tiny_cfg(epochs=2), E_init=tiny_E(), progress=False,
+                      log=lambda *a: None)
+        h = hashlib.sha256(b"".join(v.numpy().tobytes() for v in r["model"].state_dict().values())).hexdigest()
+        print(keep_freed_memory(), h)
+    """)
+    outs = []
+    for flag in ("0", "1"):
+        env = {**__import__("os").environ, "JSDLIB_KEEP_FREED_MEMORY": flag}
+        res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                             check=True)
+        outs.append(res.stdout.split())
+    assert outs[0][0] == "False"
+    if sys.platform.startswith("linux"):
+        assert outs[1][0] == "True"
+    assert outs[0][1] == outs[1][1]
