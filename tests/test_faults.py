@@ -430,6 +430,8 @@ BAD_ARGUMENTS = [
     (["jsd", "export", "--out", "DIR"], "--out"),
     (["cmc", "compare", "--task", "msmarco"], "--task"),
     (["cmc", "export", "--out", "NEW", "--threads", "0"], "--threads"),
+    (["cmc", "sweep", "--task", "wordnet", "--lrs", "1e-4", "--input-scales", "raw"], "--input-scales"),
+    (["reproduce", "--workers", "0"], "--workers"),
     (["terms", "--image", "dog face", "--k", "0"], "--k"),
     (["terms", "--image", "dog face", "--model", "MISSING"], "MISSING"),
     (["index", "build", "--backend", "annoy", "--path", "x"], "--backend"),

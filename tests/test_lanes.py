@@ -143,3 +143,21 @@ def test_keeping_freed_memory_changes_no_number(tmp_path):
     if sys.platform.startswith("linux"):
         assert outs[1][0] == "True"
     assert outs[0][1] == outs[1][1]
+
+
+def test_validation_sweep_picks_a_learning_rate_per_input_scale(monkeypatch):
+    """`jsdlib cmc sweep`: every (input scale, lr) trained on train and scored on val only; the best lr per scale."""
+    from jsdlib.experiments import cmc_compare
+    seen = []
+
+    def fake_lr_sweep(train, val, lrs, preset, seed, log, **over):
+        seen.append((over["input_scale"], tuple(lrs)))
+        return [{"lr": lr, "val_acc": (10 * lr if over["input_scale"] == "unit" else -lr), "best_epoch": 1,
+                 "history": [0.0], "train_time_s": 0.0} for lr in lrs]
+
+    monkeypatch.setattr(cmc_compare, "lr_sweep", fake_lr_sweep)
+    monkeypatch.setattr(cmc_compare, "load_task", lambda task, split, progress=False: list(range(50)))
+    res = cmc_compare.validation_sweep("wordnet", [1e-5, 1e-4], ("unit", "layernorm"), log=lambda *a: None)
+    assert seen == [("unit", (1e-5, 1e-4)), ("layernorm", (1e-5, 1e-4))]
+    assert res["best"]["unit"]["lr"] == 1e-4 and res["best"]["layernorm"]["lr"] == 1e-5
+    assert len(res["rows"]) == 4 and {r["input_scale"] for r in res["rows"]} == {"unit", "layernorm"}

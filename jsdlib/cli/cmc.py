@@ -1,10 +1,11 @@
-"""``jsdlib cmc compare|export``: the CMC pipelines over seeds, the bundled WordNet CMC head."""
+"""``jsdlib cmc compare|sweep|export``: the CMC pipelines over seeds, validation sweeps, the bundled WordNet CMC head."""
 from __future__ import annotations
 
 from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, summary_table
 from jsdlib.cmc.tasks import TASKS
-from jsdlib.experiments.cmc_compare import compare, export_wordnet_head
+from jsdlib.cmc.config import INPUT_SCALES
+from jsdlib.experiments.cmc_compare import compare, export_wordnet_head, validation_sweep
 from jsdlib.common.cliargs import check_output, nonneg_int
 from jsdlib.common.metrics import format_table
 
@@ -31,6 +32,20 @@ def _names(args) -> tuple | None:
     return tuple(PIPELINES if args.with_ce else TASKS[args.task].get("names", PIPELINES)) + tuple(args.extra)
 
 
+def cmd_cmc_sweep(args) -> int:
+    check_output(args.json, "file", "--json")
+    res = validation_sweep(args.task, args.lrs, args.input_scales, preset=args.preset, seed=args.seed,
+                           progress=not args.quiet, log=log_of(args))
+    rows = {f"{r['input_scale']} lr {r['lr']:g}": {"val acc": r["val_acc"], "best epoch": r["best_epoch"],
+                                                   "per epoch": " ".join(f"{v:.1f}" for v in r["history"])}
+            for r in res["rows"]}
+    print(f"CMC validation accuracy on {args.task} (preset {args.preset}, seed {args.seed}, "
+          f"{res['n_val_queries']} val queries, selection {res['select_on']}):")
+    print(format_table(rows, name_header="input scale, lr", digits=2))
+    write_results(res, args.json)
+    return 0
+
+
 def cmd_cmc_export(args) -> int:
     check_output(args.out, "file", "--out")
     export_wordnet_head(args.out, preset=args.preset, seed=args.seed, progress=not args.quiet)
@@ -54,6 +69,13 @@ def add(sub) -> None:
                     help="learning rate of the --extra rerankers (default: the CMC preset's; choose it on validation)")
     cc.add_argument("--k-extra", type=int, default=None,
                     help="candidates the --extra rerankers rerank (default: the task's K, as BE-CMC)")
+    sw = command(cm, "sweep", "CMC's validation accuracy over learning rates and input scales (validation only)",
+                 cmd_cmc_sweep, shared=("seed", "json", "threads", "quiet"))
+    sw.add_argument("--task", required=True, choices=["wordnet", "emoji"])
+    sw.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.config.PRESETS)")
+    sw.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates to try")
+    sw.add_argument("--input-scales", nargs="+", default=["unit"], choices=list(INPUT_SCALES),
+                    help="CMC's input vectors: unit (as the retriever gives them) or layernorm (norm sqrt(d))")
     ce = command(cm, "export", "train the frozen-encoder CMC head for WordNet and write its checkpoint",
                  cmd_cmc_export, shared=("seed", "threads", "quiet"))
     ce.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")

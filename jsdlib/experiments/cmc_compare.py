@@ -124,6 +124,26 @@ def export_wordnet_head(out=None, preset: str = "cpu-frozen", seed: int = 0, be_
     return meta
 
 
+def validation_sweep(task: str, lrs: Sequence[float], input_scales: Sequence[str] = ("unit",),
+                     preset: str = "cpu-frozen", seed: int = 0, progress: bool = False, log=print,
+                     **overrides) -> dict:
+    """CMC's validation accuracy for every (input scale, learning rate) on ``task``'s train / val splits, and the
+    best learning rate per input scale (issue 15: each input scale gets its own learning rate). Validation only:
+    no test number is computed, so the choice cannot leak the test split."""
+    train, val = (load_task(task, s, progress=progress) for s in ("train", "val"))
+    rows = []
+    for scale in input_scales:
+        log(f"[{task}] input scale {scale}")
+        for r in lr_sweep(train, val, lrs, preset=preset, seed=seed, log=log, input_scale=scale, **overrides):
+            rows.append({"input_scale": scale, **r})
+    best = {sc: max((r for r in rows if r["input_scale"] == sc), key=lambda r: r["val_acc"]) for sc in input_scales}
+    cfg = get_cmc_preset(preset, seed=seed, **overrides)
+    return {"task": task, "preset": preset, "seed": seed, "overrides": overrides, "rows": rows,
+            "best": {sc: {"lr": b["lr"], "val_acc": b["val_acc"], "best_epoch": b["best_epoch"]} for sc, b in best.items()},
+            "select_on": cfg.select_on, "n_val_queries": min(len(val), cfg.max_val_queries or len(val)),
+            "n_train_queries": min(len(train), cfg.max_train_queries or len(train))}
+
+
 def lr_sweep(train: RerankData, val: RerankData, lrs: Sequence[float], preset: str = "spec", seed: int = 0,
              log=print, **overrides) -> list[dict]:
     """Validation accuracy of CMC trained with each learning rate (how the CPU presets' lr was chosen: val only)."""
