@@ -161,3 +161,14 @@ def test_validation_sweep_picks_a_learning_rate_per_input_scale(monkeypatch):
     assert seen == [("unit", (1e-5, 1e-4)), ("layernorm", (1e-5, 1e-4))]
     assert res["best"]["unit"]["lr"] == 1e-4 and res["best"]["layernorm"]["lr"] == 1e-5
     assert len(res["rows"]) == 4 and {r["input_scale"] for r in res["rows"]} == {"unit", "layernorm"}
+
+
+def test_a_step_runs_in_a_spawned_lane_and_the_parent_reuses_it(tmp_path):
+    """`run(workers=2)` end to end on the cheap `dense` step: a spawned lane process computes it (its log in
+    OUT/logs), the parent then reuses the step file, and the numbers equal a run without lanes."""
+    logs = []
+    doc = reproduce.run(tmp_path / "lanes", only=["dense"], progress=False, log=logs.append, workers=2)
+    assert (tmp_path / "lanes" / "logs" / "lane0.log").read_text().count("dense: Dense retrieval") == 1
+    assert any("lane 0 (1 thread): dense" in m for m in logs) and any("dense: reusing" in m for m in logs)
+    plain = reproduce.run(tmp_path / "plain", only=["dense"], progress=False, log=lambda *a: None)
+    assert doc["results"] == plain["results"] and doc["workers"] == 2

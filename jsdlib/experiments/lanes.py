@@ -121,7 +121,7 @@ def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: in
     bar weighted by the expected step times ``expected`` (seconds per step) and one bar per step over its
     ``trainings[step]`` trainings (each with its own ETA)."""
     names = [n for n in _pending(out, steps, seeds) if n not in TIMED]
-    if len(names) < 2:
+    if not names:   # one pending step still goes to a lane: its trainings then get a lane's threads, as in a full run
         return
     cost = {n: expected.get(n, 60.0) for n in names}
     bar = tqdm(total=round(sum(cost.values())), unit="s", disable=not progress, desc="reproduce [lanes]",

@@ -391,7 +391,9 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
     A step file that cannot be read (e.g. truncated by a crash of another tool) is reported, discarded and the
     step recomputed. ``steps`` replaces the preset's steps (tests use tiny ones). ``workers > 1`` (cpu preset):
     the training steps run first in that many parallel lanes, each with ``torch.get_num_threads() // workers``
-    threads (:mod:`jsdlib.experiments.lanes`), then the timed steps alone. ``report=False``: step files only.
+    threads (:mod:`jsdlib.experiments.lanes`), then the timed steps alone; a single pending training step runs
+    in a lane too, so ``--only jsd_compare`` trains with the same threads (and gives the same numbers) as the
+    full job. ``report=False``: step files only.
     """
     out = Path(out)
     lanes_ok = steps is None and preset == "cpu" and workers > 1
