@@ -102,7 +102,7 @@ def test_shared_options_are_declared_once_and_unknown_ones_are_refused(capsys):
 
     threads = [a for a in SHARED["threads"]._actions if "--threads" in a.option_strings][0]
     found = {n: [a for a in sub._actions if "--threads" in a.option_strings] for n, sub in commands(build_parser())}
-    assert len(found) == 13 and sum(bool(v) for v in found.values()) >= 10
+    assert len(found) == 14 and sum(bool(v) for v in found.values()) >= 11
     assert all(v == [threads] for v in found.values() if v)
     assert main(["jsd", "export", "--bogus", "1"]) == 2
     assert capsys.readouterr().err.startswith("jsdlib: jsd export: unrecognized arguments: --bogus 1")
