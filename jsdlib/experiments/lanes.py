@@ -101,12 +101,18 @@ def run_lanes(names: Sequence[str], workers: int, threads: int, cost: dict[str, 
     return lanes
 
 
+def saved_step(out, step, seeds) -> dict | None:
+    """``OUT/steps/<name>.json`` of ``step`` when it can be reused (readable, with a result, the same digest),
+    else ``None``: the one test of reuse, for ``reproduce.run`` and the lanes."""
+    saved = read_derived_json(Path(out) / "steps" / f"{step.name}.json")
+    if saved is None or not isinstance(saved.get("_step"), dict) or "result" not in saved:
+        return None
+    return saved if saved["_step"].get("digest") == step.digest(seeds) else None
+
+
 def _pending(out: Path, steps: Sequence, seeds) -> list[str]:
     """The steps whose step file is missing or stale (another digest)."""
-    def fresh(s: Step) -> bool:
-        saved = read_derived_json(out / "steps" / f"{s.name}.json")
-        return bool(saved and isinstance(saved.get("_step"), dict) and saved["_step"].get("digest") == s.digest(seeds))
-    return [s.name for s in steps if not fresh(s)]
+    return [s.name for s in steps if saved_step(out, s, seeds) is None]
 
 
 def finished_trainings(out, step: str) -> int:
@@ -148,4 +154,4 @@ def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: in
             b.close()
 
 
-__all__ = ["plan", "run_lanes", "run_pending_in_lanes", "finished_trainings", "TIMED"]
+__all__ = ["plan", "run_lanes", "run_pending_in_lanes", "saved_step", "finished_trainings", "TIMED"]

@@ -47,13 +47,13 @@ from jsdlib import cmc
 from jsdlib.apps.emoji_index import emoji_vectors
 from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
-from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors, read_derived_json
+from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
 from jsdlib.common.io import write_json
 from jsdlib.common.runlock import finished, run_lock
 from jsdlib.common.metrics import evaluate_split
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import jsd_compare
-from jsdlib.experiments.lanes import run_pending_in_lanes
+from jsdlib.experiments.lanes import run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.experiments.tables import write_report
 from jsdlib import index
@@ -416,13 +416,12 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
         bar.set_description(f"reproduce [{step.name}]")
         path = out / "steps" / f"{step.name}.json"
         digest = step.digest(seeds)
-        saved = read_derived_json(path)
-        if saved is not None and isinstance(saved.get("_step"), dict) and "result" in saved:
-            if saved["_step"].get("digest") == digest:
-                log(f"[reproduce] {step.name}: reusing {path}")
-                results[step.name], timing[step.name] = saved["result"], saved["_step"]
-                bar.update(cost[step.name])
-                continue
+        saved = saved_step(out, step, seeds)
+        if saved is not None:
+            log(f"[reproduce] {step.name}: reusing {path}")
+            results[step.name], timing[step.name] = saved["result"], saved["_step"]
+            bar.update(cost[step.name])
+            continue
         log(f"[reproduce] {step.name}: {step.title}")
         t0 = time.time()
         res = step(ctx)
