@@ -16,7 +16,7 @@ NPM    := .cache/npm
 export JSDLIB_NPM := $(abspath $(NPM))
 NPM_ARCHIVES := emoji-datasource-twitter@16.0.0 openmoji@17.0.0 fluentui-emoji@1.3.0
 
-.PHONY: setup run test test-kernels test-fast notebooks standin debs npm emoji-styles
+.PHONY: setup run fidelity test test-kernels test-fast notebooks standin debs npm emoji-styles
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ setup: $(STAMP)
 ## resumable: a second run reuses every finished step).
 run: setup
 	$(BIN)/jsdlib reproduce --preset cpu --out results
+
+## Opt-in: the JSD table as the authors ran it (real D2S at matched FLOPs, their teacher and integrated score;
+## docs/fidelity.md). Shares its JSD runs with `make run` in the same folder; its own budget (see README).
+fidelity: setup
+	$(BIN)/jsdlib reproduce --preset cpu --out results --only jsd_fidelity
 
 ## The Debian packages the emoji and WordNet sets are built from (for the rebuild tests); best effort off Debian.
 debs:

@@ -550,6 +550,25 @@ def test_match_flops_brackets_then_bisects_to_within_tolerance():
         match_flops(probe, 0.0)
 
 
+def test_match_flops_secant_lands_in_few_probes_on_a_power_law():
+    """F(s) = c s^b: the log-log secant needs at most 3 probes for any exponent in the committed sweep's range,
+    where bisection by x4 brackets needs more; each probe's row carries the probe's record (validation R@1)."""
+    from jsdlib.jsd.matching import match_flops
+
+    for b in (-0.5, -0.8, -1.0, -1.3):
+        for target in (2.0, 5.8, 20.0, 0.05):
+            m = match_flops(lambda s: {"flops": 8.0 * s ** b, "record": {"val_R@1": 40.0 + s}}, target, start=2.0)
+            # far targets: steps of at most x4 (factor) until near, then the secant
+            assert m["matched"] and len(m["probes"]) <= (3 if target > 1 else 8), (b, target, m["probes"])
+            assert all(p["val_R@1"] == 40.0 + p["scale"] for p in m["probes"])
+    # a noisy probe (x1 reads 9, below x1.5's 13.3) that breaks the monotone trend: the search still brackets
+    # (x1.5 too many FLOPs, x6 too few) and lands between them
+    m = match_flops(lambda s: 9.0 if s == 1.0 else 20.0 / s, 6.0, max_probes=6)
+    assert m["matched"] and 1.5 < m["scale"] < 6.0 and len(m["probes"]) <= 4
+    with pytest.raises(ValueError, match="slope0"):
+        match_flops(lambda s: 1.0, 1.0, slope0=0.5)
+
+
 def test_match_d2s_l1_probes_real_trainings():
     from jsdlib.jsd.matching import match_d2s_l1
 

@@ -7,7 +7,7 @@ import os
 
 from jsdlib.cli.options import command
 from jsdlib.common.cliargs import UserError, check_output, positive_int
-from jsdlib.experiments.reproduce import CPU_STEPS, PAPER_DATA, check_paper_data, check_paper_inputs, run
+from jsdlib.experiments.reproduce import CPU_STEPS, OPT_IN_STEPS, PAPER_DATA, check_paper_data, check_paper_inputs, run
 from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
 
@@ -43,7 +43,8 @@ def add(sub) -> None:
                  shared=("seeds", "threads", "quiet"))
     rp.add_argument("--preset", default="cpu", choices=["cpu", *PAPER_DATA])
     rp.add_argument("--out", default="results", help="output folder (a second run reuses finished steps)")
-    rp.add_argument("--only", nargs="+", help=f"run only these steps (cpu: {' '.join(CPU_STEPS)})")
+    rp.add_argument("--only", nargs="+", help=f"run only these steps (cpu: {' '.join(CPU_STEPS)}; opt-in, run only when named: "
+                                              f"{' '.join(OPT_IN_STEPS)})")
     rp.add_argument("--workers", type=positive_int, default=default_workers(),
                     help="cpu preset: run the training steps in this many parallel lanes, each with its share of "
                          "--threads (default: 2 where there are 2+ cores; 1 = one step after the other)")

@@ -31,6 +31,13 @@ from jsdlib.jsd.train import train_d2s, train_d2s_own, train_jsd
 from jsdlib.jsd.presets import D2SRecipe, JSDConfig
 
 SWEEP_METHODS = ("jsd", "d2s", "d2s_own")
+# Issue 13's table: the authors' JSD beside the real D2S. D2S in its own recipe and D2S's loss under JSD's recipe,
+# both matched to each JSD run's FLOPs inside the run; the integrated score as the authors compute it at test
+# time and the training-time S_x; JSD trained with the authors' t->i teacher and with the corrected one.
+FIDELITY_METHODS = ("dense_original", "d2s_own_matched", "d2s_matched", "jsd_sparse", "jsd_dense",
+                    "jsd_integrated_authors", "jsd_integrated_sx", "jsd_authors_teacher", "jsd_corrected_teacher")
+SAMPLINGS_CHECKED = {"images": {"sampling": "images", "drop_duplicates": True},          # cpu-emoji's epoch
+                     "captions": {"sampling": "captions", "drop_duplicates": False}}     # the authors' epoch
 
 
 def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:
@@ -63,8 +70,9 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
 
 
 def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequence[str] | None = None,
-            run_root=None, progress: bool = False, log=print) -> dict:
-    """Run ``names`` (default: all methods) for every seed on ``fs`` and aggregate (see module docstring)."""
+            run_root=None, progress: bool = False, log=print, match: dict | None = None) -> dict:
+    """Run ``names`` (default: all methods) for every seed on ``fs`` and aggregate (see module docstring).
+    ``match``: keyword arguments of :func:`jsdlib.jsd.matching.match_d2s_l1` for the ``*_matched`` rows."""
     names = list(names or METHODS)
     if not seeds:
         raise ValueError("compare needs at least one seed")
@@ -73,7 +81,7 @@ def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequenc
         log(f"seed {s}: {', '.join(names)}")
         per_seed.append(run_methods(names, fs.train, fs.val, fs.test, cfg, seed=s, E_init=fs.E_init,
                                     special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids,
-                                    run_root=run_root, progress=progress, log=log))
+                                    run_root=run_root, progress=progress, log=log, match=match))
     out = aggregate(per_seed, list(seeds))
     out["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["seeds"] = list(seeds)
@@ -82,6 +90,42 @@ def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequenc
     out["cpu"] = describe()
     out["data"] = {"dataset": fs.test.meta.get("dataset"), "split": "test", "n_images": int(fs.test.image.shape[0]),
                    "n_captions": int(fs.test.text.shape[0])}
+    return out
+
+
+def sampling_check(fs: FeatureSet, cfg: JSDConfig, seed: int, run_root=None, progress: bool = False,
+                   log=print) -> dict:
+    """Which epoch ``cpu-emoji`` should use, chosen on validation: JSD (seed ``seed``) trained with each of
+    :data:`SAMPLINGS_CHECKED` (an epoch over the images, each once with one of its captions; or the authors'
+    epoch over every (caption, image) pair, duplicates kept), compared on validation sparse R@1 of the selected
+    epoch. Test numbers are reported beside, not used. The run of ``cfg``'s own sampling is the comparison's
+    ``jsd-seed<k>`` folder (the same training)."""
+    rows = {}
+    for name, change in SAMPLINGS_CHECKED.items():
+        c = cfg.replace(seed=seed, **change)
+        own = c.digest() == cfg.replace(seed=seed).digest()
+        rd = None if run_root is None else Path(run_root) / (f"jsd-seed{seed}" if own else f"jsd-{name}-seed{seed}")
+        res = train_jsd(fs.train, fs.val, c, run_dir=rd, E_init=fs.E_init, special_ids=fs.special_ids,
+                        caption_token_ids=fs.caption_token_ids, progress=progress, log=log)
+        enc = encode(res["model"], fs.test, c.eval_batch, c.device)
+        best = res["best"]
+        rows[name] = {**change, "val_R@1": best["val"]["sparse"]["R@1"], "val_flops": best["val"]["flops"],
+                      "best_epoch": best["epoch"], "epochs_run": len(res["history"]),
+                      "steps": res["step"], "test_R@1": t2i_metrics(sparse_product(enc["Z_t"], enc["Z_i"]).numpy(),
+                                                                   fs.test.caption_to_image)["R@1"],
+                      "test_flops": efficiency(enc)["flops"]}
+        log(f"sampling {name}: val R@1 {rows[name]['val_R@1']:.2f} (FLOPs {rows[name]['val_flops']:.2f}), "
+            f"{rows[name]['steps']} steps")
+    chosen = max(rows, key=lambda n: rows[n]["val_R@1"])
+    return {"seed": seed, "rows": rows, "chosen_on_validation": chosen, "preset_sampling": cfg.sampling}
+
+
+def fidelity(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequence[str] = FIDELITY_METHODS,
+             match: dict | None = None, run_root=None, progress: bool = False, log=print) -> dict:
+    """Issue 13's table (:data:`FIDELITY_METHODS`) over ``seeds`` (:func:`compare`, with the paired tests of JSD
+    sparse against each row and of the two teachers), plus :func:`sampling_check` on the first seed."""
+    out = compare(fs, cfg, seeds, names, run_root=run_root, progress=progress, log=log, match=match)
+    out["sampling"] = sampling_check(fs, cfg, seeds[0], run_root=run_root, progress=progress, log=log)
     return out
 
 

@@ -8,7 +8,9 @@ the hour"). How:
   (the committed run's step times, ``EXPECTED_SECONDS``);
 - each lane is a spawned process that runs :func:`jsdlib.experiments.reproduce.run` on its steps with
   ``threads`` torch threads and writes their step files as usual (``OUT/steps``), its log in ``OUT/logs``;
-- a lane that finishes early helps with the L1 sweep from its end (:func:`jsdlib.experiments.reproduce.help_sweep`);
+- a lane that finishes early helps with the L1 sweep from its end (:func:`jsdlib.experiments.reproduce.help_sweep`),
+  and with ``jsd_fidelity``'s units (:func:`jsdlib.experiments.reproduce.help_fidelity`); when such a step is
+  pending and fewer steps than lanes, the spare lanes start as helpers;
 - timed steps (``search``, ``cmc_speed``) never run in a lane: they measure speed, and the parent runs them alone
   afterwards, with the report, reusing every lane's step file.
 
@@ -29,7 +31,7 @@ from jsdlib.common.integrity import read_derived_json
 from jsdlib.common.runlock import DONE
 
 TIMED = frozenset({"search", "cmc_speed"})
-HELPABLE = frozenset({"jsd_sweep"})    # steps another lane can help with (reproduce.help_sweep)
+HELPABLE = frozenset({"jsd_sweep", "jsd_fidelity"})    # steps another lane can help with (reproduce.HELPERS)
 
 
 def plan(names: Sequence[str], workers: int, cost: dict[str, float]) -> list[list[str]]:
@@ -59,13 +61,14 @@ def _lane(i: int, names: list[str], kw: dict, threads: int, log_path: str) -> No
             print(line, flush=True)
             f.write(line + "\n")
 
-        helps = kw.pop("help_sweep", False)
+        helps = kw.pop("help", ())
         steps = [reproduce.cpu_steps([n])[0] for n in names]        # in the lane's order, not the job's
         reproduce.run(steps=steps, progress=False, log=log, report=False, workers=1, **kw)
-        if helps:
-            ctx = reproduce.Context(Path(kw["out"]), "cpu", tuple(kw["seeds"]), False, log,
-                                    {"standin": kw.get("standin")})
-            log(f"helped the sweep with {reproduce.help_sweep(ctx, reproduce.cpu_steps(['jsd_sweep'])[0])} trainings")
+        ctx = reproduce.Context(Path(kw["out"]), "cpu", tuple(kw["seeds"]), False, log,
+                                {"standin": kw.get("standin")})
+        for n in helps:
+            helper = getattr(reproduce, reproduce.HELPERS[n])
+            log(f"helped {n} with {helper(ctx, reproduce.cpu_steps([n])[0])} trainings")
         log("done")
 
 
@@ -75,12 +78,15 @@ def run_lanes(names: Sequence[str], workers: int, threads: int, cost: dict[str, 
     lane fails (its log is named). ``progress()`` is called every few seconds while the lanes run."""
     names = [n for n in names if n not in TIMED]
     lanes = plan(names, workers, cost)
+    if any(n in HELPABLE for n in names):     # spare lanes start as helpers
+        lanes += [[] for _ in range(workers - len(lanes))]
     logs = Path(out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
     procs = []
     for i, lane in enumerate(lanes):
-        log(f"[reproduce] lane {i} ({threads} thread{'s' if threads > 1 else ''}): {', '.join(lane)}")
+        log(f"[reproduce] lane {i} ({threads} thread{'s' if threads > 1 else ''}): "
+            f"{', '.join(lane) or 'helper'}")
         p = ctx.Process(target=_lane, args=(i, lane, dict(kw, out=str(out)), threads, str(logs / f"lane{i}.log")),
                         name=f"reproduce-lane{i}")
         p.start()
@@ -147,7 +153,7 @@ def run_pending_in_lanes(out: Path, steps: Sequence, seeds, standin, workers: in
     threads = max(1, torch.get_num_threads() // workers)
     try:
         run_lanes(names, workers, threads, cost, out, log=log if not progress else tqdm.write, progress=tick,
-                  preset="cpu", seeds=list(seeds), standin=standin, help_sweep="jsd_sweep" in names)
+                  preset="cpu", seeds=list(seeds), standin=standin, help=[n for n in names if n in HELPABLE])
     finally:
         tick()
         for b in (*step_bars.values(), bar):

@@ -21,6 +21,13 @@ Steps of the ``cpu`` preset (bundled emoji set, stand-in VLP, WordNet sense link
 | search | index back ends at 1k and 10k documents | :func:`jsdlib.index.bench.benchmark_backends` |
 | cmc_wordnet, cmc_emoji | BE / BE-CE / BE-CMC / BE-CMC-CE / CMC-final, 3 seeds | :func:`jsdlib.experiments.cmc_compare.compare` |
 | cmc_speed | ms/query vs candidates, CMC and CE | :func:`jsdlib.cmc.speed.speed_curve` |
+| jsd_fidelity | opt-in (``--only jsd_fidelity``, ``make fidelity``): the JSD table as the authors ran it, 3 seeds | :func:`jsdlib.experiments.jsd_compare.fidelity` |
+
+``jsd_fidelity`` is not part of the default job (it would take it past the hour): D2S in its own recipe and
+D2S's loss under JSD's recipe, both matched to JSD's FLOPs by a search on validation inside the run, the authors'
+integrated score and teacher beside ours, and the choice of ``cpu-emoji``'s epoch on validation. It shares its
+JSD runs with ``jsd_compare`` (``OUT/runs/jsd_compare``), and with ``--workers 2`` the second lane trains its
+units (a row and a seed each) from the end while the first works from the start.
 
 Paper presets (``blip-coco``, ``blip-flickr``, ``albef-coco``, ``albef-flickr``) run the JSD steps on the authors'
 released features; without them the job stops at once and names the files and where they come from.
@@ -49,12 +56,13 @@ from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
 from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
 from jsdlib.common.io import write_json
-from jsdlib.common.runlock import finished, run_lock
+from jsdlib.common.runlock import finished, mark_finished, run_lock
 from jsdlib.common.metrics import evaluate_split
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import jsd_compare
 from jsdlib.experiments.lanes import run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
+from jsdlib.jsd.methods import run_methods
 from jsdlib.experiments.tables import write_report
 from jsdlib import index
 from jsdlib.jsd.vocab import Vocabulary
@@ -64,6 +72,7 @@ from jsdlib import vlp as vlp_models
 
 SEEDS = (0, 1, 2)
 CPU_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_wordnet", "cmc_emoji", "cmc_speed")
+OPT_IN_STEPS = ("jsd_fidelity",)     # cpu steps run only when asked for by name (--only)
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
@@ -102,6 +111,9 @@ SWEEP_SCALES = (0.3, 1.0, 3.0, 10.0)   # L1 weight multipliers of the sweep
 SEARCH_SIZES = (1000, 10000)
 COMPARE_CFG = get_preset("cpu-emoji")    # the JSD comparison's config (its seed-0 JSD run is the sweep's x1 point)
 CMC_PRESET = "cpu-frozen"
+# the FLOPs search of jsd_fidelity's matched D2S rows: full-length probes (the chosen probe is the final model)
+FIDELITY_MATCH = {"tol": 0.15, "max_probes": 5}
+HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity"}   # steps a free lane can help with
 
 
 def _plain(o):
@@ -276,13 +288,80 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
                   {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
              # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.md)
              Step("cmc_speed", "CMC vs CE speed", cmc.speed_curve, _cmc_speed,
-                  {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000, "repeats": (3, 2, 1)})]
+                  {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000, "repeats": (3, 2, 1)}),
+             # opt-in: issue 13's table (docs/fidelity.md); D2S's L1 searched on validation to JSD's FLOPs
+             Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
+                  _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH}, {"units": FIDELITY_UNITS})]
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:
             raise ValueError(f"unknown step(s) {sorted(unknown)}; steps: {[s.name for s in steps]}")
-        steps = [s for s in steps if s.name in only]
-    return steps
+        return [s for s in steps if s.name in only]
+    return [s for s in steps if s.name not in OPT_IN_STEPS]
+
+
+# ----------------------------------------------------------------------------------------------
+# jsd_fidelity: units of work two lanes can share
+# ----------------------------------------------------------------------------------------------
+FIDELITY_UNITS = (("jsd", ("jsd_sparse",)), ("d2s_jsd_recipe", ("d2s_matched",)),
+                  ("teacher", ("jsd_authors_teacher", "jsd_corrected_teacher")), ("d2s_own", ("d2s_own_matched",)))
+
+
+def _fidelity_units(ctx: Context) -> list[tuple[str, tuple, int]]:
+    """The step's trainings as units ``(kind, methods, seed)``: every JSD run first (the matched rows' targets),
+    the sampling check (one training) last."""
+    return [(k, names, s) for k, names in FIDELITY_UNITS for s in ctx.seeds] + [("sampling", (), ctx.seeds[0])]
+
+
+def _unit_dir(ctx: Context, a: dict, unit: tuple) -> tuple[Path, str]:
+    ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds)}, sort_keys=True,
+                                      default=_plain).encode()).hexdigest()[:16]
+    return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident
+
+
+def _fidelity_unit(ctx: Context, a: dict, unit: tuple) -> None:
+    """Train one unit's runs (into ``OUT/runs/jsd_compare``, where :func:`jsd_compare.fidelity` finds them)."""
+    kind, names, seed = unit
+    fs, root = ctx.features(), ctx.run_root("jsd_compare")
+    ctx.log(f"jsd_fidelity: {kind} seed {seed}")
+    if kind == "sampling":
+        jsd_compare.sampling_check(fs, a["cfg"], seed, run_root=root, log=ctx.log)
+    else:
+        run_methods(list(names), fs.train, fs.val, fs.test, a["cfg"], seed=seed, E_init=fs.E_init,
+                    special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, run_root=root,
+                    log=ctx.log, match=a["match"])
+
+
+def _work_units(ctx: Context, a: dict, helper: bool) -> int:
+    """Train the pending units, from the start (the step's owner: waits for a unit another lane holds) or from
+    the end (a helper: stops at the first unit that is finished or held). Returns how many it trained."""
+    units = _fidelity_units(ctx)
+    done = 0
+    for unit in (reversed(units) if helper else units):
+        d, ident = _unit_dir(ctx, a, unit)
+        if finished(d, ident):
+            if helper:
+                break
+            continue
+        with run_lock(d, blocking=not helper) as free:
+            if not free:
+                break
+            if not finished(d, ident):
+                _fidelity_unit(ctx, a, unit)
+                mark_finished(d, ident)
+                done += 1
+    return done
+
+
+def _jsd_fidelity(ctx: Context, a: dict) -> dict:
+    _work_units(ctx, a, helper=False)
+    return jsd_compare.fidelity(ctx.features(), seeds=list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
+                                progress=ctx.progress, log=ctx.log, **a)
+
+
+def help_fidelity(ctx: Context, step: Step) -> int:
+    """A lane with nothing left to do trains ``jsd_fidelity``'s units from the end (see :func:`help_sweep`)."""
+    return _work_units(ctx, step.resolved(), helper=True)
 
 
 # ----------------------------------------------------------------------------------------------
