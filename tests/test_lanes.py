@@ -172,3 +172,60 @@ def test_a_step_runs_in_a_spawned_lane_and_the_parent_reuses_it(tmp_path):
     assert any("lane 0 (1 thread): dense" in m for m in logs) and any("dense: reusing" in m for m in logs)
     plain = reproduce.run(tmp_path / "plain", only=["dense"], progress=False, log=lambda *a: None)
     assert doc["results"] == plain["results"] and doc["workers"] == 2
+
+
+def _fidelity_ctx(tmp_path, seeds=(0, 1)):
+    cfg = tiny_cfg(epochs=1)
+    step = reproduce.Step("jsd_fidelity", "fidelity", reproduce.jsd_compare.fidelity, reproduce._jsd_fidelity,
+                          {"cfg": cfg, "match": {"tol": 0.15, "max_probes": 2}})
+    ctx = reproduce.Context(tmp_path, "cpu", seeds, False, lambda *a: None)
+    ctx._features = _fs()
+    return ctx, step
+
+
+def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
+    """`jsd_fidelity` runs only when named; its units (a row and a seed each) trained by a helper from the end and
+    by the owner from the start give the same table as the owner alone; a second helper finds nothing to do."""
+    assert "jsd_fidelity" not in {s.name for s in reproduce.cpu_steps()}
+    assert [s.name for s in reproduce.cpu_steps(["jsd_fidelity"])] == ["jsd_fidelity"]
+    assert "jsd_fidelity" in lanes.HELPABLE and set(reproduce.HELPERS) == lanes.HELPABLE
+    ctx, step = _fidelity_ctx(tmp_path / "helped")
+    units = reproduce._fidelity_units(ctx)
+    assert units[0] == ("jsd", ("jsd_sparse",), 0) and units[-1][0] == "sampling" and len(units) == 5 * 2
+    assert reproduce.help_fidelity(ctx, step) == len(units)              # nobody else working: the helper does all
+    assert reproduce.help_fidelity(ctx, step) == 0
+    helped = reproduce._jsd_fidelity(ctx, step.resolved())
+    alone_ctx, _ = _fidelity_ctx(tmp_path / "alone")
+    alone = reproduce._jsd_fidelity(alone_ctx, step.resolved())
+    drop = lambda r: {k: v for k, v in r.items() if k != "cpu"}          # noqa: E731
+    assert json.dumps(drop(helped), sort_keys=True, default=str) == json.dumps(drop(alone), sort_keys=True, default=str)
+    assert list(helped["methods"]) == list(reproduce.jsd_compare.FIDELITY_METHODS)
+    assert "jsd_authors_teacher_vs_jsd_corrected_teacher" in helped["tests"]
+    smp = helped["sampling"]
+    assert set(smp["rows"]) == {"images", "captions", "captions_same_steps"} and smp["preset_epoch"] == "images"
+    steps = {k: v["steps"] for k, v in smp["rows"].items()}   # tiny set: 2 captions per image, batch 8
+    assert steps["captions"] == 2 * steps["images"]
+    v = reproduce.jsd_compare._sampling_variants(reproduce.COMPARE_CFG)      # cpu-emoji: 40 epochs, patience 10
+    assert v["captions_same_steps"]["epochs"] == 20 and v["captions_same_steps"]["patience"] == 5
+    assert "val_vs_own" in smp["rows"]["captions"] and "val_vs_own" not in smp["rows"]["images"]
+    from jsdlib.experiments.tables import FIDELITY_CLAIMS, fidelity_report
+    md = fidelity_report(helped)       # the report's section: table, claims seed by seed, FLOPs search, sampling
+    assert all(c[0] in md for c in FIDELITY_CLAIMS) and "holds on seeds" in md and " of 2 |" in md
+    assert "How each D2S row's FLOPs were matched" in md and "Highest validation R@1" in md
+    from jsdlib.experiments.tables import report_sections
+    sec = report_sections({"results": {"jsd_fidelity": helped}}, tmp_path / "report")
+    assert len(sec) == 1 and (tmp_path / "report" / "jsd_fidelity_probes.png").is_file()
+    # the JSD rows are the comparison's runs: one training per seed in OUT/runs/jsd_compare/jsd-seed<k>
+    assert all((tmp_path / "alone" / "runs" / "jsd_compare" / f"jsd-seed{s}" / runlock.DONE).is_file() for s in (0, 1))
+
+
+def test_a_helper_stops_where_the_owner_holds_a_unit(tmp_path):
+    ctx, step = _fidelity_ctx(tmp_path, seeds=(0,))
+    a = step.resolved()
+    last = reproduce._fidelity_units(ctx)[-1]
+    d, _ = reproduce._unit_dir(ctx, a, last)
+    p = _hold_lock(d, 5)
+    try:
+        assert reproduce.help_fidelity(ctx, step) == 0                  # the unit at the end is held: stop at once
+    finally:
+        p.wait()

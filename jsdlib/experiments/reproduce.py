@@ -291,7 +291,8 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
                   {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000, "repeats": (3, 2, 1)}),
              # opt-in: issue 13's table (docs/fidelity.md); D2S's L1 searched on validation to JSD's FLOPs
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
-                  _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH}, {"units": FIDELITY_UNITS})]
+                  _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
+                  {"units": FIDELITY_UNITS, "epochs_compared": jsd_compare._sampling_variants(COMPARE_CFG)})]
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:
@@ -309,8 +310,8 @@ FIDELITY_UNITS = (("jsd", ("jsd_sparse",)), ("d2s_jsd_recipe", ("d2s_matched",))
 
 def _fidelity_units(ctx: Context) -> list[tuple[str, tuple, int]]:
     """The step's trainings as units ``(kind, methods, seed)``: every JSD run first (the matched rows' targets),
-    the sampling check (one training) last."""
-    return [(k, names, s) for k, names in FIDELITY_UNITS for s in ctx.seeds] + [("sampling", (), ctx.seeds[0])]
+    the sampling check's trainings (two per seed) last."""
+    return [(k, names, s) for k, names in FIDELITY_UNITS for s in ctx.seeds] + [("sampling", (), s) for s in ctx.seeds]
 
 
 def _unit_dir(ctx: Context, a: dict, unit: tuple) -> tuple[Path, str]:
@@ -325,7 +326,7 @@ def _fidelity_unit(ctx: Context, a: dict, unit: tuple) -> None:
     fs, root = ctx.features(), ctx.run_root("jsd_compare")
     ctx.log(f"jsd_fidelity: {kind} seed {seed}")
     if kind == "sampling":
-        jsd_compare.sampling_check(fs, a["cfg"], seed, run_root=root, log=ctx.log)
+        jsd_compare.sampling_check(fs, a["cfg"], [seed], run_root=root, log=ctx.log)
     else:
         run_methods(list(names), fs.train, fs.val, fs.test, a["cfg"], seed=seed, E_init=fs.E_init,
                     special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, run_root=root,
