@@ -315,7 +315,8 @@ def _fidelity_units(ctx: Context) -> list[tuple[str, tuple, int]]:
 
 
 def _unit_dir(ctx: Context, a: dict, unit: tuple) -> tuple[Path, str]:
-    ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds)}, sort_keys=True,
+    ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "units": FIDELITY_UNITS,
+                                       "epochs": jsd_compare._sampling_variants(a["cfg"])}, sort_keys=True,
                                       default=_plain).encode()).hexdigest()[:16]
     return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident
 
