@@ -62,6 +62,7 @@ from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import jsd_compare
 from jsdlib.experiments.lanes import run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
+from jsdlib.jsd.matching import OWN_RECIPE_START
 from jsdlib.jsd.methods import run_methods
 from jsdlib.experiments.tables import write_report
 from jsdlib import index
@@ -292,7 +293,8 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              # opt-in: issue 13's table (docs/fidelity.md); D2S's L1 searched on validation to JSD's FLOPs
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
                   _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
-                  {"units": FIDELITY_UNITS, "epochs_compared": jsd_compare._sampling_variants(COMPARE_CFG)})]
+                  {"units": FIDELITY_UNITS, "epochs_compared": jsd_compare._sampling_variants(COMPARE_CFG),
+                   "own_recipe_l1_start": OWN_RECIPE_START})]
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:
@@ -316,7 +318,8 @@ def _fidelity_units(ctx: Context) -> list[tuple[str, tuple, int]]:
 
 def _unit_dir(ctx: Context, a: dict, unit: tuple) -> tuple[Path, str]:
     ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "units": FIDELITY_UNITS,
-                                       "epochs": jsd_compare._sampling_variants(a["cfg"])}, sort_keys=True,
+                                       "epochs": jsd_compare._sampling_variants(a["cfg"]),
+                                       "own_start": OWN_RECIPE_START}, sort_keys=True,
                                       default=_plain).encode()).hexdigest()[:16]
     return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident
 
