@@ -60,6 +60,7 @@ def test_report_from_committed_results(tmp_path):
 
 
 COMMITTED = ROOT / "notebooks" / "results" / "reproduce_cpu"
+FIDELITY = ROOT / "notebooks" / "results" / "jsd_fidelity_cpu"
 
 
 def test_committed_report_is_the_committed_json(tmp_path):
@@ -76,12 +77,37 @@ def test_committed_report_is_the_committed_json(tmp_path):
     assert block.strip() == summary_markdown(doc).strip()
 
 
+def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
+    """`make fidelity`'s committed run: its report is its JSON's; its JSD rows are, seed by seed, the very numbers
+    of the committed main job's comparison (the same trainings, so the ablation claims of that table hold for this
+    JSD too); every claim of issue 13 is checked; both D2S rows record their FLOPs searches."""
+    from jsdlib.experiments.tables import FIDELITY_CLAIMS, write_report
+
+    fid = json.loads((FIDELITY / "results.json").read_text())
+    assert set(fid["results"]) == {"jsd_fidelity"} and fid["seeds"] == [0, 1, 2]
+    assert write_report(fid, tmp_path).read_text() == (FIDELITY / "report.md").read_text()
+    r, main = fid["results"]["jsd_fidelity"], json.loads((COMMITTED / "results.json").read_text())
+    for n in ("jsd_sparse", "jsd_dense", "dense_original"):
+        assert r["methods"][n]["per_seed"] == [
+            {k: v for k, v in ps.items() if k in r["methods"][n]["per_seed"][0]}
+            for ps in main["results"]["jsd_compare"]["methods"][n]["per_seed"]]
+    text = (FIDELITY / "report.md").read_text()
+    assert all(c[0] in text for c in FIDELITY_CLAIMS)
+    for n in ("d2s_own_matched", "d2s_matched"):
+        for ps in r["methods"][n]["per_seed"]:
+            fm = ps["flops_match"]
+            chosen = next(p for p in fm["probes"] if p["scale"] == fm["scale"])
+            assert isinstance(fm["matched"], bool) and fm["matched"] == (abs(chosen["ratio"] - 1) <= fm["tol"])
+    assert set(r["sampling"]["rows"]) == {"images", "captions", "captions_same_steps"}
+
+
 def test_progress_weights_steps_by_the_committed_step_times(tmp_path):
     """The job's ETA weighs each step by its cost in the committed run (not 1/7 each): the weights are exactly
     that run's step times, one per step."""
     doc = json.loads((COMMITTED / "results.json").read_text())
-    assert reproduce.EXPECTED_SECONDS == {k: m["seconds"] for k, m in doc["steps"].items()}
-    assert set(reproduce.EXPECTED_SECONDS) == set(reproduce.CPU_STEPS)
+    fid = json.loads((FIDELITY / "results.json").read_text())
+    assert reproduce.EXPECTED_SECONDS == {k: m["seconds"] for d in (doc, fid) for k, m in d["steps"].items()}
+    assert set(reproduce.EXPECTED_SECONDS) == set(reproduce.CPU_STEPS) | set(reproduce.OPT_IN_STEPS)
     share = reproduce.EXPECTED_SECONDS["dense"] / sum(reproduce.EXPECTED_SECONDS.values())
     assert share < 0.01          # the first step is ~0.1 % of the job, so its ETA no longer promises 48 s
 

@@ -193,7 +193,7 @@ def fidelity_probe_rows(r: dict) -> list[dict]:
         for ps in r["methods"].get(n, {}).get("per_seed", []):
             for p in (ps.get("flops_match") or {}).get("probes", []):
                 if "val_R@1" in p:
-                    rows.append({"method": label, "scale": p["scale"], "val_flops": p["flops"],
+                    rows.append({"method": label, "scale": float(f"{p['scale']:.3g}"), "val_flops": p["flops"],
                                  "val_R@1": p["val_R@1"], "seed": ps["seed"]})
     return rows
 
