@@ -190,7 +190,7 @@ def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
     assert [s.name for s in reproduce.cpu_steps(["jsd_fidelity"])] == ["jsd_fidelity"]
     assert "jsd_fidelity" in lanes.HELPABLE and set(reproduce.HELPERS) == lanes.HELPABLE
     ctx, step = _fidelity_ctx(tmp_path / "helped")
-    units = reproduce._fidelity_units(ctx)
+    units = reproduce.fidelity.units(ctx)
     assert units[0] == ("jsd", ("jsd_sparse",), 0) and units[-1][0] == "sampling" and len(units) == 5 * 2
     assert reproduce.help_fidelity(ctx, step) == len(units)              # nobody else working: the helper does all
     assert reproduce.help_fidelity(ctx, step) == 0
@@ -208,7 +208,7 @@ def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
     v = reproduce.jsd_compare._sampling_variants(reproduce.COMPARE_CFG)      # cpu-emoji: 40 epochs, patience 10
     assert v["captions_same_steps"]["epochs"] == 20 and v["captions_same_steps"]["patience"] == 5
     assert "val_vs_own" in smp["rows"]["captions"] and "val_vs_own" not in smp["rows"]["images"]
-    from jsdlib.experiments.tables import FIDELITY_CLAIMS, fidelity_report
+    from jsdlib.experiments.fidelity_report import FIDELITY_CLAIMS, fidelity_report
     md = fidelity_report(helped)       # the report's section: table, claims seed by seed, FLOPs search, sampling
     assert all(c[0] in md for c in FIDELITY_CLAIMS) and "holds on seeds" in md and " of 2 |" in md
     assert "How each D2S row's FLOPs were matched" in md and "Highest validation R@1" in md
@@ -222,8 +222,8 @@ def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
 def test_a_helper_stops_where_the_owner_holds_a_unit(tmp_path):
     ctx, step = _fidelity_ctx(tmp_path, seeds=(0,))
     a = step.resolved()
-    last = reproduce._fidelity_units(ctx)[-1]
-    d, _ = reproduce._unit_dir(ctx, a, last)
+    last = reproduce.fidelity.units(ctx)[-1]
+    d, _ = reproduce.fidelity.unit_dir(ctx, a, last)
     p = _hold_lock(d, 5)
     try:
         assert reproduce.help_fidelity(ctx, step) == 0                  # the unit at the end is held: stop at once

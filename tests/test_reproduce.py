@@ -81,7 +81,8 @@ def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
     """`make fidelity`'s committed run: its report is its JSON's; its JSD rows are, seed by seed, the very numbers
     of the committed main job's comparison (the same trainings, so the ablation claims of that table hold for this
     JSD too); every claim of issue 13 is checked; both D2S rows record their FLOPs searches."""
-    from jsdlib.experiments.tables import FIDELITY_CLAIMS, write_report
+    from jsdlib.experiments.fidelity_report import FIDELITY_CLAIMS
+    from jsdlib.experiments.tables import write_report
 
     fid = json.loads((FIDELITY / "results.json").read_text())
     assert set(fid["results"]) == {"jsd_fidelity"} and fid["seeds"] == [0, 1, 2]

@@ -54,16 +54,16 @@ from jsdlib import cmc
 from jsdlib.apps.emoji_index import emoji_vectors
 from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
-from jsdlib.common.integrity import IntegrityError, check_finite, load_safetensors
 from jsdlib.common.io import write_json
-from jsdlib.common.runlock import finished, mark_finished, run_lock
+from jsdlib.common.runlock import finished, run_lock
 from jsdlib.common.metrics import evaluate_split
 from jsdlib.data.karpathy import load_emoji
-from jsdlib.experiments import jsd_compare
+from jsdlib.experiments import fidelity, jsd_compare
 from jsdlib.experiments.lanes import run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.jsd.matching import OWN_RECIPE_START
-from jsdlib.jsd.methods import run_methods
+from jsdlib.experiments.paper_inputs import (  # noqa: F401 (PAPER_DATA, MissingDataError: re-exported)
+    PAPER_DATA, MissingDataError, _word_embeddings, check_paper_data, check_paper_inputs)
 from jsdlib.experiments.tables import write_report
 from jsdlib import index
 from jsdlib.jsd.vocab import Vocabulary
@@ -82,19 +82,6 @@ EXPECTED_SECONDS = {"dense": 0.2, "jsd_compare": 2446.8, "jsd_sweep": 1837.1, "s
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), whose last invocation
                     # reused the trainings of two interrupted ones; a run from scratch costs more (README)
                     "jsd_fidelity": 2516.1}
-PAPER_DATA = {  # preset -> (Karpathy JSON, text parquet, image parquet)
-    "blip-coco": ("dataset_coco.json", "text_embs_before_proj_blip.parquet", "img_embs_before_proj_blip.parquet"),
-    "albef-coco": ("dataset_coco.json", "text_embs_before_proj_albef.parquet", "img_embs_before_proj_albef.parquet"),
-    "blip-flickr": ("dataset_flickr30k.json", "text_embs_before_proj_blip.parquet",
-                    "img_embs_before_proj_blip.parquet"),
-    "albef-flickr": ("dataset_flickr30k.json", "text_embs_before_proj_albef.parquet",
-                     "img_embs_before_proj_albef.parquet"),
-}
-WHERE = ("the authors' released pre-projection features (github.com/holi-lab/mm-sparse-retrieval) and Karpathy's "
-         "split JSON (cs.stanford.edu/people/karpathy/deepimagesent), plus the VLP's final projection weights "
-         "exported from the LAVIS checkpoint (--projection) and its text tower's word embeddings (--word-embeddings)")
-
-
 def expected_trainings(seeds: Sequence[int]) -> dict[str, int]:
     """How many trainings (``fit`` runs with a folder under ``OUT/runs/<step>``) each cpu step makes: the lanes'
     per-step progress bars count them. JSD comparison: D2S, JSD (its sparse, dense and integrated rows share one
@@ -102,10 +89,6 @@ def expected_trainings(seeds: Sequence[int]) -> dict[str, int]:
     comparison; CMC: one head per seed (the CE keeps no folder)."""
     n = len(seeds)
     return {"jsd_compare": 4 * n, "jsd_sweep": len(SWEEP_SCALES) * len(SWEEP_VARIANTS) - 1, "cmc_wordnet": n, "cmc_emoji": n}
-
-
-class MissingDataError(FileNotFoundError):
-    """A paper preset was asked for without its data."""
 
 
 # Arguments that say where and how a step runs (or come from the job's seeds), not what it computes.
@@ -296,7 +279,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              # opt-in: issue 13's table (docs/fidelity.md); D2S's L1 searched on validation to JSD's FLOPs
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
                   _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
-                  {"units": FIDELITY_UNITS, "epochs_compared": jsd_compare._sampling_variants(COMPARE_CFG),
+                  {"units": fidelity.FIDELITY_UNITS, "epochs_compared": jsd_compare._sampling_variants(COMPARE_CFG),
                    "own_recipe_l1_start": OWN_RECIPE_START})]
     if only:
         unknown = set(only) - {s.name for s in steps}
@@ -307,115 +290,22 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
 
 
 # ----------------------------------------------------------------------------------------------
-# jsd_fidelity: units of work two lanes can share
+# jsd_fidelity: its units of work are shared by two lanes (jsdlib.experiments.fidelity)
 # ----------------------------------------------------------------------------------------------
-FIDELITY_UNITS = (("jsd", ("jsd_sparse",)), ("d2s_jsd_recipe", ("d2s_matched",)),
-                  ("teacher", ("jsd_authors_teacher", "jsd_corrected_teacher")), ("d2s_own", ("d2s_own_matched",)))
-
-
-def _fidelity_units(ctx: Context) -> list[tuple[str, tuple, int]]:
-    """The step's trainings as units ``(kind, methods, seed)``: every JSD run first (the matched rows' targets),
-    the sampling check's trainings (two per seed) last."""
-    return [(k, names, s) for k, names in FIDELITY_UNITS for s in ctx.seeds] + [("sampling", (), s) for s in ctx.seeds]
-
-
-def _unit_dir(ctx: Context, a: dict, unit: tuple) -> tuple[Path, str]:
-    ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "units": FIDELITY_UNITS,
-                                       "epochs": jsd_compare._sampling_variants(a["cfg"]),
-                                       "own_start": OWN_RECIPE_START}, sort_keys=True,
-                                      default=_plain).encode()).hexdigest()[:16]
-    return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident
-
-
-def _fidelity_unit(ctx: Context, a: dict, unit: tuple) -> None:
-    """Train one unit's runs (into ``OUT/runs/jsd_compare``, where :func:`jsd_compare.fidelity` finds them)."""
-    kind, names, seed = unit
-    fs, root = ctx.features(), ctx.run_root("jsd_compare")
-    ctx.log(f"jsd_fidelity: {kind} seed {seed}")
-    if kind == "sampling":
-        jsd_compare.sampling_check(fs, a["cfg"], [seed], run_root=root, log=ctx.log)
-    else:
-        run_methods(list(names), fs.train, fs.val, fs.test, a["cfg"], seed=seed, E_init=fs.E_init,
-                    special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, run_root=root,
-                    log=ctx.log, match=a["match"])
-
-
-def _work_units(ctx: Context, a: dict, helper: bool) -> int:
-    """Train the pending units, from the start (the step's owner: waits for a unit another lane holds) or from
-    the end (a helper: stops at the first unit that is finished or held). Returns how many it trained."""
-    units = _fidelity_units(ctx)
-    done = 0
-    for unit in (reversed(units) if helper else units):
-        d, ident = _unit_dir(ctx, a, unit)
-        if finished(d, ident):
-            if helper:
-                break
-            continue
-        with run_lock(d, blocking=not helper) as free:
-            if not free:
-                break
-            if not finished(d, ident):
-                _fidelity_unit(ctx, a, unit)
-                mark_finished(d, ident)
-                done += 1
-    return done
-
-
 def _jsd_fidelity(ctx: Context, a: dict) -> dict:
-    _work_units(ctx, a, helper=False)
+    fidelity.work_units(ctx, a, helper=False)
     return jsd_compare.fidelity(ctx.features(), seeds=list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
                                 progress=ctx.progress, log=ctx.log, **a)
 
 
 def help_fidelity(ctx: Context, step: Step) -> int:
     """A lane with nothing left to do trains ``jsd_fidelity``'s units from the end (see :func:`help_sweep`)."""
-    return _work_units(ctx, step.resolved(), helper=True)
+    return fidelity.work_units(ctx, step.resolved(), helper=True)
 
 
 # ----------------------------------------------------------------------------------------------
 # Paper presets: data check
 # ----------------------------------------------------------------------------------------------
-def check_paper_data(preset: str, data_dir) -> dict[str, Path]:
-    """The files a paper preset needs in ``data_dir``; raises :class:`MissingDataError` naming what is missing."""
-    if preset not in PAPER_DATA:
-        raise ValueError(f"unknown preset {preset!r}; paper presets: {sorted(PAPER_DATA)}, or 'cpu'")
-    names = dict(zip(("karpathy_json", "text_parquet", "image_parquet"), PAPER_DATA[preset]))
-    if data_dir is None:
-        raise MissingDataError(f"preset {preset!r} needs --data DIR holding {', '.join(names.values())}: {WHERE}. "
-                               "Nothing is downloaded; the CPU course runs with --preset cpu.")
-    paths = {k: Path(data_dir) / v for k, v in names.items()}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise MissingDataError(f"preset {preset!r}: missing {', '.join(missing)}. They are {WHERE}.")
-    return paths
-
-
-PROJECTION_HOW = ("export BLIP's/ALBEF's `text_proj` and `vision_proj` (Linear 768 -> 256) from the LAVIS checkpoint "
-                  "as W_t, b_t, W_v, b_v into a .safetensors or .pt file")
-
-
-def check_paper_inputs(projection, word_embeddings, random_projection: bool = False) -> None:
-    """The VLP's projections and word embeddings a paper preset needs, checked before any feature is read.
-
-    Without ``--projection`` the dense branch would start from a random Linear layer and "dense original" would
-    mean nothing: refused unless ``random_projection`` (``--random-projection``) says so explicitly.
-    """
-    if projection is None and not random_projection:
-        raise MissingDataError("paper presets need --projection FILE with the VLP's final projections (W_t, b_t, W_v, "
-                               f"b_v): {PROJECTION_HOW}; --random-projection trains from a random projection "
-                               "instead (recorded in results.json; 'dense original' is then meaningless)")
-    if projection is not None and random_projection:
-        raise ValueError("give either --projection FILE or --random-projection, not both")
-    if projection is not None and not Path(projection).is_file():
-        raise MissingDataError(f"--projection {projection}: file not found ({PROJECTION_HOW})")
-    if word_embeddings is None:
-        raise MissingDataError("paper presets need --word-embeddings (a .pt/.safetensors tensor |V| x 768: the "
-                               "BERT word embeddings of the VLP's text tower) to initialise E")
-    if not Path(word_embeddings).is_file():
-        raise MissingDataError(f"--word-embeddings {word_embeddings}: file not found (a .pt/.safetensors tensor "
-                               "|V| x 768: the BERT word embeddings of the VLP's text tower)")
-
-
 def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None,
                 random_projection: bool = False) -> list[Step]:
     """The JSD comparison on the released features (GPU recommended: about 4 h per run on an RTX-3090)."""
@@ -435,18 +325,6 @@ def paper_steps(preset: str, data_dir, projection=None, word_embeddings=None,
     cfg = get_preset(preset, device="cuda" if torch.cuda.is_available() else "cpu")
     return [Step("jsd_compare", f"JSD and its baselines ({preset})", jsd_compare.compare, run, {"cfg": cfg},
                  {"preset": preset, "projection": proj_src, **{k: str(v) for k, v in paths.items()}})]
-
-
-def _word_embeddings(path) -> torch.Tensor:
-    """The text tower's word embeddings E (|V| x e) from a .safetensors or a .pt file, checked finite."""
-    if str(path).endswith(".safetensors"):
-        return next(iter(load_safetensors(path, "word embeddings")[0].values()))
-    try:
-        E = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # a truncated or foreign file: name it
-        raise IntegrityError(f"word embeddings {path} are unreadable ({e})") from e
-    check_finite({"E": E} if torch.is_tensor(E) else {}, path, "word embeddings")
-    return E
 
 
 # ----------------------------------------------------------------------------------------------

@@ -152,21 +152,6 @@ JSD_CLAIMS = [("JSD sparse > D2S", "jsd_sparse", ">", "d2s"),
               ("freezing the final layer hurts", "jsd_frozen_final", "<", "jsd_sparse")]
 
 
-# issue 13's table (step jsd_fidelity): the paper's claims against the real D2S, both D2S rows at JSD's FLOPs
-FIDELITY_CLAIMS = [("JSD sparse > D2S (its own recipe, FLOPs matched)", "jsd_sparse", ">", "d2s_own_matched"),
-                   ("JSD sparse > D2S loss under JSD's recipe (FLOPs matched)", "jsd_sparse", ">", "d2s_matched"),
-                   ("JSD sparse >= dense original (comparable or better)", "jsd_sparse", ">=", "dense_original"),
-                   ("JSD dense > dense original", "jsd_dense", ">", "dense_original")]
-FIDELITY_LABELS = {"dense_original": "dense original (stand-in VLP)",
-                   "d2s_own_matched": "D2S, its own recipe, FLOPs matched",
-                   "d2s_matched": "D2S loss, JSD's recipe, FLOPs matched",
-                   "jsd_sparse": "JSD sparse", "jsd_dense": "JSD dense",
-                   "jsd_integrated_authors": "JSD integrated, the authors' test-time score (w1 cos + w2 S_s)",
-                   "jsd_integrated_sx": "JSD integrated, training-time S_x (w1 cos / tau + w2 S_s)",
-                   "jsd_authors_teacher": "JSD sparse, the authors' (untransposed) t->i teacher",
-                   "jsd_corrected_teacher": "JSD sparse, the corrected t->i teacher"}
-
-
 def jsd_claims(result: dict, metric: str = "R@1", claims=None, per_seed: bool = False) -> pd.DataFrame:
     """Each JSD claim (default :data:`JSD_CLAIMS`) as an ordering on our mean ``metric``: the two values, holds /
     does not hold, and p; with ``per seed``, how many seeds the ordering holds on (the pooled p treats every
@@ -182,74 +167,6 @@ def jsd_claims(result: dict, metric: str = "R@1", claims=None, per_seed: bool = 
             pa, pb = ([r["t2i"][metric] for r in result["methods"][n]["per_seed"]] for n in (a, b))
             rows[text]["holds on seeds"] = f"{sum(ops[op](x, y) for x, y in zip(pa, pb))} of {len(pa)}"
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def fidelity_probe_rows(r: dict) -> list[dict]:
-    """Every probe of the matched D2S rows' FLOPs searches (all seeds) as R@1-vs-FLOPs rows on the validation
-    split (:func:`jsdlib.apps.viz.r1_vs_flops` with ``split="val"``): both D2S recipes' trade-off around JSD's
-    operating point, from trainings the run made anyway."""
-    rows = []
-    for n, label in (("d2s_own_matched", "d2s (own recipe)"), ("d2s_matched", "d2s loss, jsd recipe")):
-        for ps in r["methods"].get(n, {}).get("per_seed", []):
-            for p in (ps.get("flops_match") or {}).get("probes", []):
-                if "val_R@1" in p:
-                    rows.append({"method": label, "scale": float(f"{p['scale']:.3g}"), "val_flops": p["flops"],
-                                 "val_R@1": p["val_R@1"], "seed": ps["seed"]})
-    return rows
-
-
-def fidelity_probe_figure(r: dict):
-    """:func:`fidelity_probe_rows` plotted, with the JSD runs' validation FLOPs (the targets) as dashed lines."""
-    fig = r1_vs_flops(fidelity_probe_rows(r), split="val")
-    ax = fig.axes[0]
-    targets = sorted({ps["flops_match"]["target"] for n in ("d2s_own_matched", "d2s_matched")
-                      for ps in r["methods"].get(n, {}).get("per_seed", []) if ps.get("flops_match")})
-    for i, t in enumerate(targets):
-        ax.axvline(t, color="grey", ls="--", lw=0.8, label="JSD runs' val FLOPs (targets)" if i == 0 else None)
-    ax.set_title("D2S's FLOPs searches: every probe (validation, all seeds)")
-    ax.legend(fontsize=8)
-    return fig
-
-
-def fidelity_report(r: dict) -> str:
-    """Markdown for the ``jsd_fidelity`` step: the table, the claims, how each D2S row's FLOPs were matched, the
-    two teachers, the two integrated scores, and the epoch chosen on validation."""
-    rows = summary_rows(r)
-    table = {FIDELITY_LABELS.get(n, n): row for n, row in rows.items()}
-    out = [format_table(table), "\n### Claims checked on our numbers (pooled paired t-test, and seed by seed)\n",
-           to_markdown(jsd_claims(r, claims=FIDELITY_CLAIMS, per_seed=True), "claim")]
-    t = r["tests"].get("jsd_authors_teacher_vs_jsd_corrected_teacher")
-    if t:
-        a, c = (r["methods"][n]["t2i"]["R@1"]["mean"] for n in ("jsd_authors_teacher", "jsd_corrected_teacher"))
-        out.append(f"\nThe two t->i teachers: the authors' {a:.1f} vs the corrected {c:.1f} R@1 (paired t-test p = "
-                   f"{t['p']:.2g}, {t['n_pairs']:,} pairs).")
-    match = {}
-    for n in ("d2s_own_matched", "d2s_matched"):
-        for ps in r["methods"].get(n, {}).get("per_seed", []):
-            fm = ps.get("flops_match")
-            if fm:
-                probes = ", ".join(f"x{p['scale']:.3g}: {p['flops']:.2f}" for p in fm["probes"])
-                match[f"{FIDELITY_LABELS[n]}, seed {ps['seed']}"] = {
-                    "target (JSD val FLOPs)": f"{fm['target']:.2f}", "L1 scale": f"x{fm['scale']:.3g}",
-                    "eta_t / eta_i": f"{fm['eta_t']:.3g} / {fm['eta_i']:.3g}",
-                    "matched (+-15 %)": "yes" if fm["matched"] else "NO", "probes (scale: val FLOPs)": probes}
-    if match:
-        out += ["\n### How each D2S row's FLOPs were matched (on validation, inside the run)\n", format_table(match)]
-    smp = r.get("sampling")
-    if smp:
-        own = smp["preset_epoch"]
-        srows = {}
-        for k, v in smp["rows"].items():
-            t = v.get("val_vs_own")
-            srows[k] = {"val R@1": f"{v['val_R@1']:.2f} ± {v['val_R@1_std']:.2f}", "val FLOPs": f"{v['val_flops']:.2f}",
-                        "optimizer steps": f"{v['steps']:.0f}",
-                        f"p vs {own} (val)": DASH if t is None else f"{t['p']:.2g}",
-                        "val R@1 per seed": ", ".join(f"{x['val_R@1']:.1f}" for x in v["per_seed"]),
-                        "test R@1 (not used)": f"{v['test_R@1']:.1f}"}
-        out += [f"\n### The epoch of `cpu-emoji`, chosen on validation (JSD, seeds {smp['seeds']})\n",
-                format_table(srows, name_header="epoch"),
-                f"\nHighest validation R@1: **{smp['chosen_on_validation']}**; the preset's epoch: `{own}`."]
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,14 +271,9 @@ def report_sections(doc: dict, out=None) -> list[str]:
                 "\n### Claims checked on our numbers\n", to_markdown(jsd_claims(r), "claim")]
         parts.append(_section("JSD and its baselines", "\n".join(body), "steps/jsd_compare.json"))
     if "jsd_fidelity" in res:
-        body = fidelity_report(res["jsd_fidelity"])
-        if out is not None and fidelity_probe_rows(res["jsd_fidelity"]):
-            fig = fidelity_probe_figure(res["jsd_fidelity"])
-            save_figure(fig, Path(out) / "jsd_fidelity_probes.png", dpi=110)
-            plt.close(fig)
-            body += "\n\n![D2S probes, R@1 vs FLOPs](jsd_fidelity_probes.png)"
-        parts.append(_section("JSD as the authors ran it, against the real D2S (issue 13)", body,
-                              "steps/jsd_fidelity.json"))
+        from jsdlib.experiments.fidelity_report import fidelity_section   # it builds on this module's tables
+        parts.append(_section("JSD as the authors ran it, against the real D2S (issue 13)",
+                              fidelity_section(res["jsd_fidelity"], out), "steps/jsd_fidelity.json"))
     if "jsd_sweep" in res:
         body = to_markdown(sweep_table(res["jsd_sweep"]), "run")
         if out is not None:
