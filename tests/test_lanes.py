@@ -205,8 +205,10 @@ def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
     assert set(smp["rows"]) == {"images", "captions", "captions_same_steps"} and smp["preset_epoch"] == "images"
     steps = {k: v["steps"] for k, v in smp["rows"].items()}   # tiny set: 2 captions per image, batch 8
     assert steps["captions"] == 2 * steps["images"]
-    v = reproduce.jsd_compare._sampling_variants(reproduce.COMPARE_CFG)      # cpu-emoji: 40 epochs, patience 10
+    v = reproduce.jsd_compare.sampling_variants(reproduce.COMPARE_CFG)      # cpu-emoji: 40 epochs, patience 10
     assert v["captions_same_steps"]["epochs"] == 20 and v["captions_same_steps"]["patience"] == 5
+    with pytest.raises(ValueError, match="none of the epochs compared"):     # a preset whose epoch is not compared
+        reproduce.jsd_compare.sampling_check(_fs(), tiny_cfg(sampling="captions", drop_duplicates=True), [0])
     assert "val_vs_own" in smp["rows"]["captions"] and "val_vs_own" not in smp["rows"]["images"]
     from jsdlib.experiments.fidelity_report import FIDELITY_CLAIMS, fidelity_report
     md = fidelity_report(helped)       # the report's section: table, claims seed by seed, FLOPs search, sampling

@@ -100,6 +100,14 @@ def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
             chosen = next(p for p in fm["probes"] if p["scale"] == fm["scale"])
             assert isinstance(fm["matched"], bool) and fm["matched"] == (abs(chosen["ratio"] - 1) <= fm["tol"])
     assert set(r["sampling"]["rows"]) == {"images", "captions", "captions_same_steps"}
+    # the README's table of this run is this JSON's (R@1, MRR@10 and FLOPs of each row it shows)
+    readme = (ROOT / "README.md").read_text().split("### JSD as the authors ran it", 1)[1].split("\n### ", 1)[0]
+    shown = set()          # README lines that carry a row's numbers (the corrected teacher's are JSD sparse's)
+    for n, m in r["methods"].items():
+        cells = [f"{m['t2i'][k]['mean']:.1f} ± {m['t2i'][k]['std']:.1f}" for k in ("R@1", "MRR@10")] + [f"{m['flops']:.1f}"]
+        row = next((ln for ln in readme.splitlines() if ln.startswith("| ") and " | ".join(cells) in ln), None)
+        shown |= {row} - {None}
+    assert len(shown) == 6
 
 
 def test_progress_weights_steps_by_the_committed_step_times(tmp_path):

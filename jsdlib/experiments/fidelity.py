@@ -36,7 +36,7 @@ def _plain(o):
 def unit_dir(ctx, a: dict, unit: tuple) -> tuple[Path, str]:
     """A unit's lock folder and the identity its marker must carry (what the unit trains)."""
     ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "units": FIDELITY_UNITS,
-                                       "epochs": jsd_compare._sampling_variants(a["cfg"]),
+                                       "epochs": jsd_compare.sampling_variants(a["cfg"]),
                                        "own_start": OWN_RECIPE_START}, sort_keys=True,
                                       default=_plain).encode()).hexdigest()[:16]
     return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident

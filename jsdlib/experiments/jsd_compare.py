@@ -91,7 +91,7 @@ def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequenc
     return out
 
 
-def _sampling_variants(cfg: JSDConfig) -> dict[str, dict]:
+def sampling_variants(cfg: JSDConfig) -> dict[str, dict]:
     """The epochs :func:`sampling_check` compares, as config changes: ``images`` (each image once, with one of
     its captions), ``captions`` (the authors' epoch: every (caption, image) pair, duplicates kept; as many epochs,
     so more optimiser steps) and ``captions_same_steps`` (the authors' epoch with epochs and patience scaled so the
@@ -105,13 +105,17 @@ def _sampling_variants(cfg: JSDConfig) -> dict[str, dict]:
 def sampling_check(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], run_root=None, progress: bool = False,
                    log=print) -> dict:
     """Which epoch ``cpu-emoji`` should use, chosen on validation: JSD trained with each epoch of
-    :func:`_sampling_variants` for every seed, compared on validation sparse R@1 at the selected epoch (mean over
+    :func:`sampling_variants` for every seed, compared on validation sparse R@1 at the selected epoch (mean over
     seeds) and by a paired t-test on validation per-query RR@10 pooled over seeds against the preset's own epoch.
     Test R@1 is reported beside, never used. The runs of ``cfg``'s own epoch are the comparison's
     ``jsd-seed<k>`` folders (the same trainings). (The bundled emoji set has two captions per image, so an epoch
     over caption pairs has twice the steps of an epoch over images.)"""
-    variants = _sampling_variants(cfg)
-    own = next(n for n, ch in variants.items() if cfg.replace(**ch).digest() == cfg.digest())
+    variants = sampling_variants(cfg)
+    own = next((n for n, ch in variants.items() if cfg.replace(**ch).digest() == cfg.digest()), None)
+    if own is None:
+        raise ValueError(f"sampling_check: the preset's epoch (sampling={cfg.sampling!r}, drop_duplicates="
+                         f"{cfg.drop_duplicates}, {cfg.epochs} epochs) is none of the epochs compared "
+                         f"{list(variants)}: nothing to compare it with")
     per, rr = {n: [] for n in variants}, {n: [] for n in variants}
     for seed in seeds:
         for name in sorted(variants, key=lambda n: n == own):   # own last: the comparison may train it meanwhile

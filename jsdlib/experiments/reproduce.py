@@ -279,7 +279,7 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              # opt-in: issue 13's table (docs/fidelity.md); D2S's L1 searched on validation to JSD's FLOPs
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
                   _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
-                  {"units": fidelity.FIDELITY_UNITS, "epochs_compared": jsd_compare._sampling_variants(COMPARE_CFG),
+                  {"units": fidelity.FIDELITY_UNITS, "epochs_compared": jsd_compare.sampling_variants(COMPARE_CFG),
                    "own_recipe_l1_start": OWN_RECIPE_START})]
     if only:
         unknown = set(only) - {s.name for s in steps}
