@@ -14,11 +14,17 @@ Back ends, per N:
 - ``seismic_tuned``: the fastest point of a grid (n_postings x1/8, 1/4, 1/2, 1 of the default; query_cut 10,
   20, 50; heap_factor 0.7, 0.8, 0.9, 1.0) whose recall@10 on the *tuning* queries (captions 500..999) is
   >= 0.99, timed on 50 tuning queries; its recall and latency are then reported on captions 0..499.
+- ``--others`` (default all four, as in ``benchmarks/search.py``, through ``jsdlib.index.bench.benchmark_backends``):
+  ``brute_sparse`` (scipy), ``brute_dense`` and ``faiss`` (``IndexFlatIP``) over the documents' dense vectors
+  (256-d; a different retrieval task: their recall is against dense brute force), and ``milvus`` (Milvus Lite's
+  sparse inverted index; its pure-Python engine is timed on 10 queries and scored on 50).
 
 Reference top-10: term-at-a-time (tests/test_index.py and tests/test_maxscore.py check it equals brute force;
-here MaxScore is also compared id for id with it, and both with scipy brute force on ``--check`` queries).
+here MaxScore is also compared id for id with it, and both with scipy brute force on ``--check`` queries: by
+default every recall query).
 Memory: bytes of the index arrays for the exact back ends (postings ids int64 + weights float32 + offsets;
-MaxScore adds one float32 bound per term), and for Seismic the size of its saved index file.
+MaxScore adds one float32 bound per term), for Seismic the size of its saved index file, for the brute-force
+back ends and faiss the document matrix they scan (CSR arrays; dense float32), for Milvus its database on disk.
 """
 from __future__ import annotations
 
@@ -42,7 +48,11 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--timed", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--check", type=int, default=20, help="queries also checked against scipy brute force")
+    p.add_argument("--check", type=int, default=0,
+                   help="recall queries also checked against scipy brute force (0: all of them)")
+    p.add_argument("--others", nargs="*", default=["brute_sparse", "brute_dense", "faiss", "milvus"],
+                   choices=["brute_sparse", "brute_dense", "faiss", "milvus"],
+                   help="further back ends per N (none: --others with no name)")
     p.add_argument("--no-seismic", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
@@ -55,13 +65,19 @@ def main(argv=None) -> int:
 
     from jsdlib.common import hardware
     from jsdlib.apps.emoji_index import emoji_vectors
-    from jsdlib.index import (InvertedIndex, SeismicBackend, Vectors, brute_force_sparse, corpus_of_size,
-                              maxscore_search, recall_at_k, term_max_weights)
+    import scipy.sparse as sparse
+
+    from jsdlib.index import (InvertedIndex, SeismicBackend, Vectors, benchmark_backends, brute_force_sparse,
+                              corpus_of_size, maxscore_search, recall_at_k, term_max_weights)
 
     torch.set_num_threads(1)
-    docs_real, queries, _, _ = emoji_vectors("test")
-    all_docs = Vectors(sparse=__import__("scipy.sparse", fromlist=["vstack"]).vstack(
-        [emoji_vectors(s)[0].sparse for s in ("train", "val", "test")], format="csr"))
+    if "faiss" in args.others:
+        import faiss
+        faiss.omp_set_num_threads(1)
+    _, queries, _, _ = emoji_vectors("test")
+    splits = [emoji_vectors(s)[0] for s in ("train", "val", "test")]
+    all_docs = Vectors(dense=np.vstack([d.dense for d in splits]),
+                       sparse=sparse.vstack([d.sparse for d in splits], format="csr"))
     Q = queries.sparse[:args.queries]
     half = Q.shape[0] // 2
     Q_eval, Q_tune = Q[:half], Q[half:]
@@ -86,7 +102,8 @@ def main(argv=None) -> int:
     rows = []
     for n in args.sizes:
         t = time.perf_counter()
-        D = corpus_of_size(all_docs, n, seed=args.seed).sparse.tocsr()
+        docs = corpus_of_size(all_docs, n, seed=args.seed)
+        D = docs.sparse.tocsr()
         log(f"N={n:,}: corpus {D.nnz:,} postings ({D.nnz / n:.1f} active terms per document), "
             f"{time.perf_counter() - t:.0f} s")
         t = time.perf_counter()
@@ -97,8 +114,9 @@ def main(argv=None) -> int:
         ref = idx.search(Q_eval, 10)
         ms = maxscore_search(idx, Q_eval, 10)
         same = bool(np.array_equal(ms.ids, ref.ids) and np.array_equal(ms.scores, ref.scores))
-        bf = brute_force_sparse(Q_eval[:args.check], D, 10, batch=4)
-        bf_same = bool(np.array_equal(bf.ids, ref.ids[:args.check]) and np.array_equal(bf.ids, ms.ids[:args.check]))
+        n_check = args.check or half
+        bf = brute_force_sparse(Q_eval[:n_check], D, 10, batch=4)
+        bf_same = bool(np.array_equal(bf.ids, ref.ids[:n_check]) and np.array_equal(bf.ids, ms.ids[:n_check]))
         mem_exact = idx.indptr.nbytes + idx.doc_ids.nbytes + idx.weights.nbytes
         mem_ms = mem_exact + term_max_weights(idx).nbytes
         for name, fn, res, mem, b_s in (
@@ -111,9 +129,23 @@ def main(argv=None) -> int:
             log(f"  {name:15s} {msq:8.3f} ms/query  recall@10 {rows[-1]['recall_at_10']:.4f}  "
                 f"postings scored/query {res.work.mean():,.0f}  memory {mem / 2 ** 20:,.1f} MB")
         log(f"  MaxScore top-10 == term-at-a-time top-10 (ids and scores) for all {half} queries: {same}; "
-            f"== scipy brute force on {args.check}: {bf_same}")
+            f"both == scipy brute force's top-10 ids on {n_check}: {bf_same}")
         rows[-1]["identical_to_exact"] = same
-        rows[-1]["identical_to_brute_force_on"] = args.check if bf_same else 0
+        rows[-2]["identical_to_brute_force_on"] = rows[-1]["identical_to_brute_force_on"] = n_check if bf_same else 0
+        if args.others:
+            with tempfile.TemporaryDirectory() as tmp:
+                qv = Vectors(dense=queries.dense[:half], sparse=Q_eval)
+                for r in benchmark_backends(docs, qv, args.others, repeats=args.repeats, n_timed=len(timed),
+                                            workdir=tmp, log=log):
+                    mem = (sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+                           if r["backend"] == "milvus" else docs.dense.nbytes if r["backend"] in ("brute_dense", "faiss")
+                           else D.data.nbytes + D.indices.nbytes + D.indptr.nbytes)
+                    rows.append({"backend": r["backend"], "n": n, "build_s": r["build_s"],
+                                 "ms_per_query": r["ms_per_query"], "qps": r["qps"], "recall_at_10": r["recall_at_10"],
+                                 "memory_mb": mem / 2 ** 20, "postings_scored": None,
+                                 "setting": ("dense 256-d" if r["backend"] in ("brute_dense", "faiss") else "")
+                                 + (f"{r['timed']} timed, recall on {r['queries']}" if r["backend"] == "milvus" else "")})
+                    log(f"  {r['backend']:15s} memory {mem / 2 ** 20:,.1f} MB")
         if args.no_seismic:
             continue
         ref_tune = idx.search(Q_tune, 10)
