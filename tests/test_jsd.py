@@ -583,6 +583,40 @@ def test_match_d2s_l1_probes_real_trainings():
     assert (m["eta_t"], m["eta_i"]) == (cfg.eta_t * m["scale"], cfg.eta_i * m["scale"])
 
 
+def test_flops_band_selects_the_best_epoch_inside_it_and_drives_the_own_recipe_match():
+    """``flops_band`` changes selection only: the same training, the best validation R@1 among the epochs whose
+    FLOPs lie in the band; none in the band keeps the last epoch. ``match_d2s_l1(select_in_band=True)`` matches in
+    one probe when the first probe's run passes through the band at any epoch."""
+    from jsdlib.jsd.matching import match_d2s_l1
+
+    tr, va = tiny_features(seed=0), tiny_features(n_img=12, seed=1)
+    cfg, quiet = tiny_cfg(epochs=4, patience=10), (lambda *a: None)
+    c4 = cfg.replace(d2s_eta_t=cfg.eta_t * 4, d2s_eta_i=cfg.eta_i * 4)
+    free = train_d2s(tr, va, c4, progress=False, E_init=tiny_E(), log=quiet)
+    flops = [r["val"]["flops"] for r in free["history"]]
+    target = flops[1]
+    band = (target * 0.85, target * 1.15)
+    inside = [r for r in free["history"] if band[0] <= r["val"]["flops"] <= band[1]]
+    banded = train_d2s(tr, va, c4, progress=False, E_init=tiny_E(), log=quiet, flops_band=band)
+    assert [r["val"]["flops"] for r in banded["history"]] == flops          # the same training
+    assert banded["best"]["epoch"] == max(inside, key=lambda r: r["val"]["sparse"]["R@1"])["epoch"]
+    assert [r["in_flops_band"] for r in banded["history"]] == [band[0] <= f <= band[1] for f in flops]
+    none = train_d2s(tr, va, c4, progress=False, E_init=tiny_E(), log=quiet, flops_band=(1e-9, 2e-9))
+    assert none["best_key"] is None and none["best"]["epoch"] == 4
+    with pytest.raises(ValueError, match="flops_band"):
+        train_d2s(tr, va, c4, progress=False, E_init=tiny_E(), log=quiet, flops_band=(2.0, 1.0))
+    m = match_d2s_l1(tr, va, cfg, target, start=4.0, select_in_band=True, E_init=tiny_E(), progress=False, log=quiet)
+    assert m["select_in_band"] and m["matched"] and len(m["probes"]) == 1 and m["probes"][0]["in_band"]
+    assert m["probes"][0]["best_epoch"] == banded["best"]["epoch"] and abs(m["flops"] / target - 1) <= 0.15
+    # a probe with no epoch in the band reports its epoch closest to the target, so the search still steers
+    far = match_d2s_l1(tr, va, cfg, target * 50, start=4.0, select_in_band=True, max_probes=1, E_init=tiny_E(),
+                       progress=False, log=quiet)
+    assert not far["matched"] and not far["probes"][0]["in_band"] and far["flops"] == max(flops)
+    p0 = far["probes"][0]
+    assert flops[p0["best_epoch"] - 1] == max(flops) and p0["kept_epoch"] == 4
+    assert p0["val_R@1"] == free["history"][p0["best_epoch"] - 1]["val"]["sparse"]["R@1"]
+
+
 def test_authors_integrated_score_on_a_hand_built_case():
     from jsdlib.jsd.evaluate import authors_integrated_score, score_matrices
 

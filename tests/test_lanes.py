@@ -214,6 +214,10 @@ def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
     md = fidelity_report(helped)       # the report's section: table, claims seed by seed, FLOPs search, sampling
     assert all(c[0] in md for c in FIDELITY_CLAIMS) and "holds on seeds" in md and " of 2 |" in md
     assert "How each D2S row's FLOPs were matched" in md and "Highest validation R@1" in md
+    own = [ps["flops_match"] for ps in helped["methods"]["d2s_own_matched"]["per_seed"]]
+    jsd_recipe = [ps["flops_match"] for ps in helped["methods"]["d2s_matched"]["per_seed"]]
+    assert all(fm["select_in_band"] for fm in own) and not any(fm["select_in_band"] for fm in jsd_recipe)
+    assert all("in_band" in p for fm in own for p in fm["probes"]) and "epochs within +-15 % FLOPs" in md
     from jsdlib.experiments.tables import report_sections
     sec = report_sections({"results": {"jsd_fidelity": helped}}, tmp_path / "report")
     assert len(sec) == 1 and (tmp_path / "report" / "jsd_fidelity_probes.png").is_file()
@@ -231,3 +235,18 @@ def test_a_helper_stops_where_the_owner_holds_a_unit(tmp_path):
         assert reproduce.help_fidelity(ctx, step) == 0                  # the unit at the end is held: stop at once
     finally:
         p.wait()
+
+
+def test_a_helper_skips_units_a_resumed_job_finished_at_the_end(tmp_path, monkeypatch):
+    """A job killed and started again finds its helper's units at the end finished: the helper skips them and
+    trains the pending ones instead of stopping there (which left the owner alone, at twice the wall time)."""
+    ctx, step = _fidelity_ctx(tmp_path, seeds=(0,))
+    a = step.resolved()
+    todo = reproduce.fidelity.units(ctx)
+    d, ident = reproduce.fidelity.unit_dir(ctx, a, todo[-1])
+    d.mkdir(parents=True)
+    runlock.mark_finished(d, ident)                  # the last unit, finished by the first invocation's helper
+    trained = []
+    monkeypatch.setattr(reproduce.fidelity, "train_unit", lambda ctx, a, unit: trained.append(unit))
+    assert reproduce.help_fidelity(ctx, step) == len(todo) - 1
+    assert trained == list(reversed(todo[:-1]))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jsdlib.common.runlock import finished, mark_finished, run_lock
 from jsdlib.experiments import jsd_compare
-from jsdlib.jsd.matching import OWN_RECIPE_START
+from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.jsd.methods import run_methods
 
 FIDELITY_UNITS = (("jsd", ("jsd_sparse",)), ("d2s_jsd_recipe", ("d2s_matched",)),
@@ -37,8 +37,8 @@ def unit_dir(ctx, a: dict, unit: tuple) -> tuple[Path, str]:
     """A unit's lock folder and the identity its marker must carry (what the unit trains)."""
     ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "units": FIDELITY_UNITS,
                                        "epochs": jsd_compare.sampling_variants(a["cfg"]),
-                                       "own_start": OWN_RECIPE_START}, sort_keys=True,
-                                      default=_plain).encode()).hexdigest()[:16]
+                                       "own_start": OWN_RECIPE_START, "own_in_band": OWN_RECIPE_IN_BAND},
+                                      sort_keys=True, default=_plain).encode()).hexdigest()[:16]
     return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident
 
 
@@ -57,14 +57,13 @@ def train_unit(ctx, a: dict, unit: tuple) -> None:
 
 def work_units(ctx, a: dict, helper: bool) -> int:
     """Train the pending units, from the start (the step's owner: waits for a unit another lane holds) or from
-    the end (a helper: stops at the first unit that is finished or held). Returns how many it trained."""
+    the end (a helper: skips finished units, as a resumed job finds them at the end, and stops at the first unit
+    another lane holds, where it meets the owner). Returns how many it trained."""
     todo = units(ctx)
     done = 0
     for unit in (reversed(todo) if helper else todo):
         d, ident = unit_dir(ctx, a, unit)
         if finished(d, ident):
-            if helper:
-                break
             continue
         with run_lock(d, blocking=not helper) as free:
             if not free:

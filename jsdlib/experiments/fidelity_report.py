@@ -70,13 +70,20 @@ def fidelity_report(r: dict) -> str:
         for ps in r["methods"].get(n, {}).get("per_seed", []):
             fm = ps.get("flops_match")
             if fm:
-                probes = ", ".join(f"x{p['scale']:.3g}: {p['flops']:.2f}" for p in fm["probes"])
+                band = fm.get("select_in_band", False)
+                probes = ", ".join(f"x{p['scale']:.3g}: {p['flops']:.2f}"
+                                   + ("" if "in_band" not in p else " (in band)" if p["in_band"] else " (none in band)")
+                                   for p in fm["probes"])
                 match[f"{FIDELITY_LABELS[n]}, seed {ps['seed']}"] = {
                     "target (JSD val FLOPs)": f"{fm['target']:.2f}", "L1 scale": f"x{fm['scale']:.3g}",
                     "eta_t / eta_i": f"{fm['eta_t']:.3g} / {fm['eta_i']:.3g}",
+                    "epoch selected among": "epochs within +-15 % FLOPs" if band else "all epochs",
                     "matched (+-15 %)": "yes" if fm["matched"] else "NO", "probes (scale: val FLOPs)": probes}
     if match:
-        out += ["\n### How each D2S row's FLOPs were matched (on validation, inside the run)\n", format_table(match)]
+        out += ["\n### How each D2S row's FLOPs were matched (on validation, inside the run)\n", format_table(match),
+                "\nA probe's FLOPs are those of its selected validation epoch. Where the epoch is selected among the "
+                "epochs within +-15 % of the target (D2S's own recipe, `jsdlib.jsd.matching`), a probe with no "
+                "epoch in that band reports its epoch closest to the target, which steers the search."]
     smp = r.get("sampling")
     if smp:
         own = smp["preset_epoch"]

@@ -61,7 +61,7 @@ from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import fidelity, jsd_compare
 from jsdlib.experiments.lanes import run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
-from jsdlib.jsd.matching import OWN_RECIPE_START
+from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.experiments.paper_inputs import (  # noqa: F401 (PAPER_DATA, MissingDataError: re-exported)
     PAPER_DATA, MissingDataError, _word_embeddings, check_paper_data, check_paper_inputs)
 from jsdlib.experiments.tables import write_report
@@ -218,13 +218,14 @@ def _jsd_sweep(ctx: Context, a: dict) -> dict:
 
 def help_sweep(ctx: Context, step: Step) -> int:
     """A lane with nothing left to do trains the sweep's points from the end while the step's owner works from the
-    start (each training holds its folder's lock: :mod:`jsdlib.common.runlock`); stops where they meet. Returns how
-    many points it trained. The owner then finds them finished and only evaluates them: the same numbers."""
+    start (each training holds its folder's lock: :mod:`jsdlib.common.runlock`); skips finished points (a resumed
+    job finds its helper's at the end) and stops where they meet, at a point another lane holds. Returns how many
+    points it trained. The owner then finds them finished and only evaluates them: the same numbers."""
     a, done = step.resolved(), 0
     for p in reversed([p for p in _sweep_points(ctx, a) if not p[4]]):
         rd = p[3]
         if finished(rd):
-            break
+            continue
         with run_lock(rd, blocking=False) as free:
             pass
         if not free:
@@ -280,7 +281,8 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
                   _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
                   {"units": fidelity.FIDELITY_UNITS, "epochs_compared": jsd_compare.sampling_variants(COMPARE_CFG),
-                   "own_recipe_l1_start": OWN_RECIPE_START})]
+                   "own_recipe_l1_start": OWN_RECIPE_START,
+                   "own_recipe_selects_in_band": OWN_RECIPE_IN_BAND})]
     if only:
         unknown = set(only) - {s.name for s in steps}
         if unknown:

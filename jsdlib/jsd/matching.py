@@ -15,6 +15,15 @@ bracketing by ``factor`` and bisection in log space. Stop when ``|F(s)/F_target 
 
 Each probe is one training (:func:`match_d2s_l1`: ``probe_epochs`` epochs) scored on the validation split only;
 with F a power law of s, two or three probes usually land within +-15 %.
+
+**Selection inside the band (D2S's own recipe).** ``F(s)`` is the FLOPs of the probe's *selected* epoch, and that
+is a power law only while selection picks a late epoch. Under D2S's own recipe a strong L1 collapses retrieval
+after its warm-up, so the best validation epoch moves early and ``F(s)`` stops falling: on the bundled set, seed
+0, x197 / x257 / x331 / x400 gave 4.06 / 3.19 / 3.81 / 4.50 FLOPs against a target of 5.8, and no probe landed
+within +-15 %. With ``select_in_band`` each probe selects among the epochs whose validation FLOPs lie in
+``target * (1 +- tol)`` (``flops_band`` of :func:`~jsdlib.jsd.train.train_d2s_own`): the row is then "the best
+D2S epoch at JSD's cost", which exists as soon as the run's FLOPs pass through the band on their way down. A probe
+without such an epoch steers the search by its epoch closest to the target.
 """
 from __future__ import annotations
 
@@ -32,6 +41,8 @@ from jsdlib.jsd.train import train_d2s, train_d2s_own
 # JSD's 5.9 (seed 2, jsd_fidelity's first run), each of those epochs ~3x slower than at JSD's sparsity. So
 # its search starts at x100, near where a power law through that probe puts the target.
 OWN_RECIPE_START = 100.0
+# ... and selects inside the FLOPs band (module docstring): its selected epoch's FLOPs are not monotone in L1.
+OWN_RECIPE_IN_BAND = True
 
 
 def _miss(flops: float, target: float) -> float:
@@ -104,7 +115,8 @@ def match_flops(probe: Callable[[float], object], target: float, tol: float = 0.
 
 def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, recipe: D2SRecipe | None = None,
                  probe_epochs: int | None = None, tol: float = 0.15, max_probes: int = 8, factor: float = 4.0,
-                 start: float | None = None, seed: int | None = None, run_root=None, tag: str = "d2s", log=print, **train_kw) -> dict:
+                 start: float | None = None, seed: int | None = None, run_root=None, tag: str = "d2s",
+                 select_in_band: bool | None = None, log=print, **train_kw) -> dict:
     """D2S's L1 weight searched on validation so that its validation FLOPs match ``target_flops`` within ``tol``.
 
     ``recipe=None``: D2S with JSD's recipe (:func:`~jsdlib.jsd.train.train_d2s`, base weights ``cfg.d2s_eta_*``,
@@ -113,9 +125,14 @@ def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, re
     probe is the final model) and reads the FLOPs of its selected validation epoch; with shorter probes the chosen
     weight is trained once more for ``cfg.epochs`` (``result``), and ``final_flops`` / ``final_matched`` say
     whether that run still lands within ``tol``. ``start``: the first probe's scale (default 1 for JSD's recipe,
-    :data:`OWN_RECIPE_START` for D2S's own, whose base L1 1e-3 is 3-10x below JSD's weights). ``run_root``: resumable probe folders
-    ``run_root/<tag>-l1x<scale>-seed<k>``. Returns :func:`match_flops`' dict plus ``eta_t``, ``eta_i``,
-    ``probe_epochs``.
+    :data:`OWN_RECIPE_START` for D2S's own, whose base L1 1e-3 is 3-10x below JSD's weights). ``select_in_band``:
+    each probe selects among the epochs within ``target_flops * (1 +- tol)`` (module docstring; default
+    :data:`OWN_RECIPE_IN_BAND` for D2S's own recipe, off for JSD's, whose selected FLOPs fall monotonically).
+    ``run_root``: resumable probe folders ``run_root/<tag>-l1x<scale>-seed<k>``. Returns :func:`match_flops`'
+    dict plus ``eta_t``, ``eta_i``, ``probe_epochs``, ``select_in_band``; each probe row records the FLOPs,
+    ``val_R@1`` and ``best_epoch`` of its selected epoch and, in the band mode, ``in_band`` and ``kept_epoch``
+    (the model a probe keeps: its best in-band epoch, else its last one; when no epoch is in the band the row's
+    FLOPs / R@1 / epoch are those of the epoch closest to the target, the one that steers the search).
     """
     epochs = cfg.epochs if probe_epochs is None else int(probe_epochs)
     seed = cfg.seed if seed is None else seed
@@ -125,19 +142,29 @@ def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, re
                 cfg.eta_i if cfg.d2s_eta_i is None else cfg.d2s_eta_i)
     else:
         base = (recipe.eta_t, recipe.eta_i)
+    if select_in_band is None:
+        select_in_band = recipe is not None and OWN_RECIPE_IN_BAND
+    band = (target_flops * (1 - tol), target_flops * (1 + tol)) if select_in_band else None
+    folder = f"{tag}-band" if select_in_band else tag
 
     def train(scale: float, c: JSDConfig, suffix: str = "") -> dict:
-        rd = None if run_root is None else Path(run_root) / f"{tag}-l1x{scale:.4g}{suffix}-seed{seed}"
+        rd = None if run_root is None else Path(run_root) / f"{folder}-l1x{scale:.4g}{suffix}-seed{seed}"
         eta_t, eta_i = base[0] * scale, base[1] * scale
         if recipe is None:
             res = train_d2s(feats_train, feats_val, c.replace(d2s_eta_t=eta_t, d2s_eta_i=eta_i), run_dir=rd,
-                            log=log, **train_kw)
+                            log=log, flops_band=band, **train_kw)
         else:
             res = train_d2s_own(feats_train, feats_val, c, recipe.replace(eta_t=eta_t, eta_i=eta_i), run_dir=rd,
-                                log=log, **train_kw)
-        val = res["best"]["val"]
-        return {**res, "flops": float(val["flops"]),
-                "record": {"val_R@1": float(val["sparse"]["R@1"]), "best_epoch": res["best"]["epoch"]}}
+                                log=log, flops_band=band, **train_kw)
+        row = res["best"]
+        in_band = band is not None and res["best_key"] is not None
+        if band is not None and not in_band:    # no epoch in the band: the epoch closest to the target steers
+            row = min(res["history"],
+                      key=lambda r: _miss(r["val"]["flops"], target_flops))
+        record = {"val_R@1": float(row["val"]["sparse"]["R@1"]), "best_epoch": row["epoch"]}
+        if band is not None:
+            record.update(in_band=in_band, kept_epoch=res["best"]["epoch"])
+        return {**res, "flops": float(row["val"]["flops"]), "record": record}
 
     def probe(scale: float) -> dict:
         res = train(scale, base_cfg)
@@ -147,7 +174,8 @@ def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, re
     if start is None:
         start = 1.0 if recipe is None else OWN_RECIPE_START
     out = match_flops(probe, target_flops, tol=tol, factor=factor, max_probes=max_probes, start=start)
-    out.update(eta_t=base[0] * out["scale"], eta_i=base[1] * out["scale"], probe_epochs=epochs)
+    out.update(eta_t=base[0] * out["scale"], eta_i=base[1] * out["scale"], probe_epochs=epochs,
+               select_in_band=bool(select_in_band))
     if epochs < cfg.epochs:     # short probes: train the chosen weight for the full run and say whether it holds
         out["result"] = train(out["scale"], cfg.replace(seed=seed), "-final")
         out["final_flops"] = out["result"]["flops"]
@@ -157,4 +185,4 @@ def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, re
     return out
 
 
-__all__ = ["match_flops", "match_d2s_l1", "OWN_RECIPE_START"]
+__all__ = ["match_flops", "match_d2s_l1", "OWN_RECIPE_START", "OWN_RECIPE_IN_BAND"]

@@ -130,7 +130,7 @@ def run_methods(names: Sequence[str], feats_train, feats_val, feats_test, cfg: J
             m = match_d2s_l1(feats_train, feats_val, cfg, target, recipe=recipe if n == "d2s_own_matched" else None,
                              run_root=run_root, tag=n, caption_token_ids=caption_token_ids, **common, **(match or {}))
             probes = {k: m[k] for k in ("scale", "eta_t", "eta_i", "matched", "target", "tol", "probes",
-                                        "probe_epochs", "final_flops", "final_matched") if k in m}
+                                        "probe_epochs", "final_flops", "final_matched", "select_in_band") if k in m}
             out[n] = _sparse_result(m["result"], feats_test, cfg, {"flops_match": probes})
     for n, quirk in _TEACHER.items():
         if n in names:

@@ -90,7 +90,7 @@ class _SparseTask(Task):
     kind = ""
 
     def __init__(self, feats_train, feats_val, cfg: JSDConfig, E_init, special_ids, caption_token_ids,
-                 precision: str):
+                 precision: str, flops_band: tuple[float, float] | None = None):
         device = torch.device(cfg.device)
         self.cfg, self.feats_train, self.feats_val, self.ids = cfg, feats_train, feats_val, caption_token_ids
         self.model = self.build(feats_train, cfg, E_init, special_ids).to(device)
@@ -100,8 +100,16 @@ class _SparseTask(Task):
         self.bf16, self.pec_p = precision == "bf16-autocast", 0.0
         self.unselectable = (f"no epoch met the sparsity budget (max_terms_q={cfg.max_terms_q}, "
                              f"max_terms_d={cfg.max_terms_d})")
+        if flops_band is not None:
+            lo, hi = (float(x) for x in flops_band)
+            if not 0 < lo < hi:
+                raise ValueError(f"flops_band must be (lo, hi) with 0 < lo < hi, got {flops_band}")
+            self.flops_band = (lo, hi)
+            self.ident_extra = f"{self.ident_extra}+flops{lo:.6g}-{hi:.6g}-only"
+            self.unselectable = f"no epoch within validation FLOPs [{lo:.3g}, {hi:.3g}]"
 
     ident_extra = ""    # appended to the run identity by tasks with settings outside JSDConfig
+    flops_band = None   # (lo, hi): only epochs whose validation FLOPs lie inside are selectable
 
     def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
         raise NotImplementedError
@@ -146,8 +154,10 @@ class _SparseTask(Task):
         c = self.cfg
         val = evaluate_model(self.model, self.feats_val, c.w1, c.w2, c.device, c.eval_batch, bf16=self.bf16)
         ok = within_budget(val, c)
-        return {"val": val, "tau": float(self.model.tau.detach()), "within_budget": ok}, \
-            (val["sparse"]["R@1"] if ok else None)
+        fields = {"val": val, "tau": float(self.model.tau.detach()), "within_budget": ok}
+        if self.flops_band is not None:     # the band is the sparsity constraint: it replaces the terms budget
+            ok = fields["in_flops_band"] = self.flops_band[0] <= val["flops"] <= self.flops_band[1]
+        return fields, (val["sparse"]["R@1"] if ok else None)
 
     def epoch_line(self, row: dict) -> str:
         val = row["val"]
@@ -209,10 +219,10 @@ class _D2SOwnTask(_D2STask):
 
     kind = "d2s_own"
 
-    def __init__(self, *args, recipe: D2SRecipe):
+    def __init__(self, *args, recipe: D2SRecipe, **kw):
         self.recipe = recipe
         self.ident_extra = f"+{recipe.digest()}"
-        super().__init__(*args)
+        super().__init__(*args, **kw)
 
     def param_groups(self) -> list[dict]:
         h, r = self.model.head, self.recipe
@@ -232,7 +242,7 @@ def build_optimizer(task: _SparseTask, cfg: JSDConfig) -> torch.optim.AdamW:
 # ----------------------------------------------------------------------------------------------
 def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, seed: int | None, E_init,
            special_ids, caption_token_ids, run_dir=None, resume: bool = True, progress: bool = True,
-           stop_after_epoch: int | None = None, log=print) -> dict:
+           stop_after_epoch: int | None = None, log=print, flops_band: tuple[float, float] | None = None) -> dict:
     """What JSD and D2S share: the seed override, the PEC check, threads and a seeded model init, AdamW with
     warm-up/decay, and :func:`jsdlib.common.fit.fit` (early stopping on val sparse R@1, resumable ``run_dir``)."""
     cfg = cfg if seed is None else cfg.replace(seed=seed)
@@ -240,7 +250,8 @@ def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, 
     precision = _precision(cfg)
     keep_freed_memory()   # the same numbers, ~13 % faster on CPU (jsdlib.common.hardware)
     with num_threads(cfg.threads), seeded(cfg.seed):
-        task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision)
+        task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision,
+                        flops_band=flops_band)
         opt = build_optimizer(task, cfg)
         sched = warmup_decay(opt, task.total, cfg.warmup_frac)
         fcfg = FitConfig(epochs=cfg.epochs, grad_clip=cfg.grad_clip, patience=cfg.patience, precision=precision,
@@ -268,7 +279,7 @@ def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
 def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
               seed: int | None = None, E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
               caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
-              log=print) -> dict:
+              log=print, flops_band: tuple[float, float] | None = None) -> dict:
     """Train the D2S baseline: the sparse head alone on the frozen original dense embeddings.
 
     Loss :func:`~jsdlib.jsd.losses.d2s_loss` with ``tau_d = cfg.d2s_tau`` and L1 weights ``cfg.d2s_eta_t/i``
@@ -276,16 +287,22 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
     ``p = pec_probability(epoch)`` (1 -> 0 over 95 % of the epochs, per batch as in D2S's code) the captions'
     ``z`` are masked to their own token ids (``caption_token_ids``, one tensor per training caption). Validation
     and test use unmasked captions.
+
+    ``flops_band=(lo, hi)``: model selection among the epochs whose validation FLOPs lie in ``[lo, hi]``
+    (:func:`jsdlib.jsd.matching.match_d2s_l1` uses it to compare at JSD's FLOPs); the band then replaces the
+    config's terms budget (``max_terms_q/d``), which a D2S epoch at JSD's FLOPs can exceed (more terms, less
+    overlap); with no epoch inside, the last epoch is kept, as for an unmet sparsity budget.
     """
     return _train(_D2STask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
-                  run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
+                  run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log,
+                  flops_band=flops_band)
 
 
 def train_d2s_own(feats_train, feats_val, cfg: JSDConfig, recipe: D2SRecipe | None = None, run_dir=None,
                   resume: bool = True, progress: bool = True, seed: int | None = None,
                   E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
                   caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
-                  log=print) -> dict:
+                  log=print, flops_band: tuple[float, float] | None = None) -> dict:
     """D2S in its own recipe (``recipe``, default :class:`~jsdlib.jsd.presets.D2SRecipe`: lr 5e-5 for LayerNorm
     + ``E`` and 1e-3 for ``W_p``, no weight decay, batch 512, ``tau = 1e-3``, L1 1e-3, no clipping, an epoch over
     every caption pair); epochs, patience, seed and PEC come from ``cfg``. Loss
@@ -295,12 +312,13 @@ def train_d2s_own(feats_train, feats_val, cfg: JSDConfig, recipe: D2SRecipe | No
     The head does NOT start from a DistilBERT MLM head (D2S's init): those weights are not available offline
     and their vocabulary layer would have to match the VLP's tokenizer. ``E`` is copied from the text tower's
     word embeddings ``E_init`` (JSD's init), ``W_p`` and the LayerNorm take PyTorch's default init; so the
-    ``lr_pretrained`` group starts from word embeddings, not from a trained MLM head.
+    ``lr_pretrained`` group starts from word embeddings, not from a trained MLM head. ``flops_band``: as in
+    :func:`train_d2s`.
     """
     recipe = D2SRecipe() if recipe is None else recipe
     return _train(partial(_D2SOwnTask, recipe=recipe), feats_train, feats_val, recipe.config(cfg), seed, E_init,
                   special_ids, caption_token_ids, run_dir=run_dir, resume=resume, progress=progress,
-                  stop_after_epoch=stop_after_epoch, log=log)
+                  stop_after_epoch=stop_after_epoch, log=log, flops_band=flops_band)
 
 
 __all__ = ["pec_probability", "within_budget", "build_optimizer", "train_jsd", "train_d2s", "train_d2s_own"]
