@@ -99,6 +99,8 @@ def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
             fm = ps["flops_match"]
             chosen = next(p for p in fm["probes"] if p["scale"] == fm["scale"])
             assert isinstance(fm["matched"], bool) and fm["matched"] == (abs(chosen["ratio"] - 1) <= fm["tol"])
+            assert fm["matched"] and fm["select_in_band"] == (n == "d2s_own_matched")    # issue 13: every seed
+            assert all(p["in_band"] == (abs(p["ratio"] - 1) <= fm["tol"]) for p in fm["probes"] if "in_band" in p)
     assert set(r["sampling"]["rows"]) == {"images", "captions", "captions_same_steps"}
     # the README's table of this run is this JSON's (R@1, MRR@10 and FLOPs of each row it shows)
     readme = (ROOT / "README.md").read_text().split("### JSD as the authors ran it", 1)[1].split("\n### ", 1)[0]
