@@ -42,6 +42,18 @@ def _single_thread() -> None:
         os.environ.setdefault(v, "1")
 
 
+def _memory_and_setting(row: dict, docs, D, workdir: Path) -> tuple[int, str]:
+    """Bytes and the table's setting cell of one ``benchmark_backends`` row: Milvus's database on disk (timed on
+    fewer queries), the dense matrix brute-force dense and faiss scan, the CSR arrays scipy brute force scans."""
+    name = row["backend"]
+    if name == "milvus":
+        return (sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file()),
+                f"{row['timed']} timed, recall on {row['queries']}")
+    if name in ("brute_dense", "faiss"):
+        return docs.dense.nbytes, f"dense {docs.dense.shape[1]}-d"
+    return D.data.nbytes + D.indices.nbytes + D.indptr.nbytes, ""
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[100000, 1000000])
@@ -137,14 +149,10 @@ def main(argv=None) -> int:
                 qv = Vectors(dense=queries.dense[:half], sparse=Q_eval)
                 for r in benchmark_backends(docs, qv, args.others, repeats=args.repeats, n_timed=len(timed),
                                             workdir=tmp, log=log):
-                    mem = (sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
-                           if r["backend"] == "milvus" else docs.dense.nbytes if r["backend"] in ("brute_dense", "faiss")
-                           else D.data.nbytes + D.indices.nbytes + D.indptr.nbytes)
+                    mem, setting = _memory_and_setting(r, docs, D, Path(tmp))
                     rows.append({"backend": r["backend"], "n": n, "build_s": r["build_s"],
                                  "ms_per_query": r["ms_per_query"], "qps": r["qps"], "recall_at_10": r["recall_at_10"],
-                                 "memory_mb": mem / 2 ** 20, "postings_scored": None,
-                                 "setting": ("dense 256-d" if r["backend"] in ("brute_dense", "faiss") else "")
-                                 + (f"{r['timed']} timed, recall on {r['queries']}" if r["backend"] == "milvus" else "")})
+                                 "memory_mb": mem / 2 ** 20, "postings_scored": None, "setting": setting})
                     log(f"  {r['backend']:15s} memory {mem / 2 ** 20:,.1f} MB")
         if args.no_seismic:
             continue

@@ -159,8 +159,7 @@ def match_d2s_l1(feats_train, feats_val, cfg: JSDConfig, target_flops: float, re
         row = res["best"]
         in_band = band is not None and res["best_key"] is not None
         if band is not None and not in_band:    # no epoch in the band: the epoch closest to the target steers
-            row = min(res["history"],
-                      key=lambda r: _miss(r["val"]["flops"], target_flops))
+            row = min(res["history"], key=lambda r: _miss(r["val"]["flops"], target_flops))
         record = {"val_R@1": float(row["val"]["sparse"]["R@1"]), "best_epoch": row["epoch"]}
         if band is not None:
             record.update(in_band=in_band, kept_epoch=res["best"]["epoch"])
