@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from jsdlib.apps import explorer
 from jsdlib.apps import viz  # noqa: E402
 from jsdlib.jsd.vocab import Vocabulary
+from jsdlib.jsd.words import is_alpha_word
 
 TOKENS = ["[PAD]", "[CLS]", "[SEP]", "dog", "face", "cat", "##s", "语", "$", "a-very-long-term-indeed-yes", "pet"]
 
@@ -306,11 +307,37 @@ def test_cli_terms_prints_and_saves_png(tmp_path, capsys, bundled_model):
     png = tmp_path / "dog.png"
     assert main(["terms", "--image", "dog face", "--k", "5", "--png", str(png), "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "dog face" in out and "top 5:" in out and f"wrote {png}" in out
+    assert "dog face" in out and "top 5 words" in out and f"wrote {png}" in out
     want = explorer.image_terms_by_id("dog face", k=5, model=bundled_model)["terms"]
     for rank, (term, w) in enumerate(want, 1):
         assert f"{rank:3d}  {term:<20s} {w:.4f}" in out
+    # words only by default; --all-terms lists every active term, heaviest first
+    assert main(["terms", "--image", "dog face", "--k", "5", "--all-terms", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    every = explorer.image_terms_by_id("dog face", k=5, model=bundled_model, words_only=False)["terms"]
+    assert "top 5:" in out and all(f"{r:3d}  {t:<20s} {w:.4f}" in out for r, (t, w) in enumerate(every, 1))
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["terms", "--image", "no such emoji"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no emoji image with the id, file name or exact caption 'no such emoji'" in err
+
+
+def test_words_only_lists_skip_non_words_and_keep_the_order(bundled_model):
+    """Issue 14 point 5: the terms CLI and the explorer list only whole words unless asked."""
+    every = explorer.image_terms_by_id("cat face", k=200, model=bundled_model, words_only=False)
+    words = explorer.image_terms_by_id("cat face", k=200, model=bundled_model)
+    assert words["words_only"] and not every["words_only"] and words["active"] == every["active"]
+    assert [tw for tw in every["terms"] if is_alpha_word(tw[0])] == words["terms"]
+    assert len(words["terms"]) == words["active_words"] < every["active"]   # this image has non-word terms
+    assert any(not is_alpha_word(t) for t, _ in every["terms"])
+
+
+def test_explorer_words_switch(fake):
+    ex = explorer.Explorer(fake, image=0, query=fake.split.captions_of(0)[0], k=40)
+    shown = ex.image_view()["terms"]
+    assert shown and all(is_alpha_word(t) for t, *_ in shown)
+    assert all(is_alpha_word(t) for t, _ in ex.query_view()["query_terms"])
+    ex.state["words_only"] = False
+    every = ex.image_view()["terms"]
+    assert [r for r in every if is_alpha_word(r[0])] == shown
+    assert any(not is_alpha_word(r[0]) for r in every)   # the fake's first image has a digit / colon among its terms

@@ -42,16 +42,17 @@ from jsdlib.vlp.standin import load_standin
 
 
 def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool = True, run_dir=None,
-                      progress: bool = True, log=print) -> dict:
+                      progress: bool = True, log=print, **overrides) -> dict:
     """Train JSD on the emoji features (``preset``, ``seed``), save it to ``out`` and record its metrics.
 
     The validation and test metrics stored in the metadata are measured on the *saved* model (reloaded), so a
-    later ``load_jsd`` reproduces them exactly (``tests/test_bundled.py`` checks).
+    later ``load_jsd`` reproduces them exactly (``tests/test_bundled.py`` checks). ``overrides``: other preset fields
+    (e.g. ``vocab_mask="words"``).
     """
-    cfg = get_preset(preset, seed=seed, pec=pec)
+    cfg = get_preset(preset, seed=seed, pec=pec, **overrides)
     fs = emoji_features(progress=progress)
     res = train_jsd(fs.train, fs.val, cfg, run_dir=run_dir, progress=progress, E_init=fs.E_init,
-                    special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, log=log)
+                    special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, log=log, vocab=fs.vocab)
     out = Path(out) if out is not None else JSD_ASSET
     meta = {"preset": cfg.name, "seed": seed, "best_epoch": res["best"]["epoch"], "epochs_run": res["epoch"],
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},

@@ -7,7 +7,8 @@ vocabulary token, so an image *is* a weighted bag of words and a sparse match *i
 
 :class:`Explorer` shows that over an :class:`jsdlib.apps.bundled.EmojiSearch`: pick an image and see its terms; type a
 query and see the top images with the terms they share with it (and how much each adds to the score); a
-control for ``k``. It is a widget in JupyterLab / Notebook 7 / VS Code, and it also carries a PNG of its current
+control for ``k`` and a "words only" switch (on by default: punctuation, pieces, digits and special tokens are
+hidden from the lists, while the scores stay the full sums). It is a widget in JupyterLab / Notebook 7 / VS Code, and it also carries a PNG of its current
 state in the same output, which front ends without a widget manager (nbviewer, GitHub, a plain nbconvert)
 show instead; :meth:`Explorer.static` returns that figure, :meth:`Explorer.image_view` /
 :meth:`Explorer.query_view` return the data behind it (for printing and testing).
@@ -35,6 +36,7 @@ from PIL import Image
 from jsdlib.apps import viz
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.jsd.vocab import Vocabulary, caption_token_ids, top_terms
+from jsdlib.jsd.words import is_alpha_word
 from jsdlib.vlp.minilm import minilm_tokenizer
 from jsdlib.jsd.io import load_jsd
 from jsdlib.vlp.features import cached_features
@@ -116,10 +118,13 @@ def find_image(ident) -> tuple[str, int]:
     raise KeyError(f"no emoji image with the id, file name or exact caption {ident!r}{hint}")
 
 
-def image_terms_by_id(ident, k: int = 20, model=None) -> dict:
+def image_terms_by_id(ident, k: int = 20, model=None, words_only: bool = True) -> dict:
     """Top-``k`` terms of a bundled emoji image under the bundled JSD model (or ``model``).
 
-    Returns ``{"image_id", "split", "row", "file", "captions", "terms": [(term, weight)], "active"}``. Uses
+    ``words_only``: list only whole words (:func:`jsdlib.jsd.words.is_alpha_word`; no punctuation, pieces, digits
+    or special tokens); ``False`` lists every term. Returns ``{"image_id", "split", "row", "file", "captions",
+    "terms": [(term, weight)], "active", "active_words", "words_only"}`` (``active_words``: how many of the
+    ``active`` terms are words). Uses
     the cached stand-in features of the image's split (computed once, see :func:`jsdlib.vlp.features.cached_features`).
     """
     if int(k) != k or k < 1:
@@ -132,9 +137,11 @@ def image_terms_by_id(ident, k: int = 20, model=None) -> dict:
     with torch.no_grad():
         z = model.head(model.dense_image(feats.image[row:row + 1].float()))[0]
     vocab = Vocabulary.from_hf(_tokenizer())
+    active = [vocab.term(int(j)) for j in z.nonzero().squeeze(1)]
     return {"image_id": int(split.image_ids[row]), "split": split_name, "row": row,
             "file": Path(split.image_paths[row]).name, "captions": split.captions_of(row),
-            "terms": top_terms(z, int(k), vocab), "active": int((z != 0).sum()),
+            "terms": top_terms(z, int(k), vocab, is_alpha_word if words_only else None), "active": len(active),
+            "active_words": sum(map(is_alpha_word, active)), "words_only": bool(words_only),
             "image": split.load_image(row)}
 
 
@@ -177,7 +184,7 @@ class Explorer:
     """
 
     def __init__(self, search, image: int = 0, query: str = "dog face", k: int = 10, n_results: int = 5,
-                 score: str = "sparse", k_max: int = 40):
+                 score: str = "sparse", k_max: int = 40, words_only: bool = True):
         self.search = search
         self.n_images = int(search.z_i.shape[0])
         if not 0 <= int(image) < self.n_images:
@@ -189,7 +196,8 @@ class Explorer:
         scores = getattr(search, "SCORES", ("sparse",))
         if score not in scores:
             raise ValueError(f"Explorer: score must be one of {tuple(scores)}, got {score!r}")
-        self.state = {"image": int(image), "query": str(query), "k": int(k), "n": int(n_results), "score": score}
+        self.state = {"image": int(image), "query": str(query), "k": int(k), "n": int(n_results), "score": score,
+                      "words_only": bool(words_only)}
         self._scores, self._k_max = tuple(scores), int(k_max)
         self._caption_words: dict[int, set] = {}
         self._thumbs: dict[tuple, str] = {}
@@ -202,15 +210,20 @@ class Explorer:
             self._caption_words[i] = caption_terms(self.search.split.captions_of(i), self.search.vocab)
         return self._caption_words[i]
 
+    def _keep(self):
+        """The term filter of the current state: whole words only (default) or every term."""
+        return is_alpha_word if self.state["words_only"] else None
+
     def image_view(self, i: int | None = None, k: int | None = None) -> dict:
-        """``{"index", "captions", "active", "terms": [(term, weight, kind, in_caption)]}`` for image ``i``."""
+        """``{"index", "captions", "active", "terms": [(term, weight, kind, in_caption)]}`` for image ``i``
+        (only whole words while ``state["words_only"]``; ``active`` counts every active term)."""
         i = self.state["image"] if i is None else int(i)
         k = self.state["k"] if k is None else int(k)
         if not 0 <= i < self.n_images:
             raise IndexError(f"image {i} outside [0, {self.n_images})")
         words = self.caption_words(i)
         z = self.search.z_i[i]
-        terms = top_terms(z, k, self.search.vocab)
+        terms = top_terms(z, k, self.search.vocab, self._keep())
         return {"index": i, "captions": self.search.split.captions_of(i), "active": int((z != 0).sum()),
                 "terms": [(t, w, term_kind(t, self.search.vocab), t in words) for t, w in terms]}
 
@@ -234,8 +247,8 @@ class Explorer:
             zi = self.search.z_i[i]
             results.append({"index": int(i), "score": float(s), "captions": self.search.split.captions_of(i),
                             "sparse_score": float(z @ zi),
-                            "matched": viz.term_contributions(z, zi, self.search.vocab, k)})
-        return {"query": query, "score": score, "query_terms": top_terms(z, k, self.search.vocab),
+                            "matched": viz.term_contributions(z, zi, self.search.vocab, k, self._keep())})
+        return {"query": query, "score": score, "query_terms": top_terms(z, k, self.search.vocab, self._keep()),
                 "results": results}
 
     # -- static figure -----------------------------------------------------------------------------
@@ -292,7 +305,7 @@ class Explorer:
             rows.append(f'<tr><td class="jsd-kind-{kind}">{html.escape(t)}</td><td>{bar}</td><td>{w:.2f}</td></tr>')
         caps = " | ".join(html.escape(c) for c in view["captions"])
         return (f'{_CSS}<div class="jsd-explorer"><b>image {view["index"]}</b>: {caps}<br>'
-                f'{view["active"]} active terms; top {len(view["terms"])} (orange bar: a word of its captions, '
+                f'{view["active"]} active terms; top {len(view["terms"])}{" words" if self.state["words_only"] else ""} (orange bar: a word of its captions, '
                 f'otherwise an expansion term; red: special token, italic: sub-word piece)'
                 f'<table class="jsd-terms">{"".join(rows)}</table></div>')
 
@@ -326,6 +339,8 @@ class Explorer:
         self.w_pick = W.Dropdown(options=caps, value=st["image"], description="or pick",
                                  layout=W.Layout(width="320px"))
         self.w_k = W.IntSlider(value=st["k"], min=1, max=self._k_max, description="k terms", continuous_update=False)
+        self.w_words = W.Checkbox(value=st["words_only"], description="words only", indent=False,
+                                  layout=W.Layout(width="110px"))
         self.w_query = W.Text(value=st["query"], description="query", continuous_update=False,
                               placeholder="type a query and press Enter")
         self.w_score = W.Dropdown(options=list(self._scores), value=st["score"], description="rank by",
@@ -339,12 +354,13 @@ class Explorer:
         W.link((self.w_image, "value"), (self.w_pick, "value"))
         self.w_image.observe(self._on_image, names="value")
         self.w_k.observe(self._on_k, names="value")
+        self.w_words.observe(self._on_words, names="value")
         for w in (self.w_query, self.w_score, self.w_n):
             w.observe(self._on_query, names="value")
         self._render_image()
         self._render_query()
         box = W.VBox([W.HTML("<b>What the sparse retriever sees</b> (JSD head over the emoji images)"),
-                      W.HBox([self.w_image, self.w_pick, self.w_k]),
+                      W.HBox([self.w_image, self.w_pick, self.w_k, self.w_words]),
                       W.HBox([self.w_thumb, self.w_terms], layout=W.Layout(align_items="flex-start")),
                       W.HBox([self.w_query, self.w_score, self.w_n]),
                       self.w_results])
@@ -371,6 +387,11 @@ class Explorer:
 
     def _on_k(self, change):
         self.state["k"] = int(change["new"])
+        self._render_image()
+        self._render_query()
+
+    def _on_words(self, change):
+        self.state["words_only"] = bool(change["new"])
         self._render_image()
         self._render_query()
 

@@ -22,26 +22,10 @@ from collections import Counter
 from typing import Sequence
 
 from jsdlib.jsd.vocab import top_terms
-
-# A small English stop-word list (function words; committed so that the measure never changes under us).
-STOP_WORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below between
-both but by can could did do does doing down during each few for from further had has have having he her
-here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
-now of off on once only or other our ours ourselves out over own same she should so some such than that the
-their theirs them themselves then there these they this those through to too under until up very was we
-were what when where which while who whom why will with would you your yours yourself yourselves
-""".split())
+from jsdlib.jsd.words import MIN_LETTERS, STOP_WORDS, is_word  # noqa: F401  (the measure's words)
 
 WORD_RE = re.compile(r"[a-z]+")
-MIN_LETTERS = 3
 SPECIFIC_MAX_IMAGES = 10
-
-
-def is_word(term: str) -> bool:
-    """True for an alphabetic term of 3+ letters that is not a stop word ("dog"; not ",", "-fu", "the", "a1")."""
-    t = term.strip().lower()
-    return len(t) >= MIN_LETTERS and t.isascii() and t.isalpha() and t not in STOP_WORDS
 
 
 def caption_words(captions: str | Sequence[str]) -> set[str]:

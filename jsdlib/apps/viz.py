@@ -232,12 +232,12 @@ def image_terms(images, terms, titles=None, highlight=None, ncols: int = 2, pane
     return fig
 
 
-def term_contributions(z_q, z_d, vocab, k: int | None = 10) -> list[tuple[str, float, float, float]]:
+def term_contributions(z_q, z_d, vocab, k: int | None = 10, keep=None) -> list[tuple[str, float, float, float]]:
     """The sparse score ``S_s(q, d) = sum_j z_q[j] z_d[j]`` split by term (spec jsd.md §2).
 
     Returns ``[(term, z_q[j], z_d[j], z_q[j] * z_d[j])]`` for the terms active in both vectors, largest
     contribution first (ties by token id), at most ``k`` of them (``None``: all; then the contributions sum to
-    the score).
+    the score). ``keep``: a predicate on the printed term; terms failing it are left out before the ``k`` cut.
     """
     vocab = Vocabulary.coerce(vocab)
     z_q, z_d = torch.as_tensor(z_q).detach().float().cpu(), torch.as_tensor(z_d).detach().float().cpu()
@@ -249,6 +249,8 @@ def term_contributions(z_q, z_d, vocab, k: int | None = 10) -> list[tuple[str, f
     prod = z_q * z_d
     nz = prod.nonzero().squeeze(1)
     order = nz[torch.argsort(prod[nz], descending=True, stable=True)]
+    if keep is not None:
+        order = [j for j in order if keep(vocab.term(int(j)))]
     if k is not None:
         order = order[:int(k)]
     return [(vocab.term(int(j)), float(z_q[j]), float(z_d[j]), float(prod[j])) for j in order]

@@ -9,13 +9,16 @@ from jsdlib.common.metrics import format_table
 from jsdlib.experiments.jsd_compare import SWEEP_METHODS, compare, l1_sweep, summary_rows
 from jsdlib.jsd.features import emoji_features
 from jsdlib.jsd.methods import METHODS
-from jsdlib.jsd.presets import get_preset
+from jsdlib.jsd.presets import VOCAB_MASKS, get_preset
+
+VOCAB_MASK_HELP = ("mask non-word terms in the sparse head: words (punctuation, symbols, word pieces, digits, special "
+                   "tokens) or content (also stop words and words under 3 letters); default: the preset's (none)")
 
 
 def cmd_jsd_compare(args) -> int:
     check_output(args.json, "file", "--json")
     check_output(args.run_root, "folder", "--run-root")
-    overrides = {k: v for k, v in {"epochs": args.epochs}.items() if v is not None}
+    overrides = {k: v for k, v in {"epochs": args.epochs, "vocab_mask": args.vocab_mask}.items() if v is not None}
     cfg = get_preset(args.preset, **overrides)
     if not args.preset.startswith("cpu"):
         raise UserError(f"preset {args.preset!r} runs on the paper's features (BLIP/ALBEF on COCO/Flickr30k); "
@@ -37,7 +40,7 @@ def cmd_jsd_export(args) -> int:
     check_output(args.out, "file", "--out")
     check_output(args.run_dir, "folder", "--run-dir")
     train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
-                      progress=not args.quiet)
+                      progress=not args.quiet, **({"vocab_mask": args.vocab_mask} if args.vocab_mask else {}))
     return 0
 
 
@@ -45,7 +48,8 @@ def cmd_jsd_sweep(args) -> int:
     check_output(args.json, "file", "--json")
     check_output(args.png, "file", "--png")
     check_output(args.run_root, "folder", "--run-root")
-    cfg = get_preset(args.preset, **({"epochs": args.epochs} if args.epochs else {}))
+    cfg = get_preset(args.preset, **{k: v for k, v in {"epochs": args.epochs, "vocab_mask": args.vocab_mask}.items()
+                                     if v is not None})
     fs = emoji_features(progress=not args.quiet)
     rows = []
     for method in args.methods:
@@ -73,6 +77,7 @@ def add(sub) -> None:
     c.add_argument("--methods", nargs="+", help="subset of the methods (default: the table's rows, "
                    "jsdlib.jsd.methods.METHODS; extra named rows: jsdlib.jsd.methods.EXTRA_METHODS)")
     c.add_argument("--epochs", type=positive_int, help="override the preset's maximum epochs")
+    c.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)
     w = command(j, "sweep", "R@1 vs FLOPs as the L1 weights change (the paper's Figure 2)", cmd_jsd_sweep,
                 shared=("seed", "run_root", "json", "threads", "quiet"))
     w.add_argument("--preset", default="cpu-emoji")
@@ -84,6 +89,7 @@ def add(sub) -> None:
     w.add_argument("--pec-only", action="store_true",
                    help="run D2S with probabilistic expansion control only (not plain D2S again)")
     w.add_argument("--epochs", type=positive_int)
+    w.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)
     w.add_argument("--png", help="save the R@1-vs-FLOPs plot here")
     x = command(j, "export", "train the bundled JSD model (cpu-emoji, seed 0) and write its checkpoint",
                 cmd_jsd_export, shared=("seed", "threads", "quiet"))
@@ -92,3 +98,4 @@ def add(sub) -> None:
     x.add_argument("--no-pec", action="store_true",
                    help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
     x.add_argument("--run-dir", help="resumable run folder")
+    x.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)

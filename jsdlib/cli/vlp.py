@@ -9,7 +9,9 @@ from jsdlib.vlp.train_standin import StandinConfig, train_standin
 def cmd_train_standin(args) -> int:
     check_output(args.out, "file", "--out")
     check_output(args.run_dir, "folder", "--run-dir")
-    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads}
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
+             "train_set": args.train_set, "patch_size": args.patch_size, "width": args.width, "layers": args.layers,
+             "min_scale": args.min_scale, "max_shift": args.max_shift}
     cfg = StandinConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
     result = train_standin(cfg, out=args.out, run_dir=args.run_dir, resume=not args.no_resume,
                            progress=not args.quiet)
@@ -27,4 +29,13 @@ def add(sub) -> None:
     t.add_argument("--epochs", type=positive_int, default=None)
     t.add_argument("--batch-size", type=positive_int, default=None)
     t.add_argument("--lr", type=positive_float, default=None)
+    t.add_argument("--train-set", choices=("noto", "styles"), default=None,
+                   help="noto: the bundled Noto train split (default); styles: every training style of "
+                        "data/emoji_styles (Noto, Twemoji, Fluent flat/modern); both validate on the Noto val split")
+    t.add_argument("--patch-size", type=positive_int, default=None, help="ViT patch size (default 16; 64 px images)")
+    t.add_argument("--width", type=positive_int, default=None, help="ViT width (default 192)")
+    t.add_argument("--layers", type=positive_int, default=None, help="ViT depth (default 6)")
+    t.add_argument("--min-scale", type=positive_float, default=None,
+                   help="augmentation: smallest crop area kept (default 0.7)")
+    t.add_argument("--max-shift", type=float, default=None, help="augmentation: largest shift, image fraction (0.1)")
     t.add_argument("--no-resume", action="store_true", help="start from scratch even if a run state exists")

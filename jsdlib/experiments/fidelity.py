@@ -30,7 +30,9 @@ def units(ctx) -> list[tuple[str, tuple, int]]:
 
 
 def _plain(o):
-    return dataclasses.asdict(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return o.identity() if hasattr(o, "identity") else dataclasses.asdict(o)
+    return str(o)
 
 
 def unit_dir(ctx, a: dict, unit: tuple) -> tuple[Path, str]:
@@ -52,7 +54,7 @@ def train_unit(ctx, a: dict, unit: tuple) -> None:
     else:
         run_methods(list(names), fs.train, fs.val, fs.test, a["cfg"], seed=seed, E_init=fs.E_init,
                     special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, run_root=root,
-                    log=ctx.log, match=a["match"])
+                    log=ctx.log, match=a["match"], vocab=fs.vocab)
 
 
 def work_units(ctx, a: dict, helper: bool) -> int:

@@ -79,7 +79,7 @@ def compare(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], names: Sequenc
         log(f"seed {s}: {', '.join(names)}")
         per_seed.append(run_methods(names, fs.train, fs.val, fs.test, cfg, seed=s, E_init=fs.E_init,
                                     special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids,
-                                    run_root=run_root, progress=progress, log=log, match=match))
+                                    run_root=run_root, progress=progress, log=log, match=match, vocab=fs.vocab))
     out = aggregate(per_seed, list(seeds))
     out["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out["seeds"] = list(seeds)
@@ -123,7 +123,7 @@ def sampling_check(fs: FeatureSet, cfg: JSDConfig, seeds: Sequence[int], run_roo
             rd = None if run_root is None else Path(run_root) / (f"jsd-seed{seed}" if name == own else
                                                                   f"jsd-{name}-seed{seed}")
             res = train_jsd(fs.train, fs.val, c, run_dir=rd, E_init=fs.E_init, special_ids=fs.special_ids,
-                            caption_token_ids=fs.caption_token_ids, progress=progress, log=log)
+                            caption_token_ids=fs.caption_token_ids, progress=progress, log=log, vocab=fs.vocab)
             best = res["best"]
             val_enc, enc = (encode(res["model"], f, c.eval_batch, c.device) for f in (fs.val, fs.test))
             S_val = sparse_product(val_enc["Z_t"], val_enc["Z_i"]).numpy()
@@ -204,7 +204,7 @@ def l1_sweep(fs: FeatureSet, cfg: JSDConfig, method: str, scales: Sequence[float
         rd = None if run_root is None else Path(run_root) / f"{method}-l1x{scale:g}-seed{c.seed if seed is None else seed}"
         rd = (run_dirs or {}).get(scale, rd)
         res = train(fs.train, fs.val, c, run_dir=rd, seed=seed, E_init=fs.E_init, special_ids=fs.special_ids,
-                    progress=progress, log=log, **kw)
+                    progress=progress, log=log, vocab=fs.vocab, **kw)
         val = evaluate_model(res["model"], fs.val, c.w1, c.w2)
         enc = encode(res["model"], fs.test)
         test = t2i_metrics(sparse_product(enc["Z_t"], enc["Z_i"]).numpy(), fs.test.caption_to_image)

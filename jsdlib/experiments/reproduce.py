@@ -106,7 +106,7 @@ HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity"}   # steps
 def _plain(o):
     """JSON form of a step argument for its fingerprint: a config dataclass by its fields, a function by name."""
     if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return dataclasses.asdict(o)
+        return o.identity() if hasattr(o, "identity") else dataclasses.asdict(o)
     if callable(o):
         return f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', repr(o))}"
     return str(o)

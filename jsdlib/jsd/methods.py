@@ -73,7 +73,8 @@ def _trained_summary(res: dict) -> dict:
 def run_methods(names: Sequence[str], feats_train, feats_val, feats_test, cfg: JSDConfig, seed: int | None = None,
                 E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
                 caption_token_ids: Sequence[torch.Tensor] | None = None, run_root=None, progress: bool = False,
-                log=print, recipe: D2SRecipe | None = None, match: dict | None = None) -> dict[str, dict]:
+                log=print, recipe: D2SRecipe | None = None, match: dict | None = None,
+                vocab=None) -> dict[str, dict]:
     """Every requested method on the same features; ``{name: result}`` (see :func:`run_method`).
 
     One JSD model serves ``jsd_sparse``, ``jsd_dense``, the integrated rows, and the teacher row whose teacher is
@@ -88,7 +89,7 @@ def run_methods(names: Sequence[str], feats_train, feats_val, feats_test, cfg: J
     seed = cfg.seed if seed is None else seed
     cfg = cfg.replace(seed=seed)
     rd = (lambda tag: None) if run_root is None else (lambda tag: Path(run_root) / f"{tag}-seed{seed}")
-    common = dict(E_init=E_init, special_ids=special_ids, progress=progress, log=log)
+    common = dict(E_init=E_init, special_ids=special_ids, progress=progress, log=log, vocab=vocab)
     recipe = D2SRecipe() if recipe is None else recipe
     out: dict[str, dict] = {}
     jsd_runs: dict[str, dict] = {}

@@ -16,6 +16,7 @@ from torch import nn
 
 from jsdlib.jsd.head import SparseHead
 from jsdlib.jsd.presets import JSDConfig
+from jsdlib.jsd.words import vocab_mask_ids
 
 
 class JSDModel(nn.Module):
@@ -88,8 +89,11 @@ class JSDModel(nn.Module):
 
 def build_model(feats, cfg: JSDConfig, E_init: torch.Tensor | None = None,
                 special_ids: Sequence[int] | None = None, freeze_final: bool | None = None,
-                tau_init: float | None = None) -> JSDModel:
-    """A :class:`JSDModel` for the features' projection init and the word embeddings ``E_init`` (|V|, e)."""
+                tau_init: float | None = None, vocab=None) -> JSDModel:
+    """A :class:`JSDModel` for the features' projection init and the word embeddings ``E_init`` (|V|, e).
+
+    The head masks ``special_ids`` when ``cfg.mask_special_tokens`` and, when ``cfg.vocab_mask`` is not ``"none"``,
+    the non-word terms of ``vocab`` (:func:`jsdlib.jsd.words.vocab_mask_ids`)."""
     if E_init is not None:
         vocab_size, emb_dim = E_init.shape
     elif cfg.vocab_size and cfg.emb_dim:
@@ -102,6 +106,10 @@ def build_model(feats, cfg: JSDConfig, E_init: torch.Tensor | None = None,
         if special_ids is None:
             raise ValueError("cfg.mask_special_tokens=True needs special_ids (e.g. Vocabulary.special_ids)")
         mask_ids = list(special_ids)
+    if cfg.vocab_mask != "none":       # issue 14: every active term a word (jsdlib.jsd.words)
+        if vocab is None:
+            raise ValueError(f"cfg.vocab_mask={cfg.vocab_mask!r} needs the vocabulary (vocab=, e.g. FeatureSet.vocab)")
+        mask_ids = sorted(set(mask_ids or []) | set(vocab_mask_ids(vocab, cfg.vocab_mask)))
     return JSDModel(feats.proj, vocab_size, emb_dim, E_init,
                     tau_init=cfg.tau_init if tau_init is None else tau_init,
                     freeze_final=cfg.freeze_final if freeze_final is None else freeze_final, mask_ids=mask_ids)

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 
 SAMPLINGS = ("images", "captions")
+VOCAB_MASKS = ("none", "words", "content")   # jsdlib.jsd.words (kept here too: presets import nothing of jsdlib)
+# Fields added after runs were committed: at these values they are left out of the config's identity
+# (:meth:`JSDConfig.identity`), so the runs and reproduce steps that never use them keep their digests.
+DIGEST_NEUTRAL = {"vocab_mask": "none"}
 
 
 @dataclass
@@ -53,6 +57,7 @@ class JSDConfig:
     tau_min: float = 1e-3
     tau_max: float = 0.5
     mask_special_tokens: bool = False
+    vocab_mask: str = "none"           # issue 14: "words" / "content" mask non-word terms (jsdlib.jsd.words)
     vocab_size: int | None = None      # only used when no word embeddings (E_init) are given
     emb_dim: int | None = None
     # flags of spec §3 / §5
@@ -96,6 +101,7 @@ class JSDConfig:
             (self.d2s_tau > 0, "d2s_tau must be > 0"),
             (0 < self.pec_decay_frac <= 1, "pec_decay_frac must be in (0, 1]"),
             (len(self.betas) == 2, "betas must be a pair"),
+            (self.vocab_mask in VOCAB_MASKS, f"vocab_mask must be one of {VOCAB_MASKS}"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -108,9 +114,17 @@ class JSDConfig:
             raise TypeError(f"JSDConfig has no field(s) {sorted(unknown)}")
         return dataclasses.replace(self, **changes)
 
+    def identity(self) -> dict:
+        """The fields as a dict, without those of :data:`DIGEST_NEUTRAL` at their neutral value."""
+        d = dataclasses.asdict(self)
+        for k, neutral in DIGEST_NEUTRAL.items():
+            if d[k] == neutral:
+                d.pop(k)
+        return d
+
     def digest(self) -> str:
         """Hash of everything that changes the trained weights (execution fields excluded)."""
-        d = dataclasses.asdict(self)
+        d = self.identity()
         for k in ("device", "threads", "eval_batch", "name"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

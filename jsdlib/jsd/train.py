@@ -90,10 +90,10 @@ class _SparseTask(Task):
     kind = ""
 
     def __init__(self, feats_train, feats_val, cfg: JSDConfig, E_init, special_ids, caption_token_ids,
-                 precision: str, flops_band: tuple[float, float] | None = None):
+                 precision: str, flops_band: tuple[float, float] | None = None, vocab=None):
         device = torch.device(cfg.device)
         self.cfg, self.feats_train, self.feats_val, self.ids = cfg, feats_train, feats_val, caption_token_ids
-        self.model = self.build(feats_train, cfg, E_init, special_ids).to(device)
+        self.model = self.build(feats_train, cfg, E_init, special_ids, vocab).to(device)
         self.params = self.model.trainable()
         self.h_t, self.h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
         self.total = cfg.epochs * steps_per_epoch(feats_train, cfg)
@@ -111,7 +111,7 @@ class _SparseTask(Task):
     ident_extra = ""    # appended to the run identity by tasks with settings outside JSDConfig
     flops_band = None   # (lo, hi): only epochs whose validation FLOPs lie inside are selectable
 
-    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids, vocab=None) -> JSDModel:
         raise NotImplementedError
 
     def lr(self) -> float:
@@ -171,8 +171,8 @@ class _JSDTask(_SparseTask):
 
     kind = "jsd"
 
-    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
-        return build_model(feats_train, cfg, E_init, special_ids)
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids, vocab=None) -> JSDModel:
+        return build_model(feats_train, cfg, E_init, special_ids, vocab=vocab)
 
     def lr(self) -> float:
         return self.cfg.lr
@@ -192,8 +192,8 @@ class _D2STask(_SparseTask):
 
     kind = "d2s"
 
-    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids) -> JSDModel:
-        m = build_model(feats_train, cfg, E_init, special_ids, freeze_final=True, tau_init=cfg.d2s_tau)
+    def build(self, feats_train, cfg: JSDConfig, E_init, special_ids, vocab=None) -> JSDModel:
+        m = build_model(feats_train, cfg, E_init, special_ids, freeze_final=True, tau_init=cfg.d2s_tau, vocab=vocab)
         m.tau.requires_grad_(False)  # no gradient reaches it (teacher under no_grad); keep it out of AdamW
         return m
 
@@ -242,7 +242,8 @@ def build_optimizer(task: _SparseTask, cfg: JSDConfig) -> torch.optim.AdamW:
 # ----------------------------------------------------------------------------------------------
 def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, seed: int | None, E_init,
            special_ids, caption_token_ids, run_dir=None, resume: bool = True, progress: bool = True,
-           stop_after_epoch: int | None = None, log=print, flops_band: tuple[float, float] | None = None) -> dict:
+           stop_after_epoch: int | None = None, log=print, flops_band: tuple[float, float] | None = None,
+           vocab=None) -> dict:
     """What JSD and D2S share: the seed override, the PEC check, threads and a seeded model init, AdamW with
     warm-up/decay, and :func:`jsdlib.common.fit.fit` (early stopping on val sparse R@1, resumable ``run_dir``)."""
     cfg = cfg if seed is None else cfg.replace(seed=seed)
@@ -251,7 +252,7 @@ def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, 
     keep_freed_memory()   # the same numbers, ~13 % faster on CPU (jsdlib.common.hardware)
     with num_threads(cfg.threads), seeded(cfg.seed):
         task = task_cls(feats_train, feats_val, cfg, E_init, special_ids, caption_token_ids, precision,
-                        flops_band=flops_band)
+                        flops_band=flops_band, vocab=vocab)
         opt = build_optimizer(task, cfg)
         sched = warmup_decay(opt, task.total, cfg.warmup_frac)
         fcfg = FitConfig(epochs=cfg.epochs, grad_clip=cfg.grad_clip, patience=cfg.patience, precision=precision,
@@ -264,22 +265,24 @@ def _train(task_cls: type[_SparseTask], feats_train, feats_val, cfg: JSDConfig, 
 def train_jsd(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
               seed: int | None = None, E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
               caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
-              log=print) -> dict:
+              log=print, vocab=None) -> dict:
     """Train JSD on cached features; returns ``{"model" (best checkpoint), "history", "best", ...}``.
 
     ``seed`` overrides ``cfg.seed`` (model init and the batch generator). ``run_dir``: resumable checkpoints
     (``last.pt`` each epoch, ``best.pt``); a killed run resumes bit for bit. ``stop_after_epoch`` ends the
     call early on purpose (tests). ``cfg.pec``: probabilistic expansion control on the captions, as in
     :func:`train_d2s` (needs ``caption_token_ids``); off in the paper presets, on for the bundled model.
+    ``vocab``: the :class:`~jsdlib.jsd.vocab.Vocabulary` of ``E_init``'s rows, needed by ``cfg.vocab_mask``.
     """
     return _train(_JSDTask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
-                  run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log)
+                  run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log,
+                  vocab=vocab)
 
 
 def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool = True, progress: bool = True,
               seed: int | None = None, E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
               caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
-              log=print, flops_band: tuple[float, float] | None = None) -> dict:
+              log=print, flops_band: tuple[float, float] | None = None, vocab=None) -> dict:
     """Train the D2S baseline: the sparse head alone on the frozen original dense embeddings.
 
     Loss :func:`~jsdlib.jsd.losses.d2s_loss` with ``tau_d = cfg.d2s_tau`` and L1 weights ``cfg.d2s_eta_t/i``
@@ -295,14 +298,14 @@ def train_d2s(feats_train, feats_val, cfg: JSDConfig, run_dir=None, resume: bool
     """
     return _train(_D2STask, feats_train, feats_val, cfg, seed, E_init, special_ids, caption_token_ids,
                   run_dir=run_dir, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch, log=log,
-                  flops_band=flops_band)
+                  flops_band=flops_band, vocab=vocab)
 
 
 def train_d2s_own(feats_train, feats_val, cfg: JSDConfig, recipe: D2SRecipe | None = None, run_dir=None,
                   resume: bool = True, progress: bool = True, seed: int | None = None,
                   E_init: torch.Tensor | None = None, special_ids: Sequence[int] | None = None,
                   caption_token_ids: Sequence[torch.Tensor] | None = None, stop_after_epoch: int | None = None,
-                  log=print, flops_band: tuple[float, float] | None = None) -> dict:
+                  log=print, flops_band: tuple[float, float] | None = None, vocab=None) -> dict:
     """D2S in its own recipe (``recipe``, default :class:`~jsdlib.jsd.presets.D2SRecipe`: lr 5e-5 for LayerNorm
     + ``E`` and 1e-3 for ``W_p``, no weight decay, batch 512, ``tau = 1e-3``, L1 1e-3, no clipping, an epoch over
     every caption pair); epochs, patience, seed and PEC come from ``cfg``. Loss
@@ -318,7 +321,7 @@ def train_d2s_own(feats_train, feats_val, cfg: JSDConfig, recipe: D2SRecipe | No
     recipe = D2SRecipe() if recipe is None else recipe
     return _train(partial(_D2SOwnTask, recipe=recipe), feats_train, feats_val, recipe.config(cfg), seed, E_init,
                   special_ids, caption_token_ids, run_dir=run_dir, resume=resume, progress=progress,
-                  stop_after_epoch=stop_after_epoch, log=log, flops_band=flops_band)
+                  stop_after_epoch=stop_after_epoch, log=log, flops_band=flops_band, vocab=vocab)
 
 
 __all__ = ["pec_probability", "within_budget", "build_optimizer", "train_jsd", "train_d2s", "train_d2s_own"]

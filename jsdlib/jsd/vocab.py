@@ -106,27 +106,30 @@ class Vocabulary:
         return tok
 
 
-def top_terms(z: torch.Tensor, k: int, vocab) -> list:
+def top_terms(z: torch.Tensor, k: int, vocab, keep=None) -> list:
     """The ``k`` heaviest non-zero terms of ``z`` as ``[(term, weight), ...]``, heaviest first.
 
     ``z``: one vector (|V|,) or a batch (B, |V|) (then one list per row). ``vocab``: a :class:`Vocabulary`
-    or anything :meth:`Vocabulary.coerce` accepts.
+    or anything :meth:`Vocabulary.coerce` accepts. ``keep``: a predicate on the printed term (e.g.
+    :func:`jsdlib.jsd.words.is_alpha_word`); then the ``k`` heaviest terms that pass it (the others are skipped).
     """
     vocab = Vocabulary.coerce(vocab)
     if int(k) != k or k < 1:
         raise ValueError(f"top_terms: k must be a positive integer, got {k!r}")
     if z.dim() == 2:
-        return [top_terms(row, k, vocab) for row in z]
+        return [top_terms(row, k, vocab, keep) for row in z]
     if z.dim() != 1:
         raise ValueError(f"top_terms expects a (|V|,) or (B, |V|) tensor, got shape {tuple(z.shape)}")
     if z.shape[0] != len(vocab):
         raise ValueError(f"top_terms: z has {z.shape[0]} dimensions but the vocabulary has {len(vocab)} tokens")
     z = z.detach().float().cpu()
-    n = min(int(k), int((z != 0).sum()))
+    nonzero = int((z != 0).sum())
+    n = min(int(k), nonzero) if keep is None else nonzero
     if n == 0:
         return []
     w, idx = torch.topk(z, n)
-    return [(vocab.term(int(i)), float(v)) for v, i in zip(w, idx) if v != 0]
+    terms = [(vocab.term(int(i)), float(v)) for v, i in zip(w, idx) if v != 0]
+    return terms if keep is None else [(t, v) for t, v in terms if keep(t)][:int(k)]
 
 
 def caption_token_ids(captions: Sequence[str], tokenizer, drop_special: bool = True) -> list[torch.Tensor]:

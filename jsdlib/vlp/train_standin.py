@@ -35,6 +35,9 @@ from jsdlib.vlp.projection import pre_projection, tokenize
 from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT, TRAINABLE_PREFIXES, build_standin, save_standin, standin_state_dict
 
 
+TRAIN_SETS = ("noto", "styles")
+
+
 @dataclass
 class StandinConfig:
     """Hyperparameters of the stand-in's contrastive training (chosen on the validation split)."""
@@ -47,6 +50,7 @@ class StandinConfig:
     min_scale: float = 0.7          # random-resized-crop area scale (no flips: arrows and text have a side)
     max_shift: float = 0.1          # random translation, fraction of the image
     all_captions: bool = True       # each step: the CLIP loss averaged over every caption of the images
+    train_set: str = "noto"         # "styles": every training style of data/emoji_styles (issue 14), Noto val
     seed: int = 0
     threads: int = 2
     # architecture (``jsdlib.vlp.standin.standin_config``)
@@ -60,8 +64,28 @@ class StandinConfig:
         return {"image_size": self.image_size, "patch_size": self.patch_size, "width": self.width,
                 "layers": self.layers, "embed_dim": self.embed_dim}
 
+    def __post_init__(self):
+        if self.train_set not in TRAIN_SETS:
+            raise ValueError(f"StandinConfig: train_set must be one of {list(TRAIN_SETS)}, got {self.train_set!r}")
+
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        d = dataclasses.asdict(self)
+        if d["train_set"] == "noto":    # the field came later: the Noto runs keep their digests (and run folders)
+            del d["train_set"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_splits(cfg: StandinConfig):
+    """The training and validation splits of ``cfg.train_set``.
+
+    ``"noto"``: the bundled Noto emoji train / val splits. ``"styles"``: every training style of the multi-style
+    set (Noto, Twemoji, Fluent flat and modern; :mod:`jsdlib.data.emoji_styles`), validated on exactly the same
+    Noto val split, so the validation numbers of both training sets compare.
+    """
+    if cfg.train_set == "noto":
+        return load_emoji("train"), load_emoji("val")
+    from jsdlib.data import emoji_styles
+    return emoji_styles.load("train"), emoji_styles.load("val", style="noto")
 
 
 def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -195,8 +219,10 @@ def train_standin(cfg: StandinConfig | None = None, out: str | Path | None = Non
     cfg = cfg or StandinConfig()
     out = Path(out or DEFAULT_STANDIN_CHECKPOINT)
     run_dir = Path(run_dir or cache_dir() / "runs" / f"standin-{cfg.digest()}-fit1")  # -fit1: not 0.1's runs
-    train = train if train is not None else load_emoji("train")
-    val = val if val is not None else load_emoji("val")
+    if train is None or val is None:
+        default_train, default_val = default_splits(cfg)
+        train = train if train is not None else default_train
+        val = val if val is not None else default_val
     with num_threads(cfg.threads), seeded(cfg.seed):
         task = StandinTask(cfg, train, val)
         opt = torch.optim.AdamW(task.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -214,4 +240,4 @@ def train_standin(cfg: StandinConfig | None = None, out: str | Path | None = Non
     return {"out": str(out), **state}
 
 
-__all__ = ["StandinConfig", "StandinTask", "train_standin", "clip_loss", "caption_slots", "augment", "evaluate"]
+__all__ = ["TRAIN_SETS", "default_splits", "StandinConfig", "StandinTask", "train_standin", "clip_loss", "caption_slots", "augment", "evaluate"]

@@ -1,0 +1,66 @@
+"""Issue 14, point 2: the stand-in trained on the multi-style emoji set and its per-subset evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jsdlib.common.metrics import t2i_metrics
+from jsdlib.data import emoji_styles
+from jsdlib.data.karpathy import load_emoji
+from jsdlib.vlp.standin import load_standin
+from jsdlib.vlp.standin_eval import GALLERY, NOTO_SUBSETS, _embed, subset_metrics
+from jsdlib.vlp.train_standin import StandinConfig, _split_id, default_splits
+
+
+def test_train_set_option_and_digests():
+    # the Noto runs keep the digest they had before the field existed (their run folders still resume)
+    assert StandinConfig().digest() == "5685dc69da18bf82"
+    assert StandinConfig(train_set="styles").digest() != StandinConfig().digest()
+    with pytest.raises(ValueError, match="train_set must be one of"):
+        StandinConfig(train_set="openmoji")
+
+
+def test_styles_training_set_validates_on_the_noto_val_split():
+    train, val = default_splits(StandinConfig(train_set="styles"))
+    styles = {m["style"] for m in train.image_meta}
+    assert styles == {"noto", "twemoji", "fluent-flat", "fluent-modern"}      # never the OpenMoji gallery style
+    assert _split_id(val) == _split_id(load_emoji("val"))                        # the same 500 images, same captions
+    noto_train, _ = default_splits(StandinConfig())
+    assert _split_id(train.subset([i for i, m in enumerate(train.image_meta) if m["style"] == "noto"])) \
+        == _split_id(noto_train)
+
+
+@pytest.fixture(scope="module")
+def small_test_split():
+    """Eight images of each subset of the multi-style test split (40 images)."""
+    split = emoji_styles.load("test")
+    pick = []
+    for name in NOTO_SUBSETS + (GALLERY,):
+        pick += [i for i, m in enumerate(split.image_meta) if m.get("subset") == name][:8]
+    return split.subset(pick)
+
+
+def test_subset_metrics_rank_as_documented(small_test_split):
+    vlp = load_standin()
+    res = subset_metrics(vlp.model, vlp.preprocess, vlp.tokenizer, small_test_split)
+    assert set(res) == {"noto", *NOTO_SUBSETS, GALLERY}
+    assert res["noto"]["images"] == 24 and res["noto"]["queries"] == 48
+    for name in NOTO_SUBSETS:   # each Noto subset's captions ranked against all 24 Noto images
+        assert res[name]["images"] == 24 and res[name]["queries"] == 16
+    assert res[GALLERY]["images"] == 8 and res[GALLERY]["queries"] == 16
+    # by hand: the unseen-style gallery's captions against the gallery's images only
+    v, t = _embed(vlp.model, vlp.preprocess, vlp.tokenizer, small_test_split)
+    g = list(range(24, 32))
+    caps = [c for i in g for c in small_test_split.image_to_captions[i]]
+    want = t2i_metrics((t[caps] @ v[g].T).numpy(), np.asarray(small_test_split.caption_to_image[caps]) - 24)
+    assert res[GALLERY]["R@1"] == pytest.approx(want["R@1"]) and res[GALLERY]["MRR@10"] == pytest.approx(want["MRR@10"])
+    # the Noto row is the mean of its three subsets (equal query counts here)
+    assert res["noto"]["R@1"] == pytest.approx(np.mean([res[n]["R@1"] for n in NOTO_SUBSETS]))
+    assert torch.allclose(v.norm(dim=1), torch.ones(len(v)), atol=1e-5)   # unit vectors: cosine scores
+
+
+def test_subset_metrics_needs_style_labels():
+    vlp = load_standin()
+    with pytest.raises(ValueError, match="multi-style split"):
+        subset_metrics(vlp.model, vlp.preprocess, vlp.tokenizer, load_emoji("test").subset(range(4)))
