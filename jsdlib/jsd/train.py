@@ -33,9 +33,10 @@ from jsdlib.jsd.vocab import bag_mask
 # ----------------------------------------------------------------------------------------------
 # Probabilistic expansion control (D2S)
 # ----------------------------------------------------------------------------------------------
-def pec_probability(epoch: int, epochs: int, decay_frac: float = 0.95) -> float:
-    """D2S expansion control: ``p = max(0, 1 - e / (decay_frac * epochs))`` for 0-based epoch e (1 -> 0 over 95 %)."""
-    return max(0.0, 1.0 - epoch / (decay_frac * epochs))
+def pec_probability(epoch: int, epochs: int, decay_frac: float = 0.95, floor: float = 0.0) -> float:
+    """D2S expansion control: ``p = max(floor, 1 - e / (decay_frac * epochs))`` for 0-based epoch e (1 -> 0 over
+    95 % in D2S; ``floor > 0`` keeps masking a share of the batches to the end, issue 14's grounding option)."""
+    return max(float(floor), 1.0 - epoch / (decay_frac * epochs))
 
 
 def _check_pec(cfg: JSDConfig, caption_token_ids, feats_train) -> None:
@@ -127,7 +128,7 @@ class _SparseTask(Task):
 
     def start_epoch(self, epoch: int) -> None:
         c = self.cfg
-        self.pec_p = pec_probability(epoch - 1, c.epochs, c.pec_decay_frac) if c.pec else 0.0
+        self.pec_p = pec_probability(epoch - 1, c.epochs, c.pec_decay_frac, c.pec_floor) if c.pec else 0.0
         self.model.train()
 
     def batches(self, epoch: int, gen: torch.Generator) -> list:

@@ -1,0 +1,52 @@
+"""Issue 14, point 4: the grounding candidates, the PEC floor and the validation rule."""
+from __future__ import annotations
+
+import pytest
+
+from jsdlib.experiments import grounding as gr
+from jsdlib.jsd.presets import JSDConfig, get_preset
+from jsdlib.jsd.train import pec_probability
+
+
+def test_pec_floor_keeps_masking_to_the_end():
+    assert pec_probability(19, 20) == 0.0 and pec_probability(19, 20, floor=0.3) == 0.3
+    assert pec_probability(0, 20, floor=0.3) == 1.0                       # the start is D2S's
+    assert pec_probability(5, 20, floor=0.3) == pytest.approx(1 - 5 / 19)   # above the floor: unchanged
+    base = get_preset("cpu-emoji")
+    assert "pec_floor" not in base.identity() and base.replace(pec_floor=0.3).digest() != base.digest()
+    with pytest.raises(ValueError, match="pec_floor"):
+        JSDConfig(pec_floor=1.5)
+
+
+def test_candidates_change_only_their_knobs():
+    cfg = get_preset("cpu-emoji", seed=0, pec=True)
+    c = gr.candidates(cfg)
+    assert c["pec"] == {} and c["pec-floor"] == {"pec_floor": gr.PEC_FLOOR}
+    assert c["pec-words"] == {"vocab_mask": "words"}
+    fl = c["pec-flops-x30-words"]
+    assert fl["regulariser"] == "flops" and fl["eta_t"] == pytest.approx(cfg.eta_t * 30)
+    for change in c.values():
+        cfg.replace(**change)                  # every candidate is a valid config
+
+
+def test_noto_subset_labels_follow_the_bundled_splits():
+    from collections import Counter
+    assert Counter(gr.noto_subsets("val")) == {"seen": 274, "cross-style": 113, "unseen": 113}
+    assert Counter(gr.noto_subsets("test")) == {"seen": 280, "cross-style": 108, "unseen": 112}
+
+
+def _row(r1, flops, spec):
+    v = {"sparse_R@1": r1, "flops": flops, "readability": {"all": {"specific": spec}}}
+    return {"val": v}
+
+
+def test_choice_rule():
+    rows = {"a": _row(50.0, 4.0, 0.40), "b": _row(49.2, 4.5, 0.55), "c": _row(48.5, 3.0, 0.90),
+            "d": _row(53.0, 6.0, 0.99)}        # d: best R@1 and readability, but over the FLOPs bound
+    res = gr.choose(rows)
+    assert res["eligible"] == ["a", "b", "c"] and res["close"] == ["a", "b"] and res["chosen"] == "b"
+    assert gr.choose({"d": rows["d"]})["chosen"] is None
+    tie = gr.choose({"x": _row(50.0, 4.0, 0.5), "y": _row(49.5, 4.0, 0.5)})
+    assert tie["chosen"] == "x"                # equal readability: the higher R@1
+    with pytest.raises(ValueError, match="unknown grounding candidate"):
+        gr.grounding(None, get_preset("cpu-emoji"), ["nope"])
