@@ -6,7 +6,7 @@ from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, summary_table
 from jsdlib.cmc.tasks import TASKS
 from jsdlib.cmc.config import INPUT_SCALES
 from jsdlib.experiments.cmc_compare import compare, export_wordnet_head, validation_sweep
-from jsdlib.common.cliargs import check_output, nonneg_int
+from jsdlib.common.cliargs import check_output, nonneg_int, positive_int
 from jsdlib.common.metrics import format_table
 
 
@@ -16,7 +16,8 @@ def cmd_cmc_compare(args) -> int:
     res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root, names=_names(args),
                   n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
                   progress=not args.quiet, log=log_of(args),
-                  reranker_overrides=None if args.extra_lr is None else {"lr": args.extra_lr}, k_extra=args.k_extra)
+                  reranker_overrides=None if args.extra_lr is None else {"lr": args.extra_lr}, k_extra=args.k_extra,
+                  train_folds=args.crossfit)
     print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
           f"queries, K = {res['k']}, K' (CE) = {res['k_ce']}, CMC encoders {res['variant']} (preset "
           f"{res['preset']['name']}); mean ± std over seeds {res['seeds']}; accuracies macro over domains")
@@ -63,6 +64,9 @@ def add(sub) -> None:
     cc.add_argument("--with-ce", action="store_true",
                     help="run every pipeline, the cross-encoder ones included (emoji leaves them out by default: "
                          "no image CE trainable on a CPU reranks above chance; see jsdlib.cmc.tasks.TASKS)")
+    cc.add_argument("--crossfit", type=positive_int, default=None, metavar="K",
+                    help="emoji: CMC's training lists from K JSD models, each ranking captions it never saw "
+                         "(default: the bundled model's own lists)")
     cc.add_argument("--extra", nargs="+", default=[], choices=sorted(EXTRA_PIPELINES),
                     help="add the reranker comparison rows (poly-encoder, sum-of-max; trained per seed as CMC is)")
     cc.add_argument("--extra-lr", type=float, default=None,

@@ -12,6 +12,7 @@ from jsdlib.cmc.baselines_train import make_reranker, train_reranker
 from jsdlib.cmc.checkpoint import CMC_WORDNET_ASSET, load_cmc, save_cmc
 from jsdlib.cmc.config import get_cmc_preset
 from jsdlib.cmc.cross_encoder import CEConfig, PairCache, train_ce
+from jsdlib.cmc.crossfit import crossfit_emoji_train
 from jsdlib.cmc.data import RerankData, eval_subset
 from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, aggregate_pipelines, pipeline_tests, run_pipelines
 from jsdlib.cmc.rerank import evaluate_cmc
@@ -23,7 +24,7 @@ from jsdlib.common.seeding import seeded
 def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: Sequence[str] | None = None,
             run_root=None, n_eval: int | None = -1, ce_cfg: CEConfig | None = None, data: dict | None = None,
             progress: bool = False, log=print, reranker_overrides: dict | None = None,
-            tokens: TokenStates | None = None, k_extra: int | None = None) -> dict:
+            tokens: TokenStates | None = None, k_extra: int | None = None, train_folds: int | None = None) -> dict:
     """Train CMC (and the CE) per seed and run every pipeline on the task's test queries; mean ± std over seeds.
 
     Returns ``{"pipelines": {NAME: {metric: {"mean", "std"}}}, "per_seed", "task", "variant", "config", ...}``.
@@ -32,13 +33,22 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     ``be_sum_of_max``): each is trained per seed by :func:`jsdlib.cmc.baselines_train.train_reranker` with the
     CMC preset's config plus ``reranker_overrides`` (e.g. ``{"lr": 1e-3}``, chosen on validation), over the
     frozen MiniLM token states of ``tokens`` (default: pretrained MiniLM, shared by every seed and reranker); they
-    rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC).
+    rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC). ``train_folds`` (emoji only): CMC's
+    training lists cross-fitted over that many folds (:func:`jsdlib.cmc.crossfit.crossfit_emoji_train`; default:
+    the bundled model's own lists of its training captions).
     """
     if not seeds:
         raise ValueError("compare needs at least one seed")
     spec = TASKS[task]
     names = tuple(spec.get("names", PIPELINES) if names is None else names)
-    data = data or {s: load_task(task, s, progress=progress) for s in ("train", "val", "test")}
+    if train_folds is not None and task != "emoji":
+        raise ValueError(f"train_folds (cross-fitted training lists) exists for the emoji task only, not {task!r}")
+    if data is None:
+        data = {s: load_task(task, s, progress=progress) for s in ("val", "test")}
+        data["train"] = (load_task(task, "train", progress=progress) if train_folds is None else
+                         crossfit_emoji_train(folds=train_folds,
+                                              run_root=None if run_root is None else Path(run_root) / "crossfit",
+                                              progress=progress, log=log))
     n_eval = spec["n_eval"] if n_eval == -1 else n_eval
     test = eval_subset(data["test"], n_eval)
     ce_cfg = ce_cfg or spec["ce"]
@@ -79,7 +89,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             "seeds": list(seeds), "seed_info": info,
             "ce": ce_out,
             "n_test_queries": len(test), "n_test_total": len(data["test"]), "n_train_queries": len(data["train"]),
-            "catalogue_size": int(test.cand_emb.shape[0]), "data": test.name,
+            "catalogue_size": int(test.cand_emb.shape[0]), "data": test.name, "train_data": data["train"].name,
+            **({"train_folds": train_folds} if train_folds is not None else {}),
             "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
                          for r in per_seed]}
 
