@@ -26,6 +26,7 @@ from jsdlib.cmc.model import default_device
 from jsdlib.cmc.rerank import selection_metrics
 from jsdlib.cmc.train import _training_queries
 from jsdlib.common.fit import FitConfig, Task, fit
+from jsdlib.common.optim import adamw
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 
@@ -96,7 +97,7 @@ def train_reranker(model: nn.Module, train: RerankData, val: RerankData, cfg: CM
         qidx = _training_queries(train, cfg)
         val = eval_subset(val, cfg.max_val_queries)
         task = RerankerTask(model, train, val, cfg, qidx)
-        opt = torch.optim.AdamW(task.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        opt = adamw(task.model, task.params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
         sched = warmup_decay(opt, cfg.epochs * math.ceil(len(qidx) / cfg.batch_size), cfg.warmup_frac,
                              rounding="nearest")
         res = fit(task, opt, sched, generator(cfg.seed),

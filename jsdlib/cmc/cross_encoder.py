@@ -23,9 +23,12 @@ from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.model import default_device, ffn_dim, pretrained_minilm
 from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16
 from jsdlib.common.fit import FitConfig, Task, fit
+from jsdlib.common.optim import adamw
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 from jsdlib.vlp.minilm import minilm_tokenizer
+
+CE_HEADS = ("cls", "pooler")
 
 
 class CrossEncoder(nn.Module):
@@ -37,16 +40,29 @@ class CrossEncoder(nn.Module):
     tokens (:func:`jsdlib.vlp.minilm.minilm_tokenizer`) and the pair gets token types 0 / 1. ``bert`` /
     ``tokenizer`` default to the pretrained MiniLM (tests pass a tiny random BERT). Image candidates: see
     :class:`ImageCrossEncoder`.
+
+    ``head="pooler"``: the authors' head (``reranker.py``): BERT's pooler ``tanh(W [CLS] + b)`` (MiniLM's
+    checkpoint carries its weights) -> dropout 0.1 -> linear initialised N(0, 0.02), bias 0.
     """
 
-    def __init__(self, bert=None, tokenizer=None, max_len: int = 64, precision: str = DEFAULT_PRECISION):
+    def __init__(self, bert=None, tokenizer=None, max_len: int = 64, precision: str = DEFAULT_PRECISION,
+                 head: str = "cls"):
         super().__init__()
         resolve_bf16(precision, "cpu")  # validates the name
         self.bert = bert if bert is not None else pretrained_minilm()
         self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer(markers=True)
         self.max_len = max_len
         self.precision = precision
+        if head not in CE_HEADS:
+            raise ValueError(f"CrossEncoder: head must be one of {CE_HEADS}, got {head!r}")
+        if head == "pooler" and getattr(self.bert, "pooler", None) is None:
+            raise ValueError("CrossEncoder(head='pooler') needs a BERT with its pooler (add_pooling_layer=True)")
+        self.head = head
+        self.dropout = nn.Dropout(0.1) if head == "pooler" else nn.Identity()
         self.score = nn.Linear(self.bert.config.hidden_size, 1)
+        if head == "pooler":
+            nn.init.normal_(self.score.weight, std=0.02)
+            nn.init.zeros_(self.score.bias)
 
     def pair_scores(self, queries: Sequence[str], candidates: Sequence[str]) -> torch.Tensor:
         """Scores (P,) of P pairs: ``queries[p]`` with the text ``candidates[p]``.
@@ -62,7 +78,8 @@ class CrossEncoder(nn.Module):
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             out = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
                             token_type_ids=t.get("token_type_ids"))
-        return self.score(out.last_hidden_state[:, 0].float()).squeeze(-1)
+        cls = out.pooler_output if self.head == "pooler" else out.last_hidden_state[:, 0]
+        return self.score(self.dropout(cls.float())).squeeze(-1)
 
     def rerank_scores(self, data: RerankData, q: int, rows: torch.Tensor) -> torch.Tensor:
         """Scores of catalogue ``rows`` for query ``q`` of ``data``."""
@@ -167,7 +184,14 @@ class CEConfig:
     max_train_queries: int = 500
     max_len: int = 64
     seed: int = 0
+    # issue 15 options (defaults: jsdlib's behaviour before them):
+    head: str = "cls"               # "cls": linear on the [CLS] state; "pooler": BERT pooler -> dropout -> linear
+    decay_groups: bool = False      # True: no weight decay on biases and LayerNorm weights (the authors')
     device: str | None = None       # execution only: None = "cuda" when torch sees one, else "cpu"
+
+    def __post_init__(self):
+        if self.head not in CE_HEADS:
+            raise ValueError(f"CEConfig: head must be one of {CE_HEADS}, got {self.head!r}")
 
     def replace(self, **kw) -> "CEConfig":
         """A copy with the fields ``kw`` changed."""
@@ -185,12 +209,12 @@ def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, p
     device = torch.device(cfg.device or default_device())
     with seeded(cfg.seed):
         if ce is None:
-            ce = (CrossEncoder(max_len=cfg.max_len) if train.cand_feats is None
+            ce = (CrossEncoder(max_len=cfg.max_len, head=cfg.head) if train.cand_feats is None
                   else ImageCrossEncoder(train.cand_feats.shape[1], max_len=cfg.max_len))
         ce.to(device)
         gen = generator(cfg.seed)
         task = CETask(ce, train, cfg, torch.randperm(len(train), generator=gen)[:cfg.max_train_queries].tolist())
-        opt = torch.optim.AdamW(task.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        opt = adamw(ce, task.params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
         sched = warmup_decay(opt, cfg.epochs * len(task.qidx), cfg.warmup_frac, rounding="nearest")
         res = fit(task, opt, sched, gen, FitConfig(cfg.epochs, cfg.grad_clip, device=str(device), global_rng=True),
                   ident=f"ce:{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}", progress=progress,

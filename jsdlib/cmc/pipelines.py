@@ -66,15 +66,16 @@ def _check_pipelines(names: Sequence[str], k: int, k_ce: int, cmc, ce, rerankers
 
 def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k: int = 512, k_ce: int = 16,
                   names: Sequence[str] = PIPELINES, progress: bool = False, ce_cache: PairCache | None = None,
-                  rerankers: dict | None = None, k_extra: int | None = None) -> dict:
+                  rerankers: dict | None = None, k_extra: int | None = None, k_final: int | None = None) -> dict:
     """Every pipeline of spec §1 on ``data`` (test queries with the retriever's top-K), with metrics and ms/query.
 
     - ``be``: the retriever's own ranking (top-``k``).
     - ``be_cmc``: CMC reranks the top-``k`` (the "virtually enhanced retriever"; read R@16 / R@64 against ``be``).
     - ``be_ce``: the CE reranks the retriever's top-``k_ce``; the rest keeps the retriever's order.
     - ``be_cmc_ce``: the CE reranks CMC's top-``k_ce`` (out of the top-``k``).
-    - ``cmc_final``: CMC reranks the retriever's top-``k_ce`` (the same lists the CE sees in ``be_ce``): CMC as
-      the final reranker, compared with the CE on accuracy and time.
+    - ``cmc_final``: CMC reranks the retriever's top-``k_final`` (default ``k_ce``: the same lists the CE sees in
+      ``be_ce``): CMC as the final reranker, compared with the CE on accuracy and time; the authors' setting is
+      ``k_final=64`` (``C_eval = 64``).
     - ``be_poly`` / ``be_sum_of_max`` (:data:`EXTRA_PIPELINES`, only when named): the poly-encoder / sum-of-max
       reranker of ``rerankers["poly"]`` / ``rerankers["sum_of_max"]`` reranks the top-``k_extra`` (default
       ``k``, as ``be_cmc``; the authors' final rerankers read the top-64) and the rest keeps the retriever's order
@@ -88,6 +89,9 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
     n = len(data)
     k = min(k, data.k)
     _check_pipelines(names, k, k_ce, cmc, ce, rerankers)
+    k_final = k_ce if k_final is None else int(k_final)
+    if not 1 <= k_final <= k:
+        raise ValueError(f"k_final ({k_final}) must lie in [1, k = {k}]")
 
     def retrieve():  # exact dense top-k (what the BE costs per query; the ranking itself comes from data.topk)
         return torch.topk(data.query_emb.float() @ data.cand_emb.float().T, min(k, data.cand_emb.shape[0]), dim=1)
@@ -99,7 +103,7 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
         qv, cv = catalogue_vectors(cmc, data)
         (cmc_rows, _), secs["cmc"] = _timed(lambda: cmc_rerank(cmc, data, k, cand_emb=cv, query_emb=qv))
         if "cmc_final" in names:
-            (cmc16, _), secs["cmc16"] = _timed(lambda: cmc_rerank(cmc, data, k_ce, cand_emb=cv, query_emb=qv))
+            (cmc16, _), secs["cmc16"] = _timed(lambda: cmc_rerank(cmc, data, k_final, cand_emb=cv, query_emb=qv))
     cache = ce_cache if ce_cache is not None else PairCache()
     if "be_ce" in names:
         be_ce, n_pairs = ce_rerank(ce, data, be, k_ce, cache)
@@ -118,7 +122,7 @@ def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k:
             "be_cmc": (lambda: cmc_rows, k, ["be", "cmc"]),
             "be_ce": (lambda: be_ce, k_ce, ["be", "ce_be"]),
             "be_cmc_ce": (lambda: be_cmc_ce, k_ce, ["be", "cmc", "ce_cmc"]),
-            "cmc_final": (lambda: torch.cat([cmc16, be[:, k_ce:]], 1), k_ce, ["be", "cmc16"])}
+            "cmc_final": (lambda: torch.cat([cmc16, be[:, k_final:]], 1), k_final, ["be", "cmc16"])}
     for name in names:
         get, n_re, stages = plan[name]
         ranked = get()

@@ -21,6 +21,7 @@ from jsdlib.cmc.loss import cmc_loss, teacher_scores
 from jsdlib.cmc.model import CMC, default_device
 from jsdlib.cmc.rerank import validate_cmc
 from jsdlib.common.fit import FitConfig, Task, fit
+from jsdlib.common.optim import adamw
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 
@@ -118,7 +119,7 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
         qidx = _training_queries(train, cfg)
         val = eval_subset(val, cfg.max_val_queries)
         task = CMCTask(model, train, val, cfg, qidx, device)
-        opt = torch.optim.AdamW(task.params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        opt = adamw(model, task.params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
         sched = warmup_decay(opt, cfg.epochs * math.ceil(len(qidx) / cfg.batch_size), cfg.warmup_frac,
                              rounding="nearest")
         res = fit(task, opt, sched, generator(cfg.seed),

@@ -74,7 +74,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
                                                  run_root, task, progress, log)
         log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
         per_seed.append(run_pipelines(test, res["model"], ce, spec["k"], spec["k_ce"], names, progress=progress,
-                                      ce_cache=cache, rerankers=rerankers, k_extra=k_extra))
+                                      ce_cache=cache, rerankers=rerankers, k_extra=k_extra,
+                                      k_final=spec.get("k_final")))
         info.append({"seed": s, "best_epoch": res["best"]["epoch"], "val_acc": res["best"]["val_acc"],
                      "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]}
                     | extra_info)
@@ -85,7 +86,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             "names": list(names), "variant": get_cmc_preset(preset).encoders,
             "preset": dataclasses.asdict(get_cmc_preset(preset)),
             "ce_config": dataclasses.asdict(ce_cfg) if need_ce else None,
-            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], **({"k_extra": k_extra} if kinds else {}),
+            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], "k_final": spec.get("k_final") or spec["k_ce"],
+            **({"k_extra": k_extra} if kinds else {}),
             "seeds": list(seeds), "seed_info": info,
             "ce": ce_out,
             "n_test_queries": len(test), "n_test_total": len(data["test"]), "n_train_queries": len(data["train"]),
