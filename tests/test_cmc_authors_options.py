@@ -91,3 +91,15 @@ def test_cmc_final_over_the_be_top_k_final():
     assert default["cmc_final"]["R@8"] == pytest.approx(100 * float((g < 8).float().mean()))
     with pytest.raises(ValueError, match="k_final"):
         run_pipelines(d, m, None, k=64, k_ce=8, names=names, k_final=65)
+
+
+def test_cmc_early_stopping_on_validation(tmp_path):
+    from jsdlib.cmc.train import train_cmc
+    from tests.test_cmc import synthetic
+
+    tr, va = synthetic(n=40, m=120, k=100, noise=0.5), synthetic(n=20, m=120, k=100, seed=1, noise=0.5)
+    cfg = CMCConfig(lr=0.0, epochs=6, patience=2, eval_k=64, batch_size=8, seed=0)   # lr 0: no epoch improves
+    res = train_cmc(tr, va, cfg, progress=False, log=lambda *a: None)
+    assert len(res["history"]) == 3 and res["best"]["epoch"] == 1      # epoch 1, then two without a better key
+    full = train_cmc(tr, va, cfg.replace(patience=None), progress=False, log=lambda *a: None)
+    assert len(full["history"]) == 6

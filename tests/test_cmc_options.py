@@ -42,7 +42,8 @@ def tiny(**kw):
 
 def _digest_before_the_options(cfg: CMCConfig) -> str:
     """CMCConfig.digest as jsdlib computed it before issue 15 (the fields of that time only)."""
-    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "input_scale", "select_on", "decay_groups")}
+    later = ("device", "input_scale", "select_on", "decay_groups", "patience")
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in later}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 INPUT_SCALES = ("unit", "layernorm")
 SELECT_ON = ("micro_top1", "macro_unnorm")
-DIGEST_NEUTRAL = {"input_scale": "unit", "select_on": "micro_top1", "decay_groups": False}
+DIGEST_NEUTRAL = {"input_scale": "unit", "select_on": "micro_top1", "decay_groups": False, "patience": None}
 
 
 @dataclass
@@ -41,6 +41,7 @@ class CMCConfig:
     input_scale: str = "unit"       # "unit": the vectors as given; "layernorm": each rescaled to norm sqrt(d)
     select_on: str = "micro_top1"   # selection key: "micro_top1" or "macro_unnorm" (per-domain mean, the authors')
     decay_groups: bool = False      # True: no weight decay on biases and LayerNorm weights (the authors'; common.optim)
+    patience: int | None = None     # early stopping: stop after this many epochs without a better val key (None: off)
     device: str | None = None       # execution only (not in the digest): None = "cuda" when torch sees one, else "cpu"
 
     def __post_init__(self):

@@ -123,7 +123,7 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
         sched = warmup_decay(opt, cfg.epochs * math.ceil(len(qidx) / cfg.batch_size), cfg.warmup_frac,
                              rounding="nearest")
         res = fit(task, opt, sched, generator(cfg.seed),
-                  FitConfig(cfg.epochs, cfg.grad_clip, device=str(device), global_rng=True),
+                  FitConfig(cfg.epochs, cfg.grad_clip, patience=cfg.patience, device=str(device), global_rng=True),
                   ident=f"cmc:{cfg.digest()}:{train.fingerprint()}:{val.fingerprint()}", run_dir=run_dir,
                   resume=resume, progress=progress, log=log, log_epochs=progress, desc="cmc",
                   stop_after_epoch=stop_after_epoch)
