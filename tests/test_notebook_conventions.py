@@ -118,3 +118,83 @@ def test_the_assert_check_can_fail():
     assert unchecked_cells_without_assert([ignored, "assert abs(acc - 52.0) < 2.5"]) == []
     assert unchecked_cells_without_assert([ignored + "\nassert acc > 1"]) == []
     assert unchecked_cells_without_assert(["# NBVAL_IGNORE_OUTPUT\nprint(res['x'])\nassert res['x'] > 0"]) == []
+
+
+# --- prose that claims an ordering must be backed by an assert (issue 18, point 1) ----------------------------
+_CLAIM_WORDS = ("holds", "hold", "beats", "beat", "better", "worse", "most", "outperforms", "outperform")
+_CLAIM_EXEMPT = "<!-- claim-checked:"   # a markdown cell may say why its wording claims no measured ordering
+
+
+def _claim_words(markdown: str) -> list[str]:
+    """Ordering words in a markdown cell's prose (code spans, links' targets and HTML comments left out)."""
+    import re
+
+    text = re.sub(r"`[^`]*`|\]\([^)]*\)|<!--.*?-->", " ", markdown, flags=re.S)
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if w in _CLAIM_WORDS]
+
+
+def _has_assert(src: str) -> bool:
+    import ast
+
+    try:
+        return any(isinstance(n, ast.Assert) for n in ast.walk(ast.parse(src)))
+    except SyntaxError:
+        return False
+
+
+def unbacked_claims(cells: list[tuple[str, str]]) -> list[int]:
+    """Indices of markdown cells that use an ordering word (:data:`_CLAIM_WORDS`) with no ``assert`` near them.
+
+    ``cells``: ``(cell_type, source)`` in notebook order. A claim is backed when the code cell just before it (the
+    output it comments on) or one of the code cells after it, up to the next markdown cell, holds an ``assert``
+    statement (parsed: a comment is no assert), or when the cell carries ``<!-- claim-checked: why -->`` with a
+    reason (wording that claims no measured ordering, e.g. a definition: "higher is better").
+    """
+    bad = []
+    for i, (kind, src) in enumerate(cells):
+        if kind != "markdown" or not _claim_words(src):
+            continue
+        if _CLAIM_EXEMPT in src and src.split(_CLAIM_EXEMPT, 1)[1].split("-->", 1)[0].strip():
+            continue
+        near = [cells[i - 1][1]] if i > 0 and cells[i - 1][0] == "code" else []
+        for kind2, src2 in cells[i + 1:]:
+            if kind2 != "code":
+                break
+            near.append(src2)
+        if not any(_has_assert(s) for s in near):
+            bad.append(i)
+    return bad
+
+
+def _cells(path) -> list[tuple[str, str]]:
+    return [(c["cell_type"], "".join(c["source"])) for c in json.loads(path.read_text())["cells"]]
+
+
+# Notebooks whose prose still claims orderings no assert checks (issue 18 rewrites them), kept strict: once a
+# notebook passes, its XPASS fails and says to take its name off.
+_CLAIMS_PENDING = {"00_quickstart.ipynb", "01_data_and_dense_vlp.ipynb", "02_sparse_head_jsd.ipynb",
+                   "06_paper_tables.ipynb"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
+    p.name in _CLAIMS_PENDING, strict=True, reason="prose claims an ordering no assert checks (see _CLAIMS_PENDING)"))
+    for p in NOTEBOOKS], ids=lambda p: p.name)
+def test_ordering_claims_are_asserted(path):
+    cells = _cells(path)
+    bad = unbacked_claims(cells)
+    words = ", ".join(sorted({w for i in bad for w in _claim_words(cells[i][1])}))
+    assert not bad, (f"{path.name}: markdown cells {bad} (0-based) claim an ordering ({words}) that no assert in "
+                     "the code cell before or the code cells after checks: print the verdict from an asserted "
+                     "number, or say why the wording claims nothing measured (<!-- claim-checked: ... -->)")
+
+
+def test_the_claims_check_can_fail():
+    claim = ("markdown", "CMC **beats** the BE here.")
+    assert unbacked_claims([("code", "print(x)"), claim, ("code", "print(y)")]) == [1]
+    assert unbacked_claims([claim, ("code", "# assert cmc > be")]) == [0]            # a comment is no assert
+    assert unbacked_claims([claim, ("markdown", "more"), ("code", "assert cmc > be")]) == [0]   # too far
+    assert unbacked_claims([("code", "assert cmc > be"), claim]) == []               # the output it comments on
+    assert unbacked_claims([claim, ("code", "x = 1"), ("code", "assert cmc > be")]) == []
+    assert unbacked_claims([("markdown", "Run `better_model()`, see [the guide](most_better.md).")]) == []
+    assert unbacked_claims([("markdown", "Higher is better. <!-- claim-checked: a definition -->")]) == []
+    assert unbacked_claims([("markdown", "Higher is better. <!-- claim-checked: -->")]) == [0]   # a reason
