@@ -341,3 +341,34 @@ def test_explorer_words_switch(fake):
     every = ex.image_view()["terms"]
     assert [r for r in every if is_alpha_word(r[0])] == shown
     assert any(not is_alpha_word(r[0]) for r in every)   # the fake's first image has a digit / colon among its terms
+
+
+def test_jsd_training_curves_show_every_part():
+    from tests.test_jsd import tiny_cfg, tiny_E, tiny_features
+    from jsdlib.jsd.train import train_jsd
+
+    res = train_jsd(tiny_features(), tiny_features(n_img=12), tiny_cfg(epochs=3), progress=False, E_init=tiny_E(),
+                    log=lambda *a: None)
+    fig = viz.jsd_training_curves(res["history"], best_epoch=res["best"]["epoch"])
+    _draw(fig)
+    a, b, c = fig.axes
+    assert {l.get_label() for l in a.get_lines()} >= {"loss", "L_dense", "L_sparse", "L_inter", "Lp", "reg"}
+    assert [l.get_label() for l in c.get_lines()][:3] == ["sparse", "dense", "integrated"]
+    assert list(c.get_lines()[0].get_ydata()) == [h["val"]["sparse"]["R@1"] for h in res["history"]]
+    with pytest.raises(ValueError, match="empty"):
+        viz.jsd_training_curves([])
+    plt.close(fig)
+
+
+def test_cmc_training_curves():
+    from jsdlib.cmc.config import CMCConfig
+    from jsdlib.cmc.train import train_cmc
+    from tests.test_cmc import synthetic
+
+    tr, va = synthetic(n=30, m=100, k=80, noise=0.5), synthetic(n=12, m=100, k=80, seed=1, noise=0.5)
+    res = train_cmc(tr, va, CMCConfig(lr=1e-3, epochs=2, eval_k=64, batch_size=8), progress=False,
+                    log=lambda *a: None)
+    fig = viz.cmc_training_curves(res["history"], best_epoch=res["best"]["epoch"])
+    _draw(fig)
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [h["val_acc"] for h in res["history"]]
+    plt.close(fig)

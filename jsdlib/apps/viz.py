@@ -86,6 +86,63 @@ def training_curve(history: Sequence[dict], metric: str = "R@1", figsize=(7, 3))
     return fig
 
 
+def jsd_training_curves(history: Sequence[dict], best_epoch: int | None = None, figsize=(13, 3.4)):
+    """A JSD (or D2S) run's history in three panels: the loss and its parts, the active terms and FLOPs on
+    validation, and validation R@1 of the sparse / dense / integrated scores; ``best_epoch`` (the selected
+    epoch) is marked. Loss parts shown when present: ``L_dense``, ``L_sparse``, ``L_inter`` (InfoNCE on
+    ``S_d``, ``S_s``, ``S_x``), ``Lp`` (self-KD) and ``reg`` (the weighted regulariser)."""
+    if not history:
+        raise ValueError("jsd_training_curves: empty history")
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=figsize)
+    for key in ("loss", "L_dense", "L_sparse", "L_inter", "Lp", "reg"):
+        if key in history[0]:
+            a.plot(epochs, [h[key] for h in history], marker="." if key == "loss" else None,
+                   lw=2 if key == "loss" else 1, label=key)
+    a.set_xlabel("epoch")
+    a.set_title("training loss and its parts", fontsize=9)
+    a.legend(fontsize=7)
+    b.plot(epochs, [h["val"]["terms_q"] for h in history], label="terms per caption")
+    b.plot(epochs, [h["val"]["terms_d"] for h in history], label="terms per image")
+    b.plot(epochs, [h["val"]["flops"] for h in history], label="FLOPs", color="black")
+    b.set_yscale("log")
+    b.set_xlabel("epoch")
+    b.set_title("validation sparsity", fontsize=9)
+    b.legend(fontsize=7)
+    for key in ("sparse", "dense", "integrated"):
+        c.plot(epochs, [h["val"][key]["R@1"] for h in history], label=key)
+    c.set_xlabel("epoch")
+    c.set_ylabel("val t2i R@1 (%)")
+    c.set_title("validation R@1", fontsize=9)
+    c.legend(fontsize=7)
+    if best_epoch is not None:
+        for ax in (a, b, c):
+            ax.axvline(best_epoch, color="grey", ls=":", lw=1)
+    fig.tight_layout()
+    return fig
+
+
+def cmc_training_curves(history: Sequence[dict], best_epoch: int | None = None, figsize=(9, 3.2)):
+    """A CMC (or comparison reranker's) run: the training loss (``0.2 CE + 0.8 KL``) and the validation
+    selection key (``val_acc``: top-1 accuracy over the validation lists) per epoch; ``best_epoch`` marked."""
+    if not history:
+        raise ValueError("cmc_training_curves: empty history")
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
+    a.plot(epochs, [h["loss"] for h in history], marker=".")
+    a.set_xlabel("epoch")
+    a.set_title("training loss (0.2 CE + 0.8 KL)", fontsize=9)
+    b.plot(epochs, [h["val_acc"] for h in history], marker=".", color="tab:orange")
+    b.set_xlabel("epoch")
+    b.set_ylabel("val top-1 accuracy (%)")
+    b.set_title("validation (the selection key)", fontsize=9)
+    if best_epoch is not None:
+        for ax in (a, b):
+            ax.axvline(best_epoch, color="grey", ls=":", lw=1)
+    fig.tight_layout()
+    return fig
+
+
 def r1_vs_flops(rows, split: str = "test", figsize=(6, 4)):
     """R@1 against FLOPs for each method of an L1 sweep (the paper's Figure 2 trade-off), log-scaled FLOPs.
 
