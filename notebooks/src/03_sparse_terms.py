@@ -91,7 +91,9 @@ assert all(len(ts) == K for ts in terms) and "face" in hits[0]
 #
 # Pick an image (slider or drop-down) and see its terms; type a query and press Enter to see the top images
 # with the terms they share with the query highlighted (`query weight × image weight`); `k` sets how many
-# terms are shown; "rank by" switches between the sparse, dense and integrated scores. Where no widget front
+# terms are shown; "words only" (on by default) lists only whole words, hiding punctuation, word pieces, digits and
+# special tokens from the lists (the scores stay the full sums over every shared term); "rank by" switches between
+# the sparse, dense and integrated scores. Where no widget front
 # end exists (a static viewer), the same output carries a picture of the explorer's state instead, and
 # `ex.static()` draws it on demand.
 
