@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from jsdlib.common.integrity import safetensors_digest
     from jsdlib.common.io import write_json
-    from jsdlib.experiments.grounding import grounding
+    from jsdlib.experiments.grounding import TRAIN_SET, candidates, grounding
     from jsdlib.jsd.features import emoji_features
     from jsdlib.jsd.presets import get_preset
     from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT
@@ -58,7 +58,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     fs = emoji_features(ckpt, progress=True)
     cfg = get_preset("cpu-emoji", seed=args.seed, pec=True, threads=args.threads)
-    res = grounding(fs, cfg, args.only, run_root=root, progress=True)
+    names = args.only or list(candidates(cfg))
+    styles = any(candidates(cfg)[n].get(TRAIN_SET) == "styles" for n in names)
+    styles_fs = emoji_features(ckpt, progress=True, train_set="styles") if styles else None
+    res = grounding(fs, cfg, names, run_root=root, progress=True, styles_fs=styles_fs)
     res["standin"] = str(ckpt)
     res["seconds"] = round(time.perf_counter() - start, 1)
     print(table(res))

@@ -25,8 +25,11 @@ def test_candidates_change_only_their_knobs():
     assert c["pec-words"] == {"vocab_mask": "words"}
     fl = c["pec-flops-x30-words"]
     assert fl["regulariser"] == "flops" and fl["eta_t"] == pytest.approx(cfg.eta_t * 30)
-    for change in c.values():
-        cfg.replace(**change)                  # every candidate is a valid config
+    assert c["pec-floor-words-styles"][gr.TRAIN_SET] == "styles" and c["words"]["pec"] is False
+    for change in c.values():                  # every candidate is a valid config (train_set picks the features)
+        cfg.replace(**{k: v for k, v in change.items() if k != gr.TRAIN_SET})
+    with pytest.raises(ValueError, match="styles_fs"):
+        gr.train_candidate(None, cfg, c["pec-floor-words-styles"])
 
 
 def test_noto_subset_labels_follow_the_bundled_splits():

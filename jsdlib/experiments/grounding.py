@@ -35,6 +35,7 @@ from jsdlib.jsd.presets import JSDConfig
 from jsdlib.jsd.train import train_jsd
 from jsdlib.jsd.vocab import top_terms
 
+TRAIN_SET = "train_set"
 FLOPS_MAX = 5.0
 R1_SLACK = 1.0
 PEC_FLOOR = 0.3
@@ -47,7 +48,13 @@ def candidates(cfg: JSDConfig) -> dict[str, dict]:
     flops = {f"pec-flops-x{s:g}-words": {"regulariser": "flops", "eta_t": cfg.eta_t * s, "eta_i": cfg.eta_i * s,
                                          "vocab_mask": "words"} for s in FLOPS_SCALES}
     return {"pec": {}, "pec-floor": {"pec_floor": PEC_FLOOR}, "pec-words": {"vocab_mask": "words"},
-            "pec-floor-words": {"pec_floor": PEC_FLOOR, "vocab_mask": "words"}, **flops}
+            "pec-floor-words": {"pec_floor": PEC_FLOOR, "vocab_mask": "words"}, **flops,
+            # added after the first runs (the rule unchanged): denser vectors within the FLOPs bound, no PEC,
+            # and JSD trained on every training style's captions (TRAIN_SET key: not a JSDConfig field)
+            "pec-floor-words-l1x0.3": {"pec_floor": PEC_FLOOR, "vocab_mask": "words", "eta_t": cfg.eta_t * 0.3,
+                                       "eta_i": cfg.eta_i * 0.3},
+            "words": {"pec": False, "vocab_mask": "words"},
+            "pec-floor-words-styles": {"pec_floor": PEC_FLOOR, "vocab_mask": "words", TRAIN_SET: "styles"}}
 
 
 def noto_subsets(split: str) -> list[str]:
@@ -73,12 +80,20 @@ def measure(model, feats, split, vocab, subsets: Sequence[str], w1: float, w2: f
 
 
 def train_candidate(fs: FeatureSet, cfg: JSDConfig, change: dict, run_dir=None, progress: bool = False,
-                    log=print) -> dict:
-    """Train one candidate (``cfg`` with ``change``) and measure it on val and test."""
+                    log=print, styles_fs=None) -> dict:
+    """Train one candidate (``cfg`` with ``change``) and measure it on val and test; a change with
+    ``train_set: "styles"`` trains on ``styles_fs`` (the same stand-in's features, multi-style training split)."""
+    change = dict(change)
+    if change.pop(TRAIN_SET, "noto") == "styles":
+        if styles_fs is None:
+            raise ValueError("this candidate trains on the multi-style training split: pass styles_fs "
+                             "(jsdlib.jsd.features.emoji_features(checkpoint, train_set='styles'))")
+        fs = styles_fs
     c = cfg.replace(**change)
     res = train_jsd(fs.train, fs.val, c, run_dir=run_dir, E_init=fs.E_init, special_ids=fs.special_ids,
                     caption_token_ids=fs.caption_token_ids, progress=progress, log=log, vocab=fs.vocab)
-    out = {"change": change, "best_epoch": res["best"]["epoch"], "epochs_run": res["epoch"]}
+    out = {"change": change | ({TRAIN_SET: "styles"} if fs is styles_fs else {}), "best_epoch": res["best"]["epoch"],
+           "epochs_run": res["epoch"]}
     for name, feats in (("val", fs.val), ("test", fs.test)):
         out[name] = measure(res["model"], feats, load_emoji(name), fs.vocab, noto_subsets(name), c.w1, c.w2)
     return out
@@ -98,7 +113,7 @@ def choose(rows: dict[str, dict]) -> dict:
 
 
 def grounding(fs: FeatureSet, cfg: JSDConfig, names: Sequence[str] | None = None, run_root=None,
-              progress: bool = False, log=print) -> dict:
+              progress: bool = False, log=print, styles_fs=None) -> dict:
     """Train (or resume) the candidates ``names`` (default: all) and apply the rule; ``run_root``: resumable run
     folders ``<run_root>/<name>``."""
     cands = candidates(cfg)
@@ -108,7 +123,8 @@ def grounding(fs: FeatureSet, cfg: JSDConfig, names: Sequence[str] | None = None
     rows = {}
     for n in names or list(cands):
         log(f"grounding: {n} {cands[n]}")
-        rows[n] = train_candidate(fs, cfg, cands[n], None if run_root is None else Path(run_root) / n, progress, log)
+        rows[n] = train_candidate(fs, cfg, cands[n], None if run_root is None else Path(run_root) / n, progress, log,
+                                  styles_fs)
     return {"k": K, "flops_max": FLOPS_MAX, "r1_slack": R1_SLACK, "seed": cfg.seed, "preset": cfg.name,
             "rows": rows, **choose(rows)}
 

@@ -31,10 +31,20 @@ class FeatureSet:
     vocab: object
 
 
-def emoji_features(checkpoint=None, progress: bool = False) -> FeatureSet:
-    """Cached pre-projection features of the bundled emoji splits under the stand-in VLP (committed checkpoint)."""
+def emoji_features(checkpoint=None, progress: bool = False, train_set: str = "noto") -> FeatureSet:
+    """Cached pre-projection features of the bundled emoji splits under the stand-in VLP (committed checkpoint).
+
+    ``train_set="styles"``: the training split is the multi-style set's (Noto, Twemoji, Fluent flat / modern:
+    :mod:`jsdlib.data.emoji_styles`), so JSD sees every training concept's captions, also those drawn only in
+    the other styles; validation and test stay the Noto splits.
+    """
+    if train_set not in ("noto", "styles"):
+        raise ValueError(f"emoji_features: train_set must be 'noto' or 'styles', got {train_set!r}")
     vlp = load_standin(checkpoint)
     splits = {s: load_emoji(s) for s in ("train", "val", "test")}
+    if train_set == "styles":
+        from jsdlib.data import emoji_styles
+        splits["train"] = emoji_styles.load("train")
     feats = {s: cached_features(vlp, sp, progress=progress) for s, sp in splits.items()}
     tok = minilm_tokenizer()
     vocab = Vocabulary.from_hf(tok)
