@@ -4,6 +4,8 @@
     python benchmarks/grounding.py --standin CKPT --only pec-floor ... --threads 1 &     # lane 2
     python benchmarks/grounding.py --standin CKPT --json benchmarks/results_grounding.json  # all, then the choice
 
+(`--json` with `--only` writes the choice among the named candidates only; the JSON lists them.)
+
 Runs resume from ``--run-root`` (default ``.cache/grounding/<stand-in digest>``); the last call trains what is
 missing, measures every candidate on val and test, applies the rule and prints the table.
 """
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
     res["standin"] = str(ckpt)
     res["seconds"] = round(time.perf_counter() - start, 1)
     print(table(res))
-    if args.json and not args.only:
+    if args.json:
         write_json(res, args.json)
     return 0
 
