@@ -630,6 +630,12 @@ def test_pipeline_tests_pair_queries_across_seeds():
     assert (r["n"], r["mean_a"], r["mean_b"]) == (6, 100.0, pytest.approx(200 / 3))
     assert r["diff"] == pytest.approx(100 / 3) and 0 <= r["p"] <= 1
     assert "be_cmc_ce_vs_be_ce_R@1" not in t          # pipelines not run are not tested
+    assert [s["seed"] for s in r["per_seed"]] == [0, 1] and all(s["n"] == 3 for s in r["per_seed"])
+    assert r["per_seed"][0]["diff"] == pytest.approx(100 / 3) and 0 <= r["per_seed"][0]["p"] <= 1
+    labelled = pipeline_tests([seed, seed], seeds=[4, 7])["be_cmc_vs_be_R@16"]
+    assert [s["seed"] for s in labelled["per_seed"]] == [4, 7]
+    with pytest.raises(ValueError, match="seed labels"):
+        pipeline_tests([seed, seed], seeds=[1])
     same = pipeline_tests([{"be": {"ranks": [1, 2]}, "be_cmc": {"ranks": [1, 2]}}])
     assert same["be_cmc_vs_be_R@64"]["p"] == 1.0
 

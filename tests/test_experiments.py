@@ -33,13 +33,26 @@ def test_aggregate_schema_and_pooled_tests():
         "jsd_dense_vs_dense_original"}
     t = res["tests"]["jsd_sparse_vs_d2s"]
     assert t["n_pairs"] == 150 and 0 <= t["p"] <= 1
+    # each seed's own test beside the pooled one (the pooled p treats a seed's captions as independent)
+    assert [s["seed"] for s in t["per_seed"]] == [0, 1, 2] and all(0 <= s["p"] <= 1 for s in t["per_seed"])
+    from jsdlib.common.stats import paired_test
+    one = [_fake(0), _fake(1), _fake(2)][1]
+    assert t["per_seed"][1]["p"] == pytest.approx(paired_test(one["jsd_sparse"]["rr"], one["d2s"]["rr"], "t"))
+    assert np.mean([s["mean_rr_diff"] for s in t["per_seed"]]) == pytest.approx(t["mean_rr_diff"])
     json.dumps(res)  # serialisable
+    from jsdlib.experiments.tables import jsd_claims
+    claims = jsd_claims(res, per_seed=True)
+    assert claims.loc["JSD sparse > D2S", "p per seed"] == ", ".join(f"{s['p']:.2g}" for s in t["per_seed"])
+    old = json.loads(json.dumps(res))
+    for v in old["tests"].values():
+        del v["per_seed"]
+    assert "p per seed" not in jsd_claims(old, per_seed=True)     # results from before keep their rendering
     rows = summary_rows(res)
     assert rows["jsd_sparse"]["p vs JSD sparse"] == "—" and "±" in rows["d2s"]["R@1"]
 
 
 def test_committed_compare_result_has_the_schema():
-    path = Path(__file__).resolve().parent.parent / "notebooks" / "results" / "jsd_compare_cpu-emoji.json"
-    res = json.loads(path.read_text())
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "results" / "reproduce_cpu" / "results.json"
+    res = json.loads(path.read_text())["results"]["jsd_compare"]     # the main job's, the one source notebooks read
     assert set(res["methods"]) == set(METHODS) and res["seeds"] == [0, 1, 2]
     assert all(0 <= t["p"] <= 1 for t in res["tests"].values())

@@ -40,12 +40,9 @@ def test_dense_step_runs_then_is_reused(tmp_path):
 
 
 def test_report_from_committed_results(tmp_path):
-    res = ROOT / "notebooks" / "results"
+    main = json.loads((ROOT / "notebooks" / "results" / "reproduce_cpu" / "results.json").read_text())["results"]
     doc = {"preset": "cpu", "seeds": [0, 1, 2], "environment": reproduce.environment(), "steps": {},
-           "results": {"jsd_compare": json.loads((res / "jsd_compare_cpu-emoji.json").read_text()),
-                       "jsd_sweep": json.loads((res / "jsd_sweep_cpu-emoji.json").read_text()),
-                       "cmc_wordnet": json.loads((res / "cmc_compare_wordnet.json").read_text()),
-                       "cmc_speed": json.loads((res / "cmc_speed.json").read_text())}}
+           "results": {k: main[k] for k in ("jsd_compare", "jsd_sweep", "cmc_wordnet", "cmc_speed")}}
     from jsdlib.experiments.tables import write_report
 
     text = write_report(doc, tmp_path).read_text()
@@ -130,7 +127,8 @@ def test_editing_a_default_of_the_called_function_reruns_the_step(tmp_path, monk
     reusing its stale file. The real function is replaced by a cheap one with the same kind of signature."""
     from jsdlib import cmc as cmc_core
 
-    committed = json.loads((ROOT / "notebooks" / "results" / "cmc_speed.json").read_text())
+    committed = json.loads((ROOT / "notebooks" / "results" / "reproduce_cpu" / "results.json").read_text())[
+        "results"]["cmc_speed"]
     calls = []
 
     def speed_curve(ns=(16, 64), ce_max=10000, ce_batch=64, log=print, repeats=(5, 3, 1)):

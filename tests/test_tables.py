@@ -9,7 +9,7 @@ import pytest
 from jsdlib.experiments import tables
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPARE = ROOT / "notebooks" / "results" / "jsd_compare_cpu-emoji.json"
+MAIN_JOB = ROOT / "notebooks" / "results" / "reproduce_cpu" / "results.json"   # the one source the notebooks read
 
 
 def _spec_numbers():
@@ -34,7 +34,7 @@ def test_every_reference_value_is_quoted_from_paper_numbers():
 
 
 def test_tables_from_the_committed_compare_result():
-    res = json.loads(COMPARE.read_text())
+    res = json.loads(MAIN_JOB.read_text())["results"]["jsd_compare"]
     t1 = tables.jsd_table1(res)
     assert t1.loc["jsd_sparse / JSD sparse (BLIP)", "paper coco5k R@1"] == "57.6 (secondary)"
     assert t1.loc["VisualSparta", "paper flickr1k R@5"] == tables.DASH
@@ -49,7 +49,7 @@ def test_tables_from_the_committed_compare_result():
 
 
 def test_claims_are_orderings_on_our_numbers():
-    res = json.loads(COMPARE.read_text())
+    res = json.loads(MAIN_JOB.read_text())["results"]["jsd_compare"]
     c = tables.jsd_claims(res)
     m = {n: v["t2i"]["R@1"]["mean"] for n, v in res["methods"].items()}
     assert (c.loc["JSD sparse > D2S", "verdict"] == "holds") == (m["jsd_sparse"] > m["d2s"])
@@ -109,3 +109,17 @@ def test_cmc_claims_without_cross_encoder_rows_say_not_run():
     assert df.loc["[emoji] BE-CMC raises R@16 over the BE (= BE-CMC-CE vs BE-CE R@16)", "verdict"] == "does not hold"
     row = df.loc["[emoji] BE-CMC-CE beats BE-CE; CMC-final faster than the CE"]
     assert row["verdict"] == tables.DASH and "no image CE above chance" in row["ours"]
+
+
+def test_per_seed_claims_read_each_seed_beside_the_pooled_p():
+    from jsdlib.experiments.tables import per_seed_claims, seed_reading
+
+    t = per_seed_claims([("a > b", [2.0, 1.0, 0.5], ">", [1.0, 1.5, 0.0], 0.01),
+                         ("c >= d", [1.0, 1.0], ">=", [1.0, 1.0], 0.5)][:1], seeds=[0, 1, 2])
+    row = t.loc["a > b"]
+    assert (row["seed 0"], row["seed 1"], row["seed 2"]) == ("+1.0 yes", "-0.5 no", "+0.5 yes")
+    assert row["holds at"] == "2 of 3 seeds" and row["reading"] == "mixed" and row["n_hold"] == 2
+    assert seed_reading(3, 3, 0.01) == "every seed, p < 0.05" and seed_reading(3, 3, 0.2) == "every seed, but p = 0.2"
+    assert seed_reading(0, 3, 0.001) == "no seed"
+    with pytest.raises(ValueError, match="values for 3 seeds"):
+        per_seed_claims([("x", [1.0], ">", [0.0], 0.1)], seeds=[0, 1, 2])

@@ -15,7 +15,7 @@ numbers in its metadata are computed from the saved (float16-``E``) weights afte
 
 :class:`EmojiSearch` wires the stand-in VLP and the bundled JSD model into text -> image search over one emoji
 split: ``search`` ranks by the sparse score ``z_t . z_i``, the dense score ``d_t . d_i / tau`` or the integrated
-score ``w1 S_d + w2 S_s`` (spec jsd.md §2), and ``explain`` splits a sparse score into its per-term products
+score ``w1 S_d + w2 S_s`` (arXiv 2508.16707), and ``explain`` splits a sparse score into its per-term products
 ``z_t[j] * z_i[j]`` (the answer to "why did this image match").
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ class EmojiSearch:
     concatenated, as one :class:`~jsdlib.data.split.ImageTextSplit` whose ``image_meta[i]["split"]`` names the origin).
 
     ``enc`` holds the split's encodings (``D_t, Z_t`` of its captions, ``D_i, Z_i`` of its images; see
-    :func:`jsdlib.jsd.evaluate.encode`); ``d_i`` / ``z_i`` are the image sides. Scores (spec jsd.md §2)::
+    :func:`jsdlib.jsd.evaluate.encode`); ``d_i`` / ``z_i`` are the image sides. Scores (arXiv 2508.16707)::
 
         sparse      S_s = z_t . z_i
         dense       S_d = d_t . d_i / tau

@@ -1,6 +1,6 @@
 """Reading sparse vectors: an interactive explorer (ipywidgets), its static twin, and term look-ups.
 
-A JSD sparse vector ``z = log(1 + ReLU(E LayerNorm(W_p d + b_p)))`` (spec jsd.md §2) has one weight per
+A JSD sparse vector ``z = log(1 + ReLU(E LayerNorm(W_p d + b_p)))`` (arXiv 2508.16707) has one weight per
 vocabulary token, so an image *is* a weighted bag of words and a sparse match *is* a sum over shared words::
 
     S_s(q, i) = z_q . z_i = sum_j z_q[j] z_i[j]          (each term j contributes z_q[j] z_i[j])

@@ -47,6 +47,42 @@ def image_grid(split, indices: Sequence[int], ncols: int = 6, caption_kind: int 
     return fig
 
 
+def style_renderings(splits: Sequence, emojis: Sequence[str], styles: Sequence[str]) -> dict:
+    """``{(emoji, style): (split, index, subset)}``: where each emoji's rendering in each style sits among
+    ``splits`` (multi-style splits, :func:`jsdlib.data.emoji_styles.load`); missing pairs are left out."""
+    found = {}
+    for split in splits:
+        for i, m in enumerate(split.image_meta):
+            key = (m.get("emoji"), m.get("style"))
+            if key[0] in emojis and key[1] in styles and key not in found:
+                found[key] = (split, i, m.get("subset", split.split))
+    return found
+
+
+def styles_side_by_side(splits: Sequence, emojis: Sequence[str], styles: Sequence[str], size: float = 1.5):
+    """One row per emoji, one column per art style: the same concept as each style draws it (blank where a
+    style has no rendering); each picture is titled with the split it sits in (train / val / test)."""
+    found = style_renderings(splits, emojis, styles)
+    fig, axes = plt.subplots(len(emojis), len(styles), figsize=(size * len(styles), size * len(emojis) * 1.2),
+                             squeeze=False)
+    for r, e in enumerate(emojis):
+        for c, st in enumerate(styles):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if (e, st) in found:
+                split, i, _ = found[(e, st)]
+                ax.imshow(split.load_image(i))
+                ax.set_title(f"{st} ({split.split})", fontsize=8)
+            if c == 0:
+                first = [sp for sp in splits for j, m in enumerate(sp.image_meta) if m.get("emoji") == e]
+                name = first[0].captions[first[0].image_to_captions[
+                    [m.get("emoji") for m in first[0].image_meta].index(e)][0]] if first else e
+                ax.set_ylabel(_wrap(name, 14), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def query_results(split, scores, queries: Sequence[int], k: int = 5, size: float = 1.7, wrap: int = 28):
     """For each caption index in ``queries``: the query text, then its top-``k`` images (gold framed green)."""
     scores = np.asarray(scores)
@@ -188,7 +224,7 @@ def score_heatmaps(mats: dict, labels: Sequence[str] | None = None, figsize=(12,
 # ----------------------------------------------------------------------------------------------
 # Reading sparse vectors (notebook 03): terms, matches, sparsity, models side by side
 # ----------------------------------------------------------------------------------------------
-# A sparse vector z (spec jsd.md §2) has one non-negative weight per vocabulary token; :func:`jsdlib.jsd.vocab.top_terms`
+# A sparse vector z (arXiv 2508.16707) has one non-negative weight per vocabulary token; :func:`jsdlib.jsd.vocab.top_terms`
 # decodes its heaviest entries into ``[(term, weight)]``. The plots below take such lists (or the vectors) so
 # that they work for any model: the bundled JSD head, its initialisation, a D2S head, an open_clip BPE head.
 TERM_COLOR = "tab:blue"
@@ -290,7 +326,7 @@ def image_terms(images, terms, titles=None, highlight=None, ncols: int = 2, pane
 
 
 def term_contributions(z_q, z_d, vocab, k: int | None = 10, keep=None) -> list[tuple[str, float, float, float]]:
-    """The sparse score ``S_s(q, d) = sum_j z_q[j] z_d[j]`` split by term (spec jsd.md §2).
+    """The sparse score ``S_s(q, d) = sum_j z_q[j] z_d[j]`` split by term (arXiv 2508.16707).
 
     Returns ``[(term, z_q[j], z_d[j], z_q[j] * z_d[j])]`` for the terms active in both vectors, largest
     contribution first (ties by token id), at most ``k`` of them (``None``: all; then the contributions sum to

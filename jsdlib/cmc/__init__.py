@@ -1,4 +1,4 @@
-"""CMC, the multi-candidate reranker (Song et al., EMNLP 2024; spec ``cmc.md``; taught in notebook 05).
+"""CMC, the multi-candidate reranker (Song et al., EMNLP 2024; arXiv 2405.12801; taught in notebook 05).
 
 A query vector and K candidate vectors read jointly by a 2-layer encoder without positions (:mod:`.model`),
 trained on sampled candidates with CE + distillation from the retriever (:mod:`.data`, :mod:`.loss`,

@@ -1,4 +1,4 @@
-"""CMC training settings (spec cmc.md §3) and the named presets; the why of each preset value is in
+"""CMC training settings (arXiv 2405.12801) and the named presets; the why of each preset value is in
 ``docs/decisions.md``, "Presets"."""
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class CMCConfig:
 
 
 PRESETS = {
-    # spec §3 verbatim (lr 1e-5, batch 4, 5 epochs)
+    # the CMC paper verbatim (lr 1e-5, batch 4, 5 epochs)
     "spec": CMCConfig(),
     # head only on frozen vectors, CPU budget: 2,000 training queries; model selection reranks the top-64 of 300
     # fixed validation queries (test still reranks the top-512); the spec's lr (docs/decisions.md, "Presets")

@@ -1,4 +1,4 @@
-"""The cross-encoder baseline (spec cmc.md §4): every (query, candidate) pair read jointly, one score per pair.
+"""The cross-encoder baseline (arXiv 2405.12801): every (query, candidate) pair read jointly, one score per pair.
 
 :class:`CrossEncoder` reads ``[CLS] query [SEP] candidate [SEP]`` through MiniLM, a linear layer on the [CLS]
 output gives the score; :class:`ImageCrossEncoder` does the same for image candidates with a small fusion
@@ -160,7 +160,7 @@ class ImageCrossEncoder(nn.Module):
 
 @dataclass
 class CEConfig:
-    """Cross-encoder training (spec §4) on a seeded subset of training queries (it is the expensive model on a CPU).
+    """Cross-encoder training (as in the CMC paper) on a seeded subset of training queries (it is the expensive model on a CPU).
 
     One step = one query and its ``n_candidates`` pairs: the gold plus the ``n_candidates - 1`` best-ranked
     others of the retriever (hard negatives), scored ``s_1..s_n`` by the CE, and the loss::

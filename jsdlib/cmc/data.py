@@ -2,7 +2,7 @@
 
 Data is generic over tensors, so the same code serves entity linking (a bi-encoder's
 :class:`jsdlib.retrieval.topk.Retrieval`) and text -> image (JSD retrieval over image vectors). Training
-candidates per query (spec cmc.md §3): the gold (inserted if missing), the 31 best-ranked others and 32 drawn
+candidates per query (arXiv 2405.12801): the gold (inserted if missing), the 31 best-ranked others and 32 drawn
 uniformly from the rest of the retriever's top-1024 (:func:`sample_candidates`).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CMC's training loss (spec cmc.md §3): cross-entropy on the gold plus distillation from the retriever::
+"""CMC's training loss (arXiv 2405.12801): cross-entropy on the gold plus distillation from the retriever::
 
     L = alpha * CE(s, gold) + (1 - alpha) * KL( softmax(t / T) || softmax(s / T) ),   alpha = 0.2, T = 1
 
@@ -14,7 +14,7 @@ from jsdlib.cmc.data import RerankData
 
 def cmc_loss(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None, alpha: float = 0.2,
              T: float = 1.0) -> tuple[torch.Tensor, dict]:
-    """``alpha CE(s, y) + (1 - alpha) KL(softmax(t/T) || softmax(s/T))``, batch mean (spec §3).
+    """``alpha CE(s, y) + (1 - alpha) KL(softmax(t/T) || softmax(s/T))``, batch mean (the CMC paper).
 
     KL(p || q) = sum_k p_k (log p_k - log q_k) with p the teacher's distribution. ``teacher=None`` or
     ``alpha=1`` gives the plain CE.

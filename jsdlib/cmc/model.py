@@ -1,4 +1,4 @@
-"""The CMC model (Song et al., EMNLP 2024; spec cmc.md §2): the head over ``[q; c_1..c_K]`` and its text encoders.
+"""The CMC model (Song et al., EMNLP 2024; arXiv 2405.12801): the head over ``[q; c_1..c_K]`` and its text encoders.
 
 A query vector ``q`` and K candidate vectors ``c_1..c_K`` (looked up by the retriever's top-K ids in a catalogue
 encoded once) form one sequence, **without** positional, type or separator embeddings and without a mask, so the

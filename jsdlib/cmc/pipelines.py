@@ -1,4 +1,4 @@
-"""The pipelines of spec cmc.md §1 (BE, BE-CE, BE-CMC, BE-CMC-CE, CMC-final), their metrics (§5), the mean ± std
+"""The pipelines of the CMC paper, arXiv 2405.12801 (BE, BE-CE, BE-CMC, BE-CMC-CE, CMC-final), their metrics (§5), the mean ± std
 over seeds and the paired tests between pipelines."""
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def _check_pipelines(names: Sequence[str], k: int, k_ce: int, cmc, ce, rerankers
 def run_pipelines(data: RerankData, cmc: CMC | None, ce: CrossEncoder | None, k: int = 512, k_ce: int = 16,
                   names: Sequence[str] = PIPELINES, progress: bool = False, ce_cache: PairCache | None = None,
                   rerankers: dict | None = None, k_extra: int | None = None, k_final: int | None = None) -> dict:
-    """Every pipeline of spec §1 on ``data`` (test queries with the retriever's top-K), with metrics and ms/query.
+    """Every pipeline of the CMC paper on ``data`` (test queries with the retriever's top-K), with metrics and ms/query.
 
     - ``be``: the retriever's own ranking (top-``k``).
     - ``be_cmc``: CMC reranks the top-``k`` (the "virtually enhanced retriever"; read R@16 / R@64 against ``be``).
@@ -162,18 +162,30 @@ PIPELINE_TESTS = (("be_cmc_vs_be_R@16", "be_cmc", "be", 16), ("be_cmc_vs_be_R@64
                   ("be_cmc_vs_be_sum_of_max_R@16", "be_cmc", "be_sum_of_max", 16))
 
 
-def pipeline_tests(per_seed: Sequence[dict]) -> dict:
+def pipeline_tests(per_seed: Sequence[dict], seeds: Sequence[int] | None = None) -> dict:
     """Paired t-tests between pipelines on the per-query hit ``[rank < k]``, pooled over seeds (each seed's test
     queries are the same, so query q of seed s is paired with query q of seed s):
-    ``{name: {"a", "b", "k", "mean_a", "mean_b", "diff", "p", "n"}}`` (means in %)."""
+    ``{name: {"a", "b", "k", "mean_a", "mean_b", "diff", "p", "n", "per_seed"}}`` (means in %).
+
+    The pooled p treats the (seed, query) pairs as independent, which makes it too small: one seed's training
+    draw is shared by all its queries. ``per_seed`` therefore also holds each seed's own test,
+    ``[{"seed", "diff", "p", "n"}]`` (``seeds`` labels them; default 0, 1, ...), so a reader sees at how many seeds
+    an ordering holds beside the pooled p."""
+    seeds = list(range(len(per_seed))) if seeds is None else list(seeds)
+    if len(seeds) != len(per_seed):
+        raise ValueError(f"pipeline_tests: {len(seeds)} seed labels for {len(per_seed)} seeds' results")
     out = {}
     for name, a, b, k in PIPELINE_TESTS:
         if not all(a in r and b in r and "ranks" in r[a] for r in per_seed):
             continue
-        ha = np.concatenate([np.asarray(r[a]["ranks"]) < k for r in per_seed]).astype(float)
-        hb = np.concatenate([np.asarray(r[b]["ranks"]) < k for r in per_seed]).astype(float)
+        hits = [(np.asarray(r[a]["ranks"]) < k, np.asarray(r[b]["ranks"]) < k) for r in per_seed]
+        ha = np.concatenate([x for x, _ in hits]).astype(float)
+        hb = np.concatenate([y for _, y in hits]).astype(float)
         out[name] = {"a": a, "b": b, "k": k, "mean_a": 100 * float(ha.mean()), "mean_b": 100 * float(hb.mean()),
-                     "diff": 100 * float((ha - hb).mean()), "p": paired_test(ha, hb), "n": int(len(ha))}
+                     "diff": 100 * float((ha - hb).mean()), "p": paired_test(ha, hb), "n": int(len(ha)),
+                     "per_seed": [{"seed": s, "diff": 100 * float((x.astype(float) - y.astype(float)).mean()),
+                                   "p": paired_test(x.astype(float), y.astype(float)), "n": int(len(x))}
+                                  for s, (x, y) in zip(seeds, hits)]}
     return out
 
 

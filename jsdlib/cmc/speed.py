@@ -1,4 +1,4 @@
-"""Speed (spec cmc.md §5): ms per query of CMC and of the cross-encoder against the number of candidates, the
+"""Speed (arXiv 2405.12801): ms per query of CMC and of the cross-encoder against the number of candidates, the
 FLOPs of the CMC head and the roofline against this machine's measured GEMM throughput."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Train CMC (spec cmc.md §3): sampled candidates, the CE + distillation loss, model selection on validation.
+"""Train CMC (arXiv 2405.12801): sampled candidates, the CE + distillation loss, model selection on validation.
 
 Per step, ``batch_size`` training queries each get ``[gold, 31 best-ranked others, 32 uniform from the rest of the
 top-1024]`` (:func:`jsdlib.cmc.data.sample_candidates`), CMC scores them and :func:`jsdlib.cmc.loss.cmc_loss`
@@ -104,7 +104,7 @@ class CMCTask(Task):
 
 def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, resume: bool = True,
               progress: bool = True, stop_after_epoch: int | None = None, log=print, model: CMC | None = None) -> dict:
-    """Train CMC (spec §3) and keep the epoch with the best validation accuracy (CMC over val top-``eval_k``).
+    """Train CMC as in the CMC paper and keep the epoch with the best validation accuracy (CMC over val top-``eval_k``).
 
     Frozen variant: the head on ``train.query_emb`` / ``cand_emb``. Finetuned variant: pass ``model`` (a
     :class:`CMC` with encoders); vectors are re-encoded from ``query_texts`` / ``cand_texts`` in every step

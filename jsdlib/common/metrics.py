@@ -1,6 +1,6 @@
 """Retrieval metrics: R@k, MRR@10, any-hit image->text recall, RSUM (paired tests: :mod:`jsdlib.common.stats`).
 
-Conventions (the JSD evaluation protocol, spec §6):
+Conventions (the JSD paper's evaluation protocol):
 
 - ``scores`` is a (n_queries, n_items) matrix, higher = better. For text -> image the queries are the
   captions and the items the images (``scores_t2i``, shape (n_captions, n_images)); image -> text uses its
@@ -265,7 +265,7 @@ __all__ = ["ranks", "success_at_k", "mrr_at_k", "reciprocal_ranks", "t2i_metrics
 
 
 # ----------------------------------------------------------------------------------------------
-# Entity-linking metrics over ranked candidate lists (CMC, spec cmc.md §5)
+# Entity-linking metrics over ranked candidate lists (the CMC paper, arXiv 2405.12801)
 # ----------------------------------------------------------------------------------------------
 def list_ranks(ranked, gold) -> np.ndarray:
     """0-based position of ``gold[q]`` in row ``ranked[q]`` (candidate ids, best first); ``len(row)`` if absent.

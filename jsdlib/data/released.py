@@ -1,4 +1,4 @@
-"""The authors' released pre-projection features (spec jsd.md §8), loaded as :class:`jsdlib.vlp.features.Features`.
+"""The authors' released pre-projection features (arXiv 2508.16707), loaded as :class:`jsdlib.vlp.features.Features`.
 
 The released features (github.com/holi-lab/mm-sparse-retrieval) are two parquet files with columns ``id`` and
 ``emb`` -- ``text_embs_before_proj_{blip,albef}.parquet`` (id = Karpathy ``sentid``) and

@@ -82,7 +82,7 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     ce_out = (ce_info | {"ms_per_pair": cache.ms_per_pair, "pairs_scored": cache.pairs,
                          "note": "the CE is trained once (first seed) and shared by every CMC seed"} if need_ce
               else {"skipped": True, "note": spec.get("ce_note", "no cross-encoder pipelines asked for")})
-    return {"pipelines": aggregate_pipelines(per_seed), "tests": pipeline_tests(per_seed), "task": task,
+    return {"pipelines": aggregate_pipelines(per_seed), "tests": pipeline_tests(per_seed, seeds), "task": task,
             "names": list(names), "variant": get_cmc_preset(preset).encoders,
             "preset": dataclasses.asdict(get_cmc_preset(preset)),
             "ce_config": dataclasses.asdict(ce_cfg) if need_ce else None,

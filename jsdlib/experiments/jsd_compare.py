@@ -1,6 +1,6 @@
 """Experiments over cached features: every JSD-table method over several seeds, with paired tests.
 
-``compare`` trains and evaluates the methods of spec §5 for each seed on the same features and split and
+``compare`` trains and evaluates the methods of the JSD paper for each seed on the same features and split and
 aggregates them into the schema of ``jsdlib jsd compare --json``::
 
     {"methods": {NAME: {"t2i": {"R@1": {"mean", "std"}, "R@5": ..., "R@10": ..., "MRR@10": ...},
@@ -38,11 +38,16 @@ FIDELITY_METHODS = ("dense_original", "d2s_own_matched", "d2s_matched", "jsd_spa
                     "jsd_integrated_authors", "jsd_integrated_sx", "jsd_authors_teacher", "jsd_corrected_teacher")
 
 
-def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str) -> dict:
-    """Paired t-test of method ``x`` against ``y`` on per-query RR@10, the (seed, caption) pairs of all seeds."""
+def _pooled_paired_test(per_seed: Sequence[dict], x: str, y: str, seeds: Sequence[int]) -> dict:
+    """Paired t-test of method ``x`` against ``y`` on per-query RR@10, the (seed, caption) pairs of all seeds, and
+    each seed's own test in ``per_seed`` (the pooled p treats one seed's captions as independent draws, which
+    they are not: they share that seed's training run)."""
     a, b = (np.concatenate([r[n]["rr"] for r in per_seed]) for n in (x, y))
+    own = [{"seed": int(s), "p": paired_test(np.asarray(r[x]["rr"]), np.asarray(r[y]["rr"]), "t"),
+            "mean_rr_diff": float(np.mean(np.asarray(r[x]["rr"]) - np.asarray(r[y]["rr"])))}
+           for s, r in zip(seeds, per_seed)]
     return {"p": paired_test(a, b, "t"), "test": "paired t-test, RR@10, pooled over seeds", "n_pairs": int(len(a)),
-            "mean_rr_diff": float(np.mean(a - b))}
+            "mean_rr_diff": float(np.mean(a - b)), "per_seed": own}
 
 
 def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
@@ -63,7 +68,7 @@ def aggregate(per_seed: Sequence[dict], seeds: Sequence[int]) -> dict:
         pairs.append(("jsd_dense", "dense_original"))
     if {"jsd_authors_teacher", "jsd_corrected_teacher"} <= set(names):  # issue 13: the two t->i teachers
         pairs.append(("jsd_authors_teacher", "jsd_corrected_teacher"))
-    tests = {f"{x}_vs_{y}": _pooled_paired_test(per_seed, x, y) for x, y in pairs}
+    tests = {f"{x}_vs_{y}": _pooled_paired_test(per_seed, x, y, seeds) for x, y in pairs}
     return {"methods": methods, "tests": tests}
 
 

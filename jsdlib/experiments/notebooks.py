@@ -1,7 +1,8 @@
 """Build and execute the tutorial notebooks in place (default CPU mode), keeping outputs and counts.
 
 Notebooks are authored as percent-format scripts in ``notebooks/src/NN_name.py`` (``# %%`` code cells,
-``# %% [markdown]`` text cells, diff-friendly) and committed executed as ``notebooks/NN_name.ipynb``,
+``# %% [markdown]`` text cells, ``# %% solution`` an exercise's solution: a code cell whose source JupyterLab
+shows collapsed; diff-friendly) and committed executed as ``notebooks/NN_name.ipynb``,
 which is what learners open and what ``pytest --nbval`` checks.
 
     python -m jsdlib.experiments.notebooks              # build every notebook from its source and execute it
@@ -25,7 +26,7 @@ from jsdlib.common.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 NB_DIR = ROOT / "notebooks"
-_CELL = re.compile(r"^# %%(?P<md> \[markdown\])?[^\n]*$", re.M)
+_CELL = re.compile(r"^# %%(?P<md> \[markdown\])?(?P<sol> solution)?[^\n]*$", re.M)
 
 
 def script_to_notebook(text: str):
@@ -38,7 +39,11 @@ def script_to_notebook(text: str):
             lines = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in body.splitlines()]
             nb.cells.append(nbformat.v4.new_markdown_cell("\n".join(lines).strip("\n")))
         elif body.strip():
-            nb.cells.append(nbformat.v4.new_code_cell(body))
+            cell = nbformat.v4.new_code_cell(body)
+            if m.group("sol"):
+                cell.metadata["jupyter"] = {"source_hidden": True}
+                cell.metadata["tags"] = ["solution"]
+            nb.cells.append(cell)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb

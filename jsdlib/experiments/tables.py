@@ -137,11 +137,16 @@ def sweep_table(sweep: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _p(result: dict, a: str, b: str):
+def _test(result: dict, a: str, b: str) -> dict | None:
     for key in (f"{a}_vs_{b}", f"{b}_vs_{a}"):
         if key in result.get("tests", {}):
-            return result["tests"][key]["p"]
+            return result["tests"][key]
     return None
+
+
+def _p(result: dict, a: str, b: str):
+    t = _test(result, a, b)
+    return None if t is None else t["p"]
 
 
 # claim text, left method, relation, right method (relations on mean R@1 over seeds)
@@ -166,7 +171,42 @@ def jsd_claims(result: dict, metric: str = "R@1", claims=None, per_seed: bool = 
         if per_seed:
             pa, pb = ([r["t2i"][metric] for r in result["methods"][n]["per_seed"]] for n in (a, b))
             rows[text]["holds on seeds"] = f"{sum(ops[op](x, y) for x, y in zip(pa, pb))} of {len(pa)}"
+            if any("per_seed" in t for t in result.get("tests", {}).values()):   # runs that recorded each seed's test
+                t = _test(result, a, b)
+                rows[text]["p per seed"] = (DASH if t is None or "per_seed" not in t
+                                            else ", ".join(f"{s['p']:.2g}" for s in t["per_seed"]))
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+CLAIM_OPS = {">": lambda x, y: x > y, ">=": lambda x, y: x >= y, "<": lambda x, y: x < y}
+
+
+def seed_reading(n_hold: int, n: int, p: float) -> str:
+    """One line for an ordering over ``n`` seeds that holds at ``n_hold`` of them, with its pooled p: "every seed,
+    p < 0.05", "every seed, but p = ...", "mixed" or "no seed"."""
+    if n_hold == n:
+        return "every seed, p < 0.05" if p < 0.05 else f"every seed, but p = {p:.2g}"
+    return "no seed" if n_hold == 0 else "mixed"
+
+
+def per_seed_claims(rows, seeds) -> pd.DataFrame:
+    """Each claim seed by seed, beside its pooled p (the pooled test treats every (seed, query) pair as
+    independent, so a claim is read at each seed too).
+
+    ``rows``: ``(claim, left values per seed, relation, right values per seed, pooled p)`` with a relation of
+    :data:`CLAIM_OPS`. Returns one row per claim: ``seed S`` = the difference left - right with yes / no for the
+    ordering at that seed, ``holds at`` ("k of n seeds"), ``pooled p``, ``reading`` (:func:`seed_reading`) and
+    ``n_hold``."""
+    out = {}
+    for text, left, op, right, p in rows:
+        if len(left) != len(seeds) or len(right) != len(seeds):
+            raise ValueError(f"per_seed_claims: {text!r} has {len(left)} / {len(right)} values for {len(seeds)} seeds")
+        ok = [CLAIM_OPS[op](x, y) for x, y in zip(left, right)]
+        out[text] = {**{f"seed {s}": f"{x - y:+.1f} {'yes' if o else 'no'}"
+                        for s, x, y, o in zip(seeds, left, right, ok)},
+                     "holds at": f"{sum(ok)} of {len(ok)} seeds", "pooled p": f"{p:.2g}",
+                     "reading": seed_reading(sum(ok), len(ok), p), "n_hold": sum(ok)}
+    return pd.DataFrame.from_dict(out, orient="index")
 
 
 # ----------------------------------------------------------------------------------------------

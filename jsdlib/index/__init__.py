@@ -1,4 +1,4 @@
-"""Search over JSD's vectors (JSD, CIKM 2025; spec jsd.md §6-7; notebook 04): an exact inverted index, dense and
+"""Search over JSD's vectors (JSD, CIKM 2025; arXiv 2508.16707; notebook 04): an exact inverted index, dense and
 hybrid search, and engine back ends, one per module behind one interface (:class:`Backend`): ``exact``, ``brute``,
 ``faiss`` (:mod:`~jsdlib.index.faiss_backend`), ``seismic``, ``milvus``; :data:`BACKENDS` names them.
 

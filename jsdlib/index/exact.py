@@ -1,6 +1,6 @@
 """``exact`` (the default back end): the inverted index (sparse), the matrix product (dense), their exact sum (hybrid).
 
-Hybrid equals ranking by JSD's integrated score ``S_x`` (spec jsd.md §7).
+Hybrid equals ranking by JSD's integrated score ``S_x`` (arXiv 2508.16707).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class ExactBackend(Backend):
     """Exact search: the inverted index (sparse), the dense matrix product, and their exact sum (hybrid).
 
     Hybrid: the full sparse score rows come from the postings (:meth:`InvertedIndex.scores`), the dense rows from
-    ``Q_d D_d^T``; ``S_x = w1 S_d / tau + w2 S_s`` then :func:`topk_rows` -- the ranking by S_x (spec §7).
+    ``Q_d D_d^T``; ``S_x = w1 S_d / tau + w2 S_s`` then :func:`topk_rows` -- the ranking by S_x (the JSD paper).
     """
 
     name = "exact"

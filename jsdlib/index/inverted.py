@@ -1,4 +1,4 @@
-"""The exact inverted index: postings lists per vocabulary term, searched term-at-a-time (spec jsd.md §6).
+"""The exact inverted index: postings lists per vocabulary term, searched term-at-a-time (arXiv 2508.16707).
 
 Term j's *postings list* holds every document with ``x_j != 0`` as (doc id, x_j), in ascending doc id. Search is
 term-at-a-time: for each active query term j, walk its postings and add ``q_j x_j`` into a per-document
@@ -7,7 +7,7 @@ accumulator, then keep the k best. Only documents sharing a term with the query 
 
 **Cost model (D2S FLOPs).** With ``p_j(D) = df_j / N`` the share of documents using term j and ``p_j(Q)`` the
 share of queries using it, the expected number of multiply-adds per (query, document) pair is
-``FLOPs = sum_j p_j(Q) p_j(D)`` (spec §6). The measured work of a query set is exactly that times N::
+``FLOPs = sum_j p_j(Q) p_j(D)`` (the JSD paper). The measured work of a query set is exactly that times N::
 
     mean_q postings_touched(q) / N = mean_q sum_j 1[q_j != 0] df_j / N = sum_j p_j(Q) p_j(D)
 
@@ -223,7 +223,7 @@ class InvertedIndex:
         return self.doc_ids[s:e], self.weights[s:e]
 
     def expected_flops(self, Q) -> float:
-        """D2S FLOPs ``sum_j p_j(Q) p_j(D)`` of the queries ``Q`` against this index (spec §6)."""
+        """D2S FLOPs ``sum_j p_j(Q) p_j(D)`` of the queries ``Q`` against this index (the JSD paper)."""
         Q = self._queries(Q)
         p_q = np.bincount(Q.indices, minlength=self.vocab_size) / max(Q.shape[0], 1)
         return float(p_q @ self.term_shares())

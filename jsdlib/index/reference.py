@@ -1,4 +1,4 @@
-"""Exact top-k of a score matrix, and the brute-force references every index is tested against (spec jsd.md §6).
+"""Exact top-k of a score matrix, and the brute-force references every index is tested against (arXiv 2508.16707).
 
 Both references materialise all N scores of every query, then rank them under
 :data:`jsdlib.index.types.TIE_ORDER`; the exact index and the back ends must return their top-k.

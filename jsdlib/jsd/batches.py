@@ -1,4 +1,4 @@
-"""One epoch of in-batch training pairs (spec jsd.md §3: rows = images, columns = captions, labels = arange(B)).
+"""One epoch of in-batch training pairs (arXiv 2508.16707: rows = images, columns = captions, labels = arange(B)).
 
 By default every image appears once per epoch, with one of its captions drawn at random each time
 (``sampling="images"``), so an image never appears twice in a batch and there are no duplicate-image false

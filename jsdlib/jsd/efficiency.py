@@ -1,4 +1,4 @@
-"""How sparse a retriever is, measured as D2S does (spec jsd.md §6): active terms and expected FLOPs.
+"""How sparse a retriever is, measured as D2S does (arXiv 2508.16707): active terms and expected FLOPs.
 
     p_j(X)      = share of the vectors in X with z_j != 0
     terms(X)    = mean number of non-zero terms per vector = sum_j p_j(X)

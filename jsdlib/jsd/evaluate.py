@@ -1,4 +1,4 @@
-"""Scoring a trained model on a whole split (spec jsd.md §6): encode once, then the three score matrices.
+"""Scoring a trained model on a whole split (arXiv 2508.16707): encode once, then the three score matrices.
 
 Captions are the queries (rows), images the documents (columns)::
 

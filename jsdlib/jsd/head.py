@@ -1,4 +1,4 @@
-"""The sparse head (spec jsd.md §2): one head, shared by captions and images, reads the *normalised dense* vector::
+"""The sparse head (arXiv 2508.16707): one head, shared by captions and images, reads the *normalised dense* vector::
 
     u = LayerNorm(W_p d + b_p)          W_p: dense_dim -> e   (e = the text tower's word-embedding width)
     z = log(1 + ReLU(E u))              E: (|V|, e), no bias, a trainable *copy* of the word embeddings

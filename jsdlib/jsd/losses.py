@@ -1,4 +1,4 @@
-"""The losses of JSD and D2S (spec jsd.md §2-§3, §5): scores, InfoNCE, KD, teachers, self-KD, regularisers.
+"""The losses of JSD and D2S (arXiv 2508.16707): scores, InfoNCE, KD, teachers, self-KD, regularisers.
 
 Within a batch of B (image, caption) pairs -- **rows = images, columns = captions, labels y = arange(B)**::
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 
 # ----------------------------------------------------------------------------------------------
-# Scores and contrastive / distillation losses (spec §2-§3), one function each
+# Scores and contrastive / distillation losses (the JSD paper), one function each
 # ----------------------------------------------------------------------------------------------
 def _check_pair(A: torch.Tensor, B: torch.Tensor, what: str) -> None:
     if A.dim() != 2 or B.dim() != 2 or A.shape[1] != B.shape[1]:

@@ -1,4 +1,4 @@
-"""Every row of the JSD comparison table (spec jsd.md §5) on the same features and split.
+"""Every row of the JSD comparison table (arXiv 2508.16707) on the same features and split.
 
     dense_original     the VLP's own projection, untrained
     d2s                sparse head distilled from the frozen dense embeddings (:func:`jsdlib.jsd.train.train_d2s`)

@@ -1,4 +1,4 @@
-"""The trainable part of JSD (spec jsd.md §2): the two final projections, the shared sparse head, and tau::
+"""The trainable part of JSD (arXiv 2508.16707): the two final projections, the shared sparse head, and tau::
 
     d_t = normalize(W_t h_t + b_t)        d_i = normalize(W_v h_i + b_v)        (initialised from the VLP)
     z   = SparseHead(d)                   one head for both modalities (:mod:`jsdlib.jsd.head`)

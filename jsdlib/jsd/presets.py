@@ -1,4 +1,4 @@
-"""Named JSD configurations (spec jsd.md §4): :class:`JSDConfig` and its presets.
+"""Named JSD configurations (arXiv 2508.16707): :class:`JSDConfig` and its presets.
 
 Paper presets: the four rows of the paper's hyperparameter table, verbatim, with the shared optimisation
 settings (AdamW 0.9/0.999/1e-8, weight decay 0.05, 20 % linear warm-up then linear decay, clip 1.0,
@@ -28,7 +28,7 @@ DIGEST_NEUTRAL = {"vocab_mask": "none", "pec_floor": 0.0}
 class JSDConfig:
     """Every knob of JSD training (and of the D2S baseline trained next to it).
 
-    Loss weights follow spec §3: ``S_x = w1 S_d + w2 S_s``; ``L = (lam1 L_dense + lam2 L_sparse + L_inter)/2``;
+    Loss weights follow the JSD paper: ``S_x = w1 S_d + w2 S_s``; ``L = (lam1 L_dense + lam2 L_sparse + L_inter)/2``;
     ``eta_t``/``eta_i``: the maximum weights of the caption / image sparsity regulariser.
     """
 
@@ -40,7 +40,7 @@ class JSDConfig:
     lam2: float = 0.3
     eta_t: float = 5e-4
     eta_i: float = 3e-5
-    # optimisation (spec §4)
+    # optimisation (the JSD paper)
     batch_size: int = 256
     epochs: int = 200
     patience: int = 20
@@ -60,7 +60,7 @@ class JSDConfig:
     vocab_mask: str = "none"           # issue 14: "words" / "content" mask non-word terms (jsdlib.jsd.words)
     vocab_size: int | None = None      # only used when no word embeddings (E_init) are given
     emb_dim: int | None = None
-    # flags of spec §3 / §5
+    # flags of the JSD paper
     detach_teacher: bool = False
     teacher_transpose_quirk: bool = False
     self_kd: bool = True               # False: the "no self-KD" ablation (L' removed)
@@ -71,7 +71,7 @@ class JSDConfig:
     # (per image) are <= these can become "best"; None = no budget (plain early stopping on val sparse R@1)
     max_terms_q: float | None = None
     max_terms_d: float | None = None
-    # D2S baseline (spec §5); None = same as the JSD value
+    # D2S baseline (the JSD paper); None = same as the JSD value
     d2s_tau: float = 1e-3
     d2s_lr: float | None = None
     d2s_eta_t: float | None = None
@@ -132,7 +132,7 @@ class JSDConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# How the authors' code runs (docs/fidelity.md; spec fidelity.md): one epoch = every (caption, image) pair,
+# How the authors' code runs (docs/fidelity.md): one epoch = every (caption, image) pair,
 # shuffled, duplicate images kept in a batch (``data_module.py``), and the untransposed t->i teacher (``loss.py``).
 # The paper presets default to it; the corrected teacher is the named method ``jsd_corrected_teacher``
 # (:mod:`jsdlib.jsd.methods`), or ``get_preset(name, teacher_transpose_quirk=False)``.
@@ -163,7 +163,7 @@ PRESETS = {**PAPER_PRESETS, **CPU_PRESETS}
 
 @dataclass(frozen=True)
 class D2SRecipe:
-    """D2S trained as its own code trains it (``lsr-multimodal`` ``train.py``; spec fidelity.md), not with JSD's
+    """D2S trained as its own code trains it (``lsr-multimodal`` ``train.py``; docs/fidelity.md), not with JSD's
     optimiser: the method ``d2s_own`` (:func:`jsdlib.jsd.train.train_d2s_own`).
 
     Two AdamW groups, both without weight decay: ``lr_pretrained`` for the head's LayerNorm and vocabulary

@@ -1,4 +1,4 @@
-"""Training JSD and the D2S baseline on cached features (spec jsd.md §3-§5), with D2S's expansion control (PEC).
+"""Training JSD and the D2S baseline on cached features (arXiv 2508.16707), with D2S's expansion control (PEC).
 
 Both trainers build a :class:`~jsdlib.jsd.model.JSDModel` under :func:`jsdlib.common.seeding.seeded` (the caller's
 RNG is left as it was), define the loss of one batch, and run jsdlib's one training loop

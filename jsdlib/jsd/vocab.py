@@ -1,4 +1,4 @@
-"""Token <-> term: reading a sparse vector ``z`` as a weighted bag of words (spec jsd.md §2).
+"""Token <-> term: reading a sparse vector ``z`` as a weighted bag of words (arXiv 2508.16707).
 
 Every dimension of ``z`` is a token of the text tower's vocabulary. :class:`Vocabulary` prints token ids as
 readable terms for WordPiece (BERT, ``##`` pieces) and byte-level BPE (CLIP, ``</w>`` word ends) vocabularies;

@@ -1,6 +1,6 @@
 """A loaded vision-language dual encoder (:class:`VLP`) and loading any open_clip model by name and tag.
 
-JSD never runs the VLP's encoders while it trains (spec jsd.md §1): every caption and image is encoded once into
+JSD never runs the VLP's encoders while it trains (arXiv 2508.16707): every caption and image is encoded once into
 its pre-projection feature (:mod:`jsdlib.vlp.features`), and the projection initialises JSD's dense branch
 (:mod:`jsdlib.vlp.projection`). The bundled CPU model is the stand-in (:mod:`jsdlib.vlp.standin`), itself an
 open_clip model registered from a config (:func:`register_model_config`).

@@ -1,6 +1,6 @@
 """A VLP's final projections, the pre-projection features before them, its word embeddings and tokenisation.
 
-JSD starts its dense branch from the VLP's own projections (spec jsd.md §1)::
+JSD starts its dense branch from the VLP's own projections (arXiv 2508.16707)::
 
     d_t = normalize(W_t h_t + b_t)          d_i = normalize(W_v h_i + b_v)
 

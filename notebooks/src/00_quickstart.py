@@ -6,6 +6,9 @@
 # vector and a dense vector per image, trained together; Song et al., CIKM 2025); read *why* an image matched,
 # word by word; then link a word in a sentence to its WordNet sense with a bi-encoder and the **CMC** reranker,
 # which reads the query and all candidates together (Song et al., EMNLP 2024).
+# Papers: JSD [arXiv 2508.16707](https://arxiv.org/abs/2508.16707), CMC
+# [arXiv 2405.12801](https://arxiv.org/abs/2405.12801); the words used here are defined in
+# [the glossary](../docs/glossary.md).
 #
 # **Time:** under a minute on a laptop CPU. Nothing is trained: every model is a committed checkpoint.
 # **Needs:** nothing to run first (the stand-in VLP, the JSD model and the CMC head are in `jsdlib/assets/`;
@@ -18,13 +21,21 @@
 import matplotlib.pyplot as plt
 import torch
 
+import json
+from pathlib import Path
+
 from jsdlib.apps import bundled, viz
+from jsdlib.apps.exercises import Exercises
 from jsdlib.apps.linker import Linker
+from jsdlib.apps.readability import caption_words
+from jsdlib.jsd.words import is_alpha_word
 
 SEED = 0
 QUERY = "pig face"            # try your own: "sad face", "flag", "a red fruit", ...
+RESULTS = Path("results") / "reproduce_cpu" / "results.json"   # the course's tables (`jsdlib reproduce`, notebook 06)
 torch.manual_seed(SEED)
 torch.set_num_threads(2)
+ex = Exercises(solutions=True)   # False: hide the solutions and try the exercises yourself
 
 # %% [markdown]
 # ## 1. Search the emoji images with a typed query
@@ -73,10 +84,24 @@ fig = viz.match_explanation(QUERY, search.split.load_image(top), why, score=spar
 plt.show()
 
 # %% [markdown]
-# Most of the score comes from words you would expect ("pig", "face"), and some from words you would not
-# ("meat" is an *expansion* term: no caption of the image says it). Not every term is a clean word either: ","
-# and word pieces such as "-e" leak in. Notebook 03 reads these vectors properly.
-#
+# Each shared term is one of three kinds: a **caption word** (a word of the image's own captions), an
+# **expansion** word (a real word that no caption of the image uses, learned from similar images), or a
+# **non-word** (punctuation or a word piece such as "-e", which the head is free to use as a latent code).
+# The next cell sorts the score's parts into these kinds; notebook 03 reads these vectors properly.
+
+# %%
+parts = search.explain(QUERY, top, k=10_000)
+words = caption_words(search.split.captions_of(top))
+kinds = {"caption word": 0.0, "expansion word": 0.0, "non-word": 0.0}
+for t, _, _, c in parts:
+    kinds["caption word" if t in words else "expansion word" if is_alpha_word(t) else "non-word"] += c
+print(f"sparse score {sparse_score:.2f} =", " + ".join(f"{v:.2f} from {k}s" for k, v in kinds.items()))
+main = max(kinds, key=kinds.get)
+print(f"the largest part comes from {main}s ({100 * kinds[main] / sparse_score:.0f} % of the score); "
+      f"non-words give {100 * kinds['non-word'] / sparse_score:.0f} %")
+assert abs(sum(kinds.values()) - sparse_score) < 1e-3 * max(1, sparse_score)
+
+# %% [markdown]
 # ## 3. Link a mention to its WordNet sense: bi-encoder, then CMC
 #
 # Entity linking: given a word in a sentence (the *mention*), pick the right entry of a catalogue. Here the
@@ -105,9 +130,10 @@ print("CMC top 3       :", [(t, round(s, 1)) for t, s in res["cmc"]], "| gold at
 assert res["cmc_rank"] == 1 and res["be_rank"] > 1      # CMC fixes this one (on every CPU: checked in CI)
 
 # %% [markdown]
-# CMC does not fix every mention: over this domain's mentions it moves the gold to rank 1 more often than it
-# pushes it away (count them below). The three-seed tables over all test domains, and the case where CMC does
-# *not* help, are in notebook 05.
+# One mention says little. The next cell counts, over every mention of this domain, how often CMC moves the gold
+# sense to rank 1 and how often it pushes it away. Then the cell after compares this domain with the course's
+# three-seed table over all test domains (notebook 05 trains it, notebook 06 reads it): one domain is not the
+# whole picture.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -125,22 +151,73 @@ assert abs(be_acc - 38.4) < 0.7 and 0 < cmc_acc - be_acc < 10 and fixed > broken
 # %%
 print(f"over {len(moves)} mentions CMC fixes more than it breaks: {'holds' if fixed > broken else 'does not hold'}; "
       f"top-1 accuracy {'rises' if cmc_acc > be_acc else 'does not rise'}")
+table = json.loads(RESULTS.read_text())["results"]["cmc_wordnet"]
+be_r1, cmc_r1 = (table["pipelines"][n]["R@1"]["mean"] for n in ("be", "be_cmc"))
+be_r16, cmc_r16 = (table["pipelines"][n]["R@16"]["mean"] for n in ("be", "be_cmc"))
+print(f"course table, all test domains ({table['n_test_queries']} mentions x {len(table['seeds'])} seeds): "
+      f"R@1 bi-encoder {be_r1:.1f} -> BE-CMC {cmc_r1:.1f} ({'up' if cmc_r1 > be_r1 else 'not up'}); "
+      f"R@16 {be_r16:.1f} -> {cmc_r16:.1f} ({'up' if cmc_r16 > be_r16 else 'not up'})")
 
 # %% [markdown]
-# ## Exercise
+# The verdicts above are printed from the numbers: this one domain and the table over all test domains need not
+# agree. In the paper, CMC's main role between the bi-encoder and the cross-encoder is to raise R@16: to put
+# the gold into the *short list* of 16 that the slower cross-encoder reads; notebook 05 measures both roles.
 #
-# Search for `"sad face"` with each of the three scores (`score="sparse"`, `"dense"`, `"integrated"`) and
-# compare the top 5. Then read the top terms of the first sparse hit: which words made it match?
+# ## Exercises
 #
-# <details><summary>Solution</summary>
+# Each exercise has a cell for your answer, a hidden solution cell (it runs when `ex.solutions` is `True`, as in
+# CI) and a check. Set `ex = Exercises(solutions=False)` in the first cell to try them yourself.
 #
-# ```python
-# for kind in ("sparse", "dense", "integrated"):
-#     print(kind, [search.split.captions_of(i)[0] for i, _ in search.search("sad face", k=5, score=kind)])
-# i = search.search("sad face", k=1, score="sparse")[0][0]
-# print(search.explain("sad face", i, k=5))
-# ```
-# The three lists overlap but differ: the sparse score can only match through shared vocabulary words, the
-# dense one through the whole 256-d space; the integrated score mixes both as JSD was trained to.
-#
-# </details>
+# ### Exercise 1
+# Search for `"sad face"` with each of the three scores. Set `answer_1` to a dict
+# `{"sparse": [...], "dense": [...], "integrated": [...]}` of the top-5 image indices of each.
+
+# %%
+answer_1 = None   # your answer here: {"sparse": [i1, ..., i5], "dense": [...], "integrated": [...]}
+
+# %% solution
+if ex.solutions:
+    answer_1 = {kind: [i for i, _ in search.search("sad face", k=5, score=kind)]
+                for kind in ("sparse", "dense", "integrated")}
+
+# %%
+ex.check(1, answer_1, lambda a: all(list(a[k]) == [i for i, _ in search.search("sad face", k=5, score=k)]
+                                    for k in ("sparse", "dense", "integrated")),
+         "use search.search(query, k=5, score=kind) and keep the image indices")
+print({k: [search.split.captions_of(i)[0] for i in v] for k, v in answer_1.items()})
+
+# %% [markdown]
+# ### Exercise 2
+# The sparse score is the dot product of two sparse vectors. Compute it **by hand** for the query `"sad face"`
+# and test image 0: encode the query with `search.encode_query(...)` (it returns the dense and the sparse
+# vector, each with a batch dimension), take image 0's sparse vector from `search.z_i`, and set `answer_2` to
+# their dot product (a float).
+
+# %%
+answer_2 = None   # your answer here: a float
+
+# %% solution
+if ex.solutions:
+    _, z_q = search.encode_query("sad face")
+    answer_2 = float((z_q[0] * search.z_i[0]).sum())
+
+# %%
+ex.check(2, answer_2, lambda a: abs(a - float(search.scores("sad face", "sparse")[0])) < 1e-4,
+         "sum over the vocabulary of z_q[j] * z_i[j]")
+
+# %% [markdown]
+# ### Exercise 3
+# How sparse are the image vectors? Set `answer_3` to the mean number of non-zero terms per test image (a
+# float), computed from `search.z_i`, and compare it with the vocabulary's 30,522 words.
+
+# %%
+answer_3 = None   # your answer here: a float
+
+# %% solution
+if ex.solutions:
+    answer_3 = float((search.z_i > 0).sum(1).float().mean())
+
+# %%
+ex.check(3, answer_3, lambda a: abs(a - float((search.z_i != 0).sum(1).double().mean())) < 1e-3,
+         "count the entries > 0 per row of search.z_i, then average over the rows")
+print(f"{answer_3:.1f} active terms per image of {search.z_i.shape[1]:,}")

@@ -5,16 +5,21 @@
 # (`z = log(1 + ReLU(E LayerNorm(W d + b)))`) and why `E` starts from the word embeddings; the three score
 # matrices of JSD (dense, sparse, integrated) and its loss — InfoNCE on each, self-distillation from the
 # integrated score into both, L1 with a quadratic warm-up; one training step computed by hand and by the
-# library; training, and the comparison with the dense original, D2S and the two ablations.
+# library; how SPLADE's max pooling over tokens differs from JSD's one-vector head; training and its curves;
+# D2S's expansion control (PEC), the recipe of the model that notebooks 00 and 03-05 load; and the comparison
+# with the dense original, D2S and the two ablations, seed by seed.
 #
 # **Time:** about 2 minutes on a 2-core laptop CPU (one short JSD training run; the 40-epoch runs and the
-# three-seed table are read from the committed result of `jsdlib jsd compare`; `JSDLIB_FULL=1` trains JSD and
-# D2S for 40 epochs here and reruns the comparison and the sweep: `jsdlib reproduce` spent 41 + 31 minutes on
-# those two steps, side by side on one thread each of a 2-core laptop CPU, see `results/reproduce_cpu/`).
+# three-seed table are read from the committed result of the course's main job, `jsdlib reproduce`, in
+# `results/reproduce_cpu/` (the same file notebook 06 reads); `JSDLIB_FULL=1` trains JSD and D2S for 40 epochs
+# here: the main job spent 41 + 31 minutes on the comparison and the sweep, side by side on one thread each of
+# a 2-core laptop CPU).
 # **Needs:** notebook 01's stand-in VLP (committed; its features are cached on first use).
 #
 # Paper: Song et al., *Sparse and Dense Retrievers Learn Better Together: Joint Sparse-Dense Optimization
-# for Text-Image Retrieval*, CIKM 2025 (spec: `jsd.md`).
+# for Text-Image Retrieval*, CIKM 2025, [arXiv 2508.16707](https://arxiv.org/abs/2508.16707). Where jsdlib
+# departs from the authors' code: [docs/fidelity.md](../docs/fidelity.md); terms: [glossary](../docs/glossary.md).
+# <!-- claim-checked: "Better" is a word of the paper's title -->
 
 # %%
 import json
@@ -27,17 +32,20 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from jsdlib import jsd
-from jsdlib.apps import viz
+from jsdlib.apps import bundled, viz
+from jsdlib.apps.exercises import Exercises
 from jsdlib.common import hardware, metrics
-from jsdlib.common.io import write_json
 from jsdlib.experiments import jsd_compare
 from jsdlib.jsd.presets import get_preset
+from jsdlib.jsd.splade import max_pooled_terms, tied_mlm_logits
+from jsdlib.jsd.train import pec_probability
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
-RESULTS = Path("results")                       # committed outputs of `jsdlib jsd compare` / `jsd sweep`
+MAIN_JOB = Path("results") / "reproduce_cpu" / "results.json"   # `jsdlib reproduce --preset cpu` (notebook 06)
 torch.manual_seed(SEED)
 torch.set_num_threads(2)
+ex = Exercises(solutions=True)   # False: hide the solutions and try the exercises yourself
 cfg = get_preset("cpu-emoji")
 print("preset:", cfg.name, {k: getattr(cfg, k) for k in ("lr", "w1", "w2", "lam1", "lam2", "eta_t", "eta_i",
                                                          "batch_size", "epochs", "max_terms_q", "max_terms_d")})
@@ -59,6 +67,12 @@ print("E init:", tuple(fs.E_init.shape), "| vocabulary:", len(fs.vocab), fs.voca
 # %% [markdown]
 # ## 2. The sparse head on one image
 #
+# ![JSD: two frozen towers, their final projections, one shared sparse head and the three score matrices](figures/jsd_architecture.svg)
+#
+# The picture (drawn by `jsdlib.apps.diagrams`) is the whole model: the frozen towers give pre-projection
+# features `h_t`, `h_i`; the trainable projections give the dense vectors `d_t`, `d_i`; **one** sparse head,
+# shared by captions and images, turns each `d` into `z`; the three score matrices of section 3 compare them.
+#
 # $$u = \mathrm{LayerNorm}(W_p d + b_p), \qquad z = \log(1 + \mathrm{ReLU}(E u)).$$
 #
 # ReLU makes `z` non-negative and (after training with L1) sparse; the log damps large weights. Before
@@ -75,6 +89,41 @@ print(f"untrained head: {100 * float((z > 0).float().mean()):.0f} % of {z.numel(
       f"all weights >= 0: {bool((z >= 0).all())}")
 print("top terms:", [t for t, _ in jsd.top_terms(z, 8, fs.vocab)])
 assert (z >= 0).all() and (z > 0).sum() > 1000
+
+# %% [markdown]
+# ### One vector, not one per token: SPLADE's max pooling
+#
+# SPLADE, the best-known learned sparse retriever for text, applies its vocabulary head to **every token
+# position** $i$ of a text and keeps, per term $j$, the largest weight over the positions:
+#
+# $$w_{ij} = \mathrm{MLM}(h_i)_j, \qquad z_j = \max_i \log(1 + \mathrm{ReLU}(w_{ij})).$$
+#
+# So each active term can be traced to the token that fired it. JSD's head reads **one** vector per caption or
+# image (the dense embedding `d`), which is what lets the same head serve images: an image has no tokens of the
+# vocabulary to pool over. The next cell runs SPLADE's pooling on MiniLM's token states of one caption, with
+# MiniLM's own word embeddings as the (untrained) MLM decoder, `jsdlib.jsd.splade.tied_mlm_logits`, and prints
+# which position each top term comes from. Nothing here is trained: it shows the *shape* of the computation.
+
+# %%
+from jsdlib import vlp
+from jsdlib.vlp.minilm import minilm_tokenizer
+
+standin, tok = vlp.load_standin(vlp.DEFAULT_STANDIN_CHECKPOINT), minilm_tokenizer()
+CAPTION = "a sleepy cat face"
+enc_tok = tok([CAPTION], return_tensors="pt")
+with torch.no_grad():
+    h_tok = standin.model.text.transformer(**enc_tok).last_hidden_state[0]        # (positions, 384)
+w_pos = tied_mlm_logits(h_tok, fs.E_init)                                       # (positions, 30,522)
+z_splade = max_pooled_terms(w_pos, enc_tok["attention_mask"][0])
+tokens = tok.convert_ids_to_tokens(enc_tok["input_ids"][0].tolist())
+source = torch.log1p(torch.relu(w_pos)).argmax(0)                               # the winning position per term
+top_j = z_splade.topk(8).indices
+print("tokens:", tokens)
+print("SPLADE-style top terms (term <- position that fired it):",
+      ", ".join(f"{fs.vocab.term(int(j))} <- {tokens[int(source[j])]}" for j in top_j))
+print(f"SPLADE pools {h_tok.shape[0]} position vectors (384 numbers each) into one z; JSD's head reads one "
+      f"vector, the dense embedding d ({d.shape[1]} numbers), for a caption and for an image alike")
+assert torch.equal(z_splade, torch.log1p(torch.relu(w_pos)).max(0).values)      # max pooling, nothing else
 
 # %% [markdown]
 # ## 3. Three score matrices for one batch
@@ -127,16 +176,23 @@ lib, parts = jsd.jsd_loss(S_d, S_s, z_t, z_i, w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam
 same = torch.allclose(by_hand, lib, rtol=1e-5)
 print(f"by hand {by_hand.item():.2f} | library {lib.item():.2f} | equal to 1e-5 (relative): {same}")
 assert same
+print("its parts:", ", ".join(f"{k} {float(parts[k].detach()):.2f}" for k in ("L_dense", "L_sparse", "L_inter", "L",
+                                                                     "Lp_dense", "Lp_sparse", "Lp", "reg")))
+for k, mine in (("L", L), ("Lp", Lp)):
+    assert torch.allclose(parts[k], mine, rtol=1e-5), k
+assert torch.allclose(0.5 * (parts["L"] + parts["Lp"]) + parts["reg"], lib, rtol=1e-5)
 print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
       [round(jsd.reg_weight(s, 100, 1.0), 3) for s in (0, 10, 20, 50)])
 
 # %% [markdown]
 # ## 5. Training JSD and D2S (one seed)
 #
-# AdamW with warm-up and linear decay, gradient clipping, early stopping on **validation sparse R@1**, and a
-# sparsity budget: only epochs whose validation vectors have at most 64 active terms per caption and 256 per
-# image can be selected, so the sparse retriever is one an inverted index can serve. D2S trains only the
-# sparse head, distilling the *frozen* dense scores.
+# AdamW with warm-up and linear decay, gradient clipping, and early stopping on **validation sparse R@1**.
+# The checkpoint is chosen with a **sparsity budget** that is *jsdlib's addition*, not the paper's: only epochs
+# whose validation vectors have at most 64 active terms per caption and 256 per image can be selected
+# (`JSDConfig.max_terms_q` / `max_terms_d`; `None` turns it off), so the sparse retriever is one an inverted
+# index can serve; the authors select on validation R@1 alone (see [docs/fidelity.md](../docs/fidelity.md)).
+# D2S trains only the sparse head, distilling the *frozen* dense scores.
 #
 # The preset's 40 epochs take about 10 minutes per method on a 2-core laptop (in fp32: bf16 autocast is used
 # only on CPUs with native bf16, see `jsdlib.common.hardware`). So by default this notebook trains JSD on a
@@ -155,6 +211,8 @@ for h in res_jsd["history"]:
     print(f"JSD epoch {h['epoch']:2d}: loss {h['loss']:7.3f}  val sparse R@1 {h['val']['sparse']['R@1']:.1f}  "
           f"dense R@1 {h['val']['dense']['R@1']:.1f}  terms q/d {h['val']['terms_q']:.0f}/{h['val']['terms_d']:.0f}")
 print(f"trained in {res_jsd['precision']} ({hardware.describe()})")
+fig = viz.jsd_training_curves(res_jsd["history"], best_epoch=res_jsd["best"]["epoch"])
+plt.show()
 
 # %%
 hist = res_jsd["history"]
@@ -167,11 +225,13 @@ for text, ok in checks.items():
 assert all(checks.values())
 
 # %% [markdown]
-# The 40-epoch runs, seed 0 (read from `results/jsd_compare_cpu-emoji.json`, written by
-# `jsdlib jsd compare`; the same preset and seed as above, all 40 epochs):
+# The 40-epoch runs, seed 0, read from the course's main job (`jsdlib reproduce --preset cpu`, the same preset and
+# seed as above, all 40 epochs; `results/reproduce_cpu/results.json`, which notebook 06 reads too):
 
 # %%
-ref = json.loads((RESULTS / "jsd_compare_cpu-emoji.json").read_text())["methods"]
+main_job = json.loads(MAIN_JOB.read_text())["results"]
+cmp = main_job["jsd_compare"]
+ref = cmp["methods"]
 labels = {"dense_original": "dense original", "d2s": "D2S sparse", "jsd_sparse": "JSD sparse",
           "jsd_dense": "JSD dense", "jsd_integrated": "JSD integrated"}
 rows = {}
@@ -183,13 +243,14 @@ for name, label in labels.items():
                    "best epoch": run.get("best_epoch")}
 print(metrics.format_table(rows, digits=1))
 assert all(float(r["terms q/d"].split("/")[0]) <= 64 * 1.15 for r in rows.values() if r["terms q/d"] != "dense")
+run0 = next(r for r in ref["jsd_sparse"]["per_seed"] if r["seed"] == SEED)
+assert run0["best_epoch"] > len(res_jsd["history"])        # the full runs select a later epoch than 3
 
 # %% [markdown]
 # One training run is one draw: the same code and seed give other numbers on another CPU (other kernels sum in
 # another order, and a laptop trains in fp32 where a CPU with native bf16 trains in bf16), about as far apart as
 # two seeds. So with `JSDLIB_FULL=1` the run above is checked against the committed three-seed result of
-# section 6 (made in bf16 on a CPU with AMX): each R@1 must lie within three seed standard deviations of its
-# mean (at least 1.5 points).
+# section 7: each R@1 must lie within three seed standard deviations of its mean (at least 1.5 points).
 
 # %%
 if FULL:
@@ -218,86 +279,210 @@ else:
     print("40-epoch JSD and D2S trained here and checked against the committed result: rerun with JSDLIB_FULL=1")
 
 # %% [markdown]
-# ## 6. Every method over three seeds, with paired tests
+# ## 6. Expansion control (PEC): the recipe of the bundled model
 #
-# `jsdlib jsd compare --preset cpu-emoji --seeds 0 1 2 --json results/jsd_compare_cpu-emoji.json` trains
-# every method of the paper's tables on the same features; the p-values are paired t-tests on per-query
-# reciprocal ranks, pooled over seeds. The committed result is read here (rerun with `JSDLIB_FULL=1`).
+# Trained as above, nothing asks a sparse term to *mean* what its word means: the contrastive and distillation
+# losses only ask that `z_t . z_i` ranks the right image first, and L1 only asks for few active terms. So the
+# head may use vocabulary slots as a private code. D2S's **probabilistic expansion control** (PEC) pushes the
+# caption side towards its own words: for each training batch, with probability $p(e)$, every caption's sparse
+# vector is **masked to the vocabulary ids of its own tokens** before the loss,
+#
+# $$z_t \leftarrow z_t \odot \mathbb{1}[j \in \mathrm{tokens}(\text{caption})], \qquad
+# p(e) = \max\big(0,\ 1 - e / (0.95\,E)\big),$$
+#
+# for 0-based epoch $e$ of $E$: every batch is masked at the start, none after 95 % of the epochs. The images
+# are never masked. To match a masked caption, an image must put weight on that caption's words, which is
+# what makes the image terms of notebook 03 readable. PEC is on for the model that notebooks 00 and 03-05 load
+# (`jsdlib.apps.bundled`, `JSDConfig.pec=True`); `jsdlib.jsd.train.pec_probability` is the schedule.
 
 # %%
-path = RESULTS / "jsd_compare_cpu-emoji.json"
+E_ = cfg.epochs
+sched = [pec_probability(e, E_) for e in range(E_)]
+print("p(e) at epochs 0, 10, 20, 30, 38, 39:", [round(sched[e], 3) for e in (0, 10, 20, 30, 38, 39)])
+assert sched[0] == 1.0 and sched[-1] == 0.0 and all(a >= b for a, b in zip(sched, sched[1:]))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# (the caption vector comes from the 3-epoch run above: its terms and weights move with the CPU's kernels)
+from jsdlib import data
+
+train_captions = data.load_emoji("train").captions
+cap = fs.train.image_to_captions[0][0]
+ids = fs.caption_token_ids[cap]
+mask = jsd.bag_mask([ids], len(fs.vocab))[0]
+with torch.no_grad():
+    z_cap = res_jsd["model"].head(res_jsd["model"].dense_text(fs.train.text[cap:cap + 1]))[0]
+print(f"caption {train_captions[cap]!r}: its token ids keep {int(mask.sum())} of {len(fs.vocab):,} terms "
+      f"({[fs.vocab.term(int(i)) for i in ids]})")
+print("top terms of the 3-epoch model's caption vector (trained without PEC):",
+      [t for t, _ in jsd.top_terms(z_cap, 6, fs.vocab)])
+own = {fs.vocab.term(int(i)): float(z_cap[int(i)]) for i in ids}
+kept = int(((z_cap * mask) > 0).sum())
+print("its weights on the caption's own tokens:", {t: round(w, 2) for t, w in own.items()},
+      f"-> after the PEC mask {kept} term(s) remain"
+      + ("; a batch masked like this can only score this caption through its own words, so the loss must put "
+         "weight on them" if kept < len(own) else ""))
+assert set((z_cap * mask).nonzero().flatten().tolist()) <= set(ids.tolist())
+
+# %% [markdown]
+# What PEC does to the terms and their cost, same preset and seed, with and without it: the bundled model (PEC)
+# and the same recipe trained without PEC (its summary is committed in `results/terms_nopec_cpu-emoji.json`,
+# written by `jsdlib.apps.bundled.write_nopec_report`; notebook 03 reads its image terms side by side).
+
+# %%
+bundled_meta = bundled.EmojiSearch("test").meta
+nopec = json.loads((Path("results") / "terms_nopec_cpu-emoji.json").read_text())["model"]["test"]
+pec_row = bundled_meta["test"]
+for label, t in (("without PEC", nopec), ("with PEC (bundled)", pec_row)):
+    print(f"{label:19s}: sparse R@1 {t['sparse']['R@1']:.1f}, terms per caption {t['terms_q']:.0f}, "
+          f"per image {t['terms_d']:.0f}, FLOPs {t['flops']:.2f}")
+print(f"PEC changes sparse R@1 by {pec_row['sparse']['R@1'] - nopec['sparse']['R@1']:+.1f} points, terms per image "
+      f"by x{pec_row['terms_d'] / nopec['terms_d']:.2f}, FLOPs by x{pec_row['flops'] / nopec['flops']:.2f}")
+assert pec_row["terms_d"] < nopec["terms_d"] and pec_row["flops"] < nopec["flops"]
+
+# %% [markdown]
+# ## 7. Every method over three seeds, with paired tests
+#
+# The main job (`jsdlib reproduce --preset cpu`, step `jsd_compare`) trains every method of the paper's tables on
+# the same features, seeds 0, 1 and 2. Its p-values come from a **paired test over queries**: both systems rank
+# the same 1,000 test captions, and the test asks whether the mean of the per-caption differences in reciprocal
+# rank is zero (a paired t-test). Pairing matters because captions differ in difficulty far more than two systems
+# do. The p-value is the chance of a mean difference at least this large if the two systems were equally good.
+# The committed p pools 3 seeds x 1,000 captions as 3,000 independent pairs; a seed's own training draw is not
+# independent across its captions, so the pooled p is too small. The verdict at each seed is printed beside it.
+# (`JSDLIB_FULL=1` retrains the comparison here, about 40 minutes, and shows it without writing any file.)
+
+# %%
 if FULL:
     cmp = jsd_compare.compare(fs, cfg, [0, 1, 2])
-    write_json(cmp, path)
-cmp = json.loads(path.read_text())
 print(metrics.format_table(jsd_compare.summary_rows(cmp)))
 
 # %%
 m = {n: v["t2i"]["R@1"]["mean"] for n, v in cmp["methods"].items()}
+per_seed = {n: {r["seed"]: r["t2i"]["R@1"] for r in v["per_seed"]} for n, v in cmp["methods"].items()}
 p = {n: cmp["tests"].get(f"jsd_sparse_vs_{n}", {}).get("p") for n in m}
-claims = [("JSD sparse >= dense original", m["jsd_sparse"] >= m["dense_original"], p["dense_original"]),
-          ("JSD sparse > D2S", m["jsd_sparse"] > m["d2s"], p["d2s"]),
-          ("JSD dense > dense original", m["jsd_dense"] > m["dense_original"], None),
-          ("no self-KD < full JSD", m["jsd_no_kd"] < m["jsd_sparse"], p["jsd_no_kd"]),
-          ("frozen final layer < full JSD", m["jsd_frozen_final"] < m["jsd_sparse"], p["jsd_frozen_final"])]
-for text, holds, pv in claims:
-    print(f"{text:32s} {'holds' if holds else 'does NOT hold':14s} p = {'—' if pv is None else f'{pv:.2g}'}")
+claims = [("JSD sparse >= dense original", "jsd_sparse", "dense_original", ">="),
+          ("JSD sparse > D2S", "jsd_sparse", "d2s", ">"),
+          ("JSD dense > dense original", "jsd_dense", "dense_original", ">"),
+          ("no self-KD < full JSD", "jsd_sparse", "jsd_no_kd", ">"),
+          ("frozen final layer < full JSD", "jsd_sparse", "jsd_frozen_final", ">")]
+cmp_ = {">": lambda x, y: x > y, ">=": lambda x, y: x >= y}
+verdicts = {}
+print(f"{'claim':32s} {'mean R@1':14s} {'pooled p':9s} per seed (a - b)")
+for text, a, b, op in claims:
+    holds = cmp_[op](m[a], m[b])
+    seeds = {sd: per_seed[a][sd] - per_seed[b][sd] for sd in sorted(per_seed[a])}
+    n_hold = sum(cmp_[op](per_seed[a][sd], per_seed[b][sd]) for sd in seeds)
+    pv = p.get(b) if a == "jsd_sparse" else None
+    verdicts[text] = (holds, n_hold)
+    print(f"{text:32s} {'holds' if holds else 'does NOT hold':14s} {'—' if pv is None else f'{pv:.2g}':9s} "
+          + "  ".join(f"seed {sd}: {d:+.1f}" for sd, d in seeds.items()) + f"  -> holds at {n_hold} of {len(seeds)} seeds")
+# what the text below says: on the means, four of the paper's five orderings hold here and one does not
+assert [v[0] for v in verdicts.values()] == [False, True, True, True, True]
 flops = {n: cmp["methods"][n]["flops"] for n in ("jsd_sparse", "d2s")}
-print(f"matched cost: JSD sparse {flops['jsd_sparse']:.2f} vs D2S {flops['d2s']:.2f} FLOPs "
-      f"({100 * (flops['d2s'] / flops['jsd_sparse'] - 1):+.0f} %)")
-# what the text below says: four of the paper's five orderings hold here, one does not
-assert [h for _, h, _ in claims] == [False, True, True, True, True]
-assert abs(flops["d2s"] / flops["jsd_sparse"] - 1) <= 0.15
+ratio = flops["d2s"] / flops["jsd_sparse"] - 1
+print(f"cost: JSD sparse {flops['jsd_sparse']:.2f} vs D2S {flops['d2s']:.2f} FLOPs ({100 * ratio:+.0f} %): "
+      f"{'matched within 15 %' if abs(ratio) <= 0.15 else 'NOT matched (more than 15 % apart)'}")
 gap, best = m["dense_original"] - m["jsd_sparse"], max(m, key=m.get)
 print(f"JSD sparse is {gap:.1f} points of R@1 {'below' if gap > 0 else 'above'} the dense original; "
-      f"the best row is {best}")
-assert best == "jsd_integrated"                                         # what the text below says
+      f"the best row on the mean is {best}")
+assert gap > 0 and best in ("jsd_integrated", "jsd_dense")
 
 # %% [markdown]
-# **What transfers and what does not.** At matched cost (D2S's L1 weight chosen on validation so both land
-# at about the same FLOPs), JSD's sparse retriever beats D2S, its fine-tuned dense branch beats the
-# original dense embeddings, and removing self-distillation or freezing the final layers hurts — the
-# paper's orderings. The headline "JSD sparse comparable to or better than dense" does **not** hold on the
-# emoji set: with at most 64 terms per caption, the sparse vectors lose R@1 to the 256-d dense ones (the
-# gap is printed above). Our dense model was trained on this very training split (BLIP had been fine-tuned on
-# COCO too, but on 100x more pairs), and a 30,522-term vocabulary has few words for emoji pictures; the
-# integrated score, which keeps both, is the best row.
+# **Reading the table.** The first column is the verdict on the three-seed means; the last says at how many
+# seeds it holds, and a claim that holds at only one or two seeds is a draw, whatever the pooled p says.
+# JSD sparse and D2S are compared at the cost each run ended with (printed above): when the two are not within
+# 15 % of each other in FLOPs, the comparison mixes accuracy with cost, and notebooks 04 and 06 read D2S's L1
+# sweep at JSD's FLOPs instead. The paper's headline, JSD sparse as accurate as the dense original, is the
+# first row: with at most 64 terms per caption, the sparse vectors are measured against 256-d dense ones, and
+# the dense model was trained on this very training split.
 
 # %% [markdown]
-# ## 7. Effectiveness against cost: the L1 weight
+# ## 8. Effectiveness against cost: the L1 weight
 #
-# The L1 weight trades accuracy for sparsity. FLOPs (D2S's definition) is the expected number of
-# multiplications per query-image pair in an inverted index: $\sum_j p_j(q)\,p_j(d)$, with $p_j$ the share of
-# captions (images) that use term $j$. `jsdlib jsd sweep --scales 0.3 1 3 10` trains JSD and D2S at four L1
-# weights (the committed result is read here; `JSDLIB_FULL=1` reruns it, about 15 minutes).
+# The L1 weight trades accuracy for sparsity. **FLOPs** (D2S's definition) is the expected number of
+# multiply-adds per query-image pair in an inverted index: $\sum_j p_j(q)\,p_j(d)$, with $p_j$ the share of
+# captions (images) that use term $j$ (`jsdlib.jsd.efficiency.flops`). The main job's step `jsd_sweep` trains
+# JSD and D2S at four L1 weights, seed 0 (read here from the same file).
 
 # %%
-path = RESULTS / "jsd_sweep_cpu-emoji.json"
-if FULL:
-    rows_sweep = []
-    for method in ("jsd", "d2s"):
-        rows_sweep += jsd_compare.l1_sweep(fs, cfg.replace(seed=0), method, [0.3, 1.0, 3.0, 10.0], seed=0)
-    write_json({"rows": rows_sweep, "preset": cfg.name, "seed": 0}, path)
-sweep = json.loads(path.read_text())["rows"]
+sweep = main_job["jsd_sweep"]["rows"]
+sweep = [r for r in sweep if not r.get("pec")]            # D2S + PEC points: notebook 04
 fig = viz.r1_vs_flops(sweep, split="test")
 plt.show()
 for r in sweep:
     print(f"{r['method']:3s} L1 x{r['scale']:<4g} test R@1 {r['test_R@1']:5.1f}  FLOPs {r['test_flops']:6.2f}  "
           f"terms q/d {r['test_terms_q']:5.1f}/{r['test_terms_d']:5.1f}")
+for method in ("jsd", "d2s"):
+    pts = sorted((r["scale"], r["test_flops"], r["test_R@1"]) for r in sweep if r["method"] == method)
+    fl = [f for _, f, _ in pts]
+    falls = all(x > y for x, y in zip(fl, fl[1:]))
+    print(f"{method}: FLOPs {'fall at every stronger L1 weight' if falls else 'do NOT fall at every stronger L1 weight'}"
+          f" (each point is a separate training run, so nothing forces it)")
 
 # %% [markdown]
-# ## Exercise
+# ## Exercises
 #
-# Turn on `teacher_transpose_quirk` (the authors' released code uses `softmax(S_x)` untransposed as the
-# text->image teacher) and check which loss parts change on the batch of section 4.
+# Each exercise has a cell for your answer, a hidden solution cell (it runs when `ex.solutions` is `True`, as in
+# CI) and a check. Set `ex = Exercises(solutions=False)` in the first cell to try them yourself.
 #
-# <details><summary>Solution</summary>
-#
-# ```python
-# _, q = jsd.jsd_loss(S_d, S_s, z_t, z_i, w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam1, lam2=cfg.lam2,
-#                     teacher_transpose_quirk=True)
-# print({k: round(float(parts[k] - q[k]), 5) for k in parts if k.startswith("KD")})
-# ```
-# Only the two text->image terms (`KD_dense_ti`, `KD_sparse_ti`) change: the untransposed teacher's rows are
-# image rows, so each caption is distilled towards another image's distribution.
-# </details>
+# ### Exercise 1
+# The authors' released code uses `softmax(S_x)` *untransposed* as the text->image teacher
+# (`teacher_transpose_quirk=True`; see [docs/fidelity.md](../docs/fidelity.md)). Recompute the loss of section 4's
+# batch with it, and set `answer_1` to the set of names of the loss parts starting with `KD` whose value changes.
+
+# %%
+answer_1 = None   # your answer here: a set of part names, e.g. {"KD_dense_it"}
+
+# %% solution
+if ex.solutions:
+    _, q = jsd.jsd_loss(S_d, S_s, z_t, z_i, w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam1, lam2=cfg.lam2,
+                        teacher_transpose_quirk=True)
+    answer_1 = {k for k in parts if k.startswith("KD") and not torch.isclose(parts[k], q[k])}
+
+# %%
+P_quirk = S_x.softmax(1)                    # the untransposed teacher: image rows, used for the caption rows
+_kd_ti = lambda S: -(P_quirk * S.T.log_softmax(1)).sum(1).mean()
+_, _q = jsd.jsd_loss(S_d, S_s, z_t, z_i, w1=cfg.w1, w2=cfg.w2, lam1=cfg.lam1, lam2=cfg.lam2,
+                     teacher_transpose_quirk=True)
+assert torch.isclose(_kd_ti(S_d), _q["KD_dense_ti"]) and torch.isclose(_kd_ti(S_s), _q["KD_sparse_ti"])
+ex.check(1, answer_1, lambda a: set(a) == {k for k in parts if k.startswith("KD")
+                                           and not torch.isclose(parts[k], _q[k])},
+         "compare each KD part of the two loss dicts; the text->image rows are the ones the teacher feeds")
+print(sorted(answer_1), "change: each caption is distilled towards an image row's distribution")
+
+# %% [markdown]
+# ### Exercise 2
+# The L1 weight warms up quadratically: $\eta(s) = \eta_{max} \min(1, (s / (0.2\,S))^2)$ for step $s$ of $S$.
+# Set `answer_2` to the list of $\eta(s)/\eta_{max}$ at steps 0, 5, 10, 15, 20 and 60 of $S = 100$, computed with
+# your own formula (then compare with `jsd.reg_weight`, printed in section 4).
+
+# %%
+answer_2 = None   # your answer here: a list of 6 floats
+
+# %% solution
+if ex.solutions:
+    answer_2 = [min(1.0, (st / (0.2 * 100)) ** 2) for st in (0, 5, 10, 15, 20, 60)]
+
+# %%
+ex.check(2, answer_2, lambda a: np.allclose(a, [jsd.reg_weight(st, 100, 1.0) for st in (0, 5, 10, 15, 20, 60)]),
+         "square the share of the warm-up that has passed, and cap it at 1")
+print([round(v, 4) for v in answer_2])
+
+# %% [markdown]
+# ### Exercise 3
+# SPLADE's pooling by hand: for the caption of the SPLADE cell, take `w_pos` (one row of term logits per
+# position), apply $\log(1 + \mathrm{ReLU}(\cdot))$ and the max over positions yourself (no library call), and
+# set `answer_3` to the number of terms whose pooled weight is above 1.0 (an int).
+
+# %%
+answer_3 = None   # your answer here: an int
+
+# %% solution
+if ex.solutions:
+    pooled = torch.log1p(torch.clamp(w_pos, min=0)).max(dim=0).values
+    answer_3 = int((pooled > 1.0).sum())
+
+# %%
+ex.check(3, answer_3, lambda a: a == int((z_splade > 1.0).sum()),
+         "log1p(relu(w_pos)), then .max(dim=0) over the positions, then count the entries above 1.0")

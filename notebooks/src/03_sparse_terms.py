@@ -17,7 +17,9 @@
 # **Needs:** nothing to run first — the committed stand-in VLP and JSD model (`jsdlib/assets/`, trained as in
 # notebooks 01 and 02); the stand-in's features are cached on first use.
 #
-# Spec: `jsd.md` §2 (term decoding). Paper: Song et al., CIKM 2025.
+# Paper: Song et al., CIKM 2025, [arXiv 2508.16707](https://arxiv.org/abs/2508.16707); expansion control (PEC)
+# is taught in notebook 02; terms: [glossary](../docs/glossary.md); where jsdlib departs from the authors' code:
+# [docs/fidelity.md](../docs/fidelity.md).
 
 # %%
 import os
@@ -28,6 +30,9 @@ import torch
 
 from jsdlib import jsd
 from jsdlib.apps import bundled, explorer, viz
+from jsdlib.apps.exercises import Exercises
+from jsdlib.apps.readability import caption_words, readability_of_vectors
+from jsdlib.jsd.words import is_word
 from jsdlib.jsd.presets import get_preset
 from jsdlib.vlp.features import cached_features
 from jsdlib.vlp.projection import word_embeddings
@@ -37,6 +42,7 @@ FULL = os.environ.get("JSDLIB_FULL") == "1"
 K = 10                                  # terms shown per vector
 torch.manual_seed(SEED)
 torch.set_num_threads(2)
+ex = Exercises(solutions=True)   # False: hide the solutions and try the exercises yourself
 
 # %% [markdown]
 # ## 1. The bundled JSD model over the 500 test images
@@ -95,18 +101,18 @@ assert all(len(ts) == K for ts in terms) and "face" in hits[0]
 # special tokens from the lists (the scores stay the full sums over every shared term); "rank by" switches between
 # the sparse, dense and integrated scores. Where no widget front
 # end exists (a static viewer), the same output carries a picture of the explorer's state instead, and
-# `ex.static()` draws it on demand.
+# `xp.static()` draws it on demand.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-ex = explorer.Explorer(search, image=rows[0], query="cat face", k=K, n_results=5)
-ex
+xp = explorer.Explorer(search, image=rows[0], query="cat face", k=K, n_results=5)
+xp
 
 # %% [markdown]
 # The data behind the explorer's current state (what the cells of a headless run can check):
 
 # %%
-iv, qv = ex.image_view(), ex.query_view()
+iv, qv = xp.image_view(), xp.query_view()
 print(f"image {iv['index']} ({iv['captions'][0]}): {iv['active']} active terms; top {len(iv['terms'])}:",
       ", ".join(f"{t} {w:.2f}" for t, w, *_ in iv["terms"]))
 print(f'query "{qv["query"]}": its terms', ", ".join(f"{t} {w:.2f}" for t, w in qv["query_terms"]))
@@ -161,18 +167,39 @@ print(f'the query "dog face" ({int((z_dog != 0).sum())} active terms):',
 assert 0.5 < shares.mean() < 1 and with_word.mean() > 10 * chance
 
 # %% [markdown]
-# Most images carry a word of their captions among their top terms, far above chance, yet most top terms
-# are expansion: the head names an image partly by what it shows (`face` for the cat face) and partly by
-# words that separate it from its neighbours. Note also that the query "dog face" activates `face` but not
-# `dog`: a term is only kept where it helps to rank the training images.
-#
+# The count above treats any caption *token* as a word, punctuation included ("," is a token of every keyword
+# caption). A stricter **readability** measure (`jsdlib.apps.readability`) counts only words: alphabetic, at
+# least 3 letters, not a stop word. `readable@5` is the share of images with one of their caption words among
+# their top 5 terms; `specific@5` the same for *specific* words, those at most 10 test images' captions use
+# ("dog", "octopus", "cake", not "face" or "flag"), over the images that have one. The set's `unseen_concept`
+# flag splits the images into concepts with a variant in training and concepts never trained on.
+
+# %%
+subsets = ["unseen concept" if m["unseen_concept"] else "seen concept" for m in search.split.image_meta]
+read = readability_of_vectors(Z_i, vocab, [search.split.captions_of(i) for i in range(len(search))], k=5,
+                              subsets=subsets)
+for g, r in read.items():
+    print(f"{g:15s} {r['images']:3d} images: readable@5 {100 * r['readable']:5.1f} %, "
+          f"specific@5 {100 * r['specific']:5.1f} % (of {r['with_specific_word']} with a specific word)")
+gap = read["seen concept"]["specific"] - read["unseen concept"]["specific"]
+print(f"specific@5 is {100 * gap:.0f} points {'higher' if gap > 0 else 'lower'} on seen concepts than on unseen "
+      f"ones; {100 * shares.mean():.0f} % of the top-{K} terms are expansion terms")
+assert read["seen concept"]["readable"] > read["unseen concept"]["readable"]
+
+# %% [markdown]
+# Read together: the images whose concept the stand-in VLP saw in training (notebook 01) mostly carry a word of
+# their captions among their top terms; the images of concepts it never saw rarely do. The head can only name
+# what the image tower tells apart. Note also that the query "dog face" activates `face` but not `dog`: a term
+# is only kept where it helps to rank the training images, and no dog-face picture was among them.
+
+# %% [markdown]
 # **Grounding is not automatic.** Nothing in JSD's loss ties dimension `j` to word `j`: the contrastive and
 # distillation terms only ask that `z_t . z_i` ranks the right image first, and L1 only asks for few active
 # dimensions. `E` starts as MiniLM's word embeddings, which makes grounded terms *possible*, but `W_p` starts
 # random, so `u = LayerNorm(W_p d + b_p)` is not in the word-embedding space. Trained that way on 2,635
 # images, the head finds its own code: vocabulary slots used as latent dimensions (`JSDLIB_FULL=1` shows it
-# with plain D2S in section 8). The bundled model was trained with expansion control (PEC, section 8), which
-# is what makes its terms readable.
+# with plain D2S in section 8). The bundled model was trained with expansion control (PEC, taught in notebook
+# 02, section 6), which ties the caption side to its own words.
 #
 # The same JSD recipe trained *without* PEC (same preset, same seed) shows it at once. That model is not
 # committed (it would be a second 24 MB file); its summary is, in `results/terms_nopec_cpu-emoji.json`
@@ -207,7 +234,7 @@ assert hits["without PEC"] == 0 and hits["with PEC"] >= 3
 #
 # The vocabulary also holds `[CLS]`, `[SEP]`, `[PAD]`, `[MASK]`, `[UNK]`, never-trained `[unusedN]` slots and
 # WordPiece continuations (`##ing`, printed `-ing`). Nothing stops the head from using them:
-# the spec leaves special tokens unmasked by default (as the paper), with a flag to mask them —
+# jsdlib leaves special tokens unmasked by default (as the paper), with a flag to mask them —
 # `JSDConfig.mask_special_tokens=True`, which gives the head `SparseHead(mask_ids=vocab.special_ids)` so those
 # dimensions are always zero. Here: how often each kind appears among the images' and captions' top terms,
 # and what masking the special tokens of the *trained* head (no retraining) does.
@@ -262,8 +289,8 @@ assert abs(summ["terms_per_caption"].mean() - ev["terms_q"]) < 1e-6
 #
 # **Before training** the head is its initialisation: `E` = MiniLM's word embeddings, `W_p` random
 # (`jsd.build_model`, seed 0). About half of the vocabulary is active and the top terms are arbitrary.
-# Training keeps a few dozen terms per image, most of them words of its captions or related ones; terms
-# marked • are in the top list both before and after.
+# The cell prints how many terms training keeps per image; terms marked • are in the top list both before and
+# after (section 5 counted how many of the trained ones are caption words).
 
 # %%
 torch.manual_seed(SEED)
@@ -284,13 +311,13 @@ for i in shown:
 assert before > 100 * after
 
 # %% [markdown]
-# **What PEC does.** D2S's probabilistic expansion control masks, with a probability that decays from 1 to 0
-# over training, each *caption's* vector to the tokens the caption contains. Early on, the head can only
+# **What PEC does** (notebook 02, section 6). D2S's probabilistic expansion control masks, with a probability
+# that decays from 1 to 0 over training, each *caption's* vector to the tokens the caption contains. Early on, the head can only
 # match on the words that are there; later it may expand. The cell below applies that mask to JSD's caption
 # vectors: the weight it removes is exactly the expansion mass PEC suppresses at the start of training. With
 # the mask on, a caption can only score through its own tokens, so the image side must learn those words;
-# as the mask fades, the head may expand again, and the bundled model (trained with PEC) keeps about half
-# of a caption's weight on its own tokens.
+# as the mask fades, the head may expand again; the cell prints how much of a caption's weight the bundled
+# model (trained with PEC) keeps on its own tokens.
 #
 # *Default path*: the mask on the bundled JSD model (no training). *`JSDLIB_FULL=1`*: D2S and D2S + PEC are
 # trained with the `cpu-emoji` preset, seed 0 (resumable runs under `$JSDLIB_CACHE/runs/nb03/`), and the three
@@ -378,25 +405,84 @@ fig = viz.match_explanation(search.split.captions[c], search.split.load_image(to
 plt.show()
 
 # %% [markdown]
-# ## Exercise
+# ## Exercises
 #
-# The explorer ranks by the sparse score by default. Find a query (a caption of the test split) that the
-# **dense** score answers correctly (gold image first) but the **sparse** score does not, and use
-# `search.explain` to say which terms pulled the sparse ranking away.
+# Each exercise has a cell for your answer, a hidden solution cell (it runs when `ex.solutions` is `True`, as in
+# CI) and a check. Set `ex = Exercises(solutions=False)` in the first cell to try them yourself.
 #
-# <details><summary>Solution</summary>
-#
-# ```python
-# S_d = search.enc["D_t"] @ search.enc["D_i"].T        # dense scores (the 1/tau scale does not change ranks)
-# ok_dense, ok_sparse = S_d.argmax(1) == gold, S.argmax(1) == gold
-# print(int((ok_dense & ~ok_sparse).sum()), "captions: dense right, sparse wrong")
-# c = int((ok_dense & ~ok_sparse).nonzero()[0])
-# q, wrong = search.split.captions[c], int(S[c].argmax())
-# print(q, "| sparse first:", search.split.captions_of(wrong)[0])
-# print("wrong image wins by:", search.explain(q, wrong, k=5))
-# print("gold image shares:  ", search.explain(q, int(gold[c]), k=5))
-# ```
+# ### Exercise 1
+# Count the test captions that the **dense** score answers right (gold image first) but the **sparse** score
+# does not. Set `answer_1` to that list of caption indices (sorted). Then use `search.explain` on one of them
+# to see which terms pulled the sparse ranking away.
+
+# %%
+answer_1 = None   # your answer here: a sorted list of caption indices
+
+# %% solution
+if ex.solutions:
+    S_dense = search.enc["D_t"] @ search.enc["D_i"].T      # dense scores (the 1/tau scale does not change ranks)
+    ok_dense, ok_sparse = S_dense.argmax(1) == gold, S.argmax(1) == gold
+    answer_1 = sorted(int(c) for c in (ok_dense & ~ok_sparse).nonzero().flatten())
+
+
+# %%
+def _first(M):   # best image per caption, ties to the lower index (as argmax)
+    return M.argmax(1)
+
+
+_ok_d = _first(search.enc["D_t"] @ search.enc["D_i"].T) == gold
+_ok_s = _first(S) == gold
+ex.check(1, answer_1, lambda a: list(a) == [c for c in range(len(gold)) if _ok_d[c] and not _ok_s[c]],
+         "dense right: argmax of D_t D_i^T is the gold image; sparse wrong: argmax of the sparse scores is not")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# (a near-tie between two images of one family can flip on another CPU's kernels: the count may move by one)
+assert 20 < len(answer_1) < 200
+c = answer_1[0]
+print(f"{len(answer_1)} captions: dense right, sparse wrong; e.g. {search.split.captions[c]!r}: sparse puts "
+      f"{search.split.captions_of(int(S[c].argmax()))[0]!r} first")
+
+# %% [markdown]
 # Typically the two images belong to one family (keycaps, flags, skin-tone variants of one person): their term
-# lists are nearly the same, with close weights, so the sparse score separates the family from the rest of
-# the corpus but not its members; the dense vector keeps the finer differences.
-# </details>
+# lists are nearly the same, with close weights, so the sparse score separates the family from the rest of the
+# corpus but not its members; the dense vector keeps the finer differences.
+#
+# ### Exercise 2
+# Compute `readable@5` by hand: for each test image, take its 5 heaviest terms (`search.image_terms(i, 5)`) and
+# its caption words (`caption_words(search.split.captions_of(i))`: alphabetic, 3+ letters, no stop words), and
+# set `answer_2` to the share (0 to 1) of images where the two sets meet.
+
+# %%
+answer_2 = None   # your answer here: a float between 0 and 1
+
+# %% solution
+if ex.solutions:
+    hit = [bool({t for t, _ in search.image_terms(i, 5)} & caption_words(search.split.captions_of(i)))
+           for i in range(len(search))]
+    answer_2 = sum(hit) / len(hit)
+
+# %%
+ex.check(2, answer_2, lambda a: abs(a - read["all"]["readable"]) < 1e-9,
+         "an image counts when one of its top-5 terms is one of its caption words")
+
+# %% [markdown]
+# ### Exercise 3
+# Which whole word (`is_word`) is active in the largest number of test images, the closest thing this index has to a stop
+# word? Set `answer_3` to `(term, number_of_images)`, using the sparse vectors `Z_i` and `vocab.term(j)`.
+
+# %%
+answer_3 = None   # your answer here: a (str, int) pair
+
+# %% solution
+if ex.solutions:
+    df = (Z_i > 0).sum(0)
+    best_j = max((j for j in range(len(vocab)) if df[j] > 0 and is_word(vocab.term(j))), key=lambda j: int(df[j]))
+    answer_3 = (vocab.term(best_j), int(df[best_j]))
+
+# %%
+_df = (Z_i != 0).sum(0)
+_words = {vocab.term(j): int(_df[j]) for j in _df.nonzero().flatten().tolist() if is_word(vocab.term(j))}
+ex.check(3, answer_3, lambda a: a[1] == max(_words.values()) and _words.get(a[0]) == a[1],
+         "count, per vocabulary column, the images whose weight is > 0; keep only whole words")
+print(f"{answer_3[0]!r} is active in {answer_3[1]} of {len(search)} test images")

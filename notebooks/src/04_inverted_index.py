@@ -4,39 +4,47 @@
 # **What you will learn.** Why sparse vectors over a vocabulary are searched with an *inverted index*
 # (postings lists per term), how term-at-a-time search works, by hand for one caption and then with
 # `jsdlib.index`; that the index returns exactly the brute-force top-k (ties included) while touching only
-# the postings of the query's terms — and that this work, divided by the corpus size, *is* D2S's FLOPs;
-# dense search and JSD's hybrid score `w1 S_d + w2 S_s` searched exactly; the accuracy/cost trade-off of the
-# L1 weight (with and without D2S's expansion control, PEC); and how the exact index compares with Seismic
-# (approximate), faiss and Milvus Lite on the same vectors.
+# the postings of the query's terms — and that this work, divided by the corpus size, *is* D2S's **FLOPs**:
+# the expected number of multiply-adds per query-document pair, $\sum_j p_j(Q)\, p_j(D)$, where $p_j(Q)$ and
+# $p_j(D)$ are the shares of queries and of documents whose sparse vector uses term $j$; dense search and
+# JSD's hybrid score `w1 S_d + w2 S_s` searched exactly; the accuracy/cost trade-off of the L1 weight (with
+# and without D2S's expansion control, PEC); and how the exact index compares with Seismic (approximate),
+# faiss and Milvus Lite on the same vectors.
+# Papers: JSD [arXiv 2508.16707](https://arxiv.org/abs/2508.16707) (its efficiency figure), D2S
+# [arXiv 2402.17535](https://arxiv.org/abs/2402.17535) (FLOPs and PEC); the terms are defined in
+# [the glossary](../docs/glossary.md).
 #
-# **Time:** under a minute on a laptop CPU (the L1 sweeps are read from committed results;
-# `JSDLIB_FULL=1` retrains them, about 40 minutes).
+# **Time:** under a minute on a laptop CPU (the L1 sweep is read from the course's results file,
+# `results/reproduce_cpu/results.json`; `JSDLIB_FULL=1` retrains it, about half an hour).
 # **Needs:** the bundled JSD model (`jsdlib/assets/jsd_cpu_emoji.safetensors`, committed) and notebook 01's
-# stand-in VLP (committed; its features are cached on first use). Spec: `jsd.md` §6-7.
+# stand-in VLP (committed; its features are cached on first use).
 
 # %%
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import torch
 import matplotlib.pyplot as plt
+import numpy as np
+import scipy.sparse as sp
+import torch
 
-from jsdlib import index, jsd
+from jsdlib import index
 from jsdlib.apps import viz
 from jsdlib.apps.emoji_index import emoji_vectors
-from jsdlib.common.io import write_json
+from jsdlib.apps.exercises import Exercises
 from jsdlib.common.metrics import t2i_metrics
-from jsdlib.experiments import jsd_compare
+from jsdlib.experiments import tables
 from jsdlib.jsd.efficiency import efficiency
 from jsdlib.jsd.evaluate import score_matrices
 from jsdlib.jsd.presets import get_preset
 
 SEED = 0
 FULL = os.environ.get("JSDLIB_FULL") == "1"
-RESULTS = Path("results")          # committed outputs of `jsdlib jsd sweep` (plain and --pec-only)
+OUT = Path("results") / "reproduce_cpu"   # the course's results (`jsdlib reproduce --preset cpu`; notebook 06)
 K = 10
+ex = Exercises(solutions=True)   # False: hide the solutions and try the exercises yourself
 torch.manual_seed(SEED)
 torch.set_num_threads(2)
 _ = os.environ.setdefault("RAYON_NUM_THREADS", "2")   # Seismic's thread pool
@@ -128,13 +136,14 @@ assert np.allclose(acc[by_hand], lib.scores[0])
 # %% [markdown]
 # ## 4. The library: exact top-k, FLOPs, dense and hybrid
 #
-# `InvertedIndex.search` runs the same loop compiled (numba) for a whole batch. Its contract (spec §7): the
-# same top-k as the brute-force sparse product. It accumulates in float64 in the same order as scipy's
+# `InvertedIndex.search` runs the same loop compiled (numba) for a whole batch. Its contract (the
+# `jsdlib.index.inverted` module docstring): the same top-k as the brute-force sparse product. It accumulates in float64 in the same order as scipy's
 # sparse product, so the scores agree **bit for bit** and the lists agree even on ties.
 #
 # **FLOPs.** Averaged over the queries, postings touched per query divided by $N$ is
-# $\frac{1}{|Q|}\sum_q \sum_j 1[q_j \ne 0]\, df_j / N = \sum_j p_j(Q)\, p_j(D)$ — D2S's FLOPs (spec §6): the
-# measured work and the expected-cost formula are the same number.
+# $\frac{1}{|Q|}\sum_q \sum_j 1[q_j \ne 0]\, df_j / N = \sum_j p_j(Q)\, p_j(D)$ — D2S's FLOPs
+# ([arXiv 2402.17535](https://arxiv.org/abs/2402.17535); `jsdlib.jsd.efficiency.flops`): the measured work and
+# the expected-cost formula are the same number.
 
 # %%
 res = idx.search(queries.sparse, K)
@@ -170,44 +179,106 @@ print(f"hybrid FLOPs per pair: {hybrid.flops:.1f} (256 dense + {res.flops:.1f} s
 # %% [markdown]
 # ## 5. Effectiveness against cost as the L1 weight changes
 #
-# A stronger L1 weight gives sparser vectors: fewer postings walked (lower FLOPs), lower R@1. The paper's
-# efficiency figure draws this for JSD and D2S; D2S's *probabilistic expansion control* (PEC) keeps only
-# terms of the caption's own tokens early in training. The points below are read from committed results of
-# `jsdlib jsd sweep --scales 0.3 1 3 10` (JSD, D2S) and `jsdlib jsd sweep --methods d2s --pec-only`
-# (D2S + PEC), one seed each; `JSDLIB_FULL=1` retrains them here (about 40 minutes).
+# Training adds an L1 penalty on the sparse vectors that pushes their weights toward zero (the head's ReLU
+# makes many of them exactly zero). Fewer active terms mean shorter queries and shorter postings lists, so
+# fewer FLOPs; the vectors also carry less, which can cost R@1. JSD's efficiency figure
+# ([arXiv 2508.16707](https://arxiv.org/abs/2508.16707)) draws test R@1 against FLOPs as the L1 weight changes. D2S's *probabilistic expansion control* (**PEC**) is a second way to cut cost: in a
+# training batch, with a probability that decays from 1 to 0, every caption's sparse vector is masked to the
+# tokens of the caption itself, so the head learns words first and expands later.
+#
+# The curves come from the `jsd_sweep` step of the course's main job (`jsdlib reproduce --preset cpu`, in
+# `results/reproduce_cpu/results.json`): JSD, D2S and D2S + PEC, each at L1 scale x0.3, x1, x3 and x10 (the
+# scale multiplies the preset's L1 weights `eta_t`, `eta_i`), one seed. Notebook 06 (section 5) reads the same
+# rows, so the two notebooks show the same numbers. That step trains no JSD + PEC curve. The one JSD + PEC
+# model is the **bundled model** searched above: the same `cpu-emoji` recipe as the JSD x1 point, seed 0, with
+# PEC on (`jsdlib.apps.bundled.train_bundled_jsd`). It is the star, a single point: its test R@1 and FLOPs are
+# stored in its metadata and section 4 measured them again on this index.
 
 # %%
-sweep_path, pec_path = RESULTS / "jsd_sweep_cpu-emoji.json", RESULTS / "jsd_sweep_pec_cpu-emoji.json"
-if FULL:
-    fs = jsd.emoji_features()
-    cfg = get_preset("cpu-emoji")
-    plain = []
-    for method in ("jsd", "d2s"):
-        plain += jsd_compare.l1_sweep(fs, cfg, method, [0.3, 1.0, 3.0, 10.0], seed=0)
-    write_json({"rows": plain, "preset": cfg.name, "seed": 0}, sweep_path)
-    pec = jsd_compare.l1_sweep(fs, cfg.replace(pec=True), "d2s", [0.3, 1.0, 3.0, 10.0], seed=0)
-    write_json({"rows": pec, "preset": cfg.name, "seed": 0}, pec_path)
-rows = json.loads(sweep_path.read_text())["rows"] + json.loads(pec_path.read_text())["rows"]
+if FULL:   # retrain the sweep step (or reuse its step file); results.json itself is left as it is
+    from jsdlib.experiments import reproduce
+    sweep = reproduce.run(OUT, preset="cpu", only=["jsd_sweep"], report=False, progress=False)["results"]["jsd_sweep"]
+else:
+    sweep = json.loads((OUT / "results.json").read_text())["results"]["jsd_sweep"]
+rows = sweep["rows"]
+bundled = {"R@1": es.meta["test"]["sparse"]["R@1"], "flops": es.meta["test"]["flops"]}
+
+
+def series_name(r):
+    return r["method"].upper() + (" + PEC" if r["pec"] else "")
+
+
 fig = viz.r1_vs_flops(rows, split="test", figsize=(7, 4))
+ax = fig.axes[0]
+ax.scatter([bundled["flops"]], [bundled["R@1"]], marker="*", s=260, color="black", zorder=5,
+           label="bundled model (JSD + PEC, L1 x1)")
+ax.legend(fontsize=8, loc="lower right")
 plt.show()
-for r in sorted(rows, key=lambda r: (r["method"], r["pec"], r["scale"])):
-    name = r["method"].upper() + (" + PEC" if r["pec"] else "")
-    print(f"{name:9s} L1 x{r['scale']:<4g} test R@1 {r['test_R@1']:5.1f}  "
+for r in sorted(rows, key=lambda r: (series_name(r), r["scale"])):
+    print(f"{series_name(r):9s} L1 x{r['scale']:<4g} test R@1 {r['test_R@1']:5.1f}  "
           f"FLOPs {r['test_flops']:6.2f}  terms q/d {r['test_terms_q']:5.1f}/{r['test_terms_d']:5.1f}")
+print(f"{'bundled':9s} L1 x1    test R@1 {bundled['R@1']:5.1f}  FLOPs {bundled['flops']:6.2f}  "
+      f"terms q/d {es.meta['test']['terms_q']:5.1f}/{es.meta['test']['terms_d']:5.1f}  (JSD + PEC, its metadata)")
+# the same numbers as notebook 06's sweep table, and the bundled point is what section 4 measured on this index
+t06 = tables.sweep_table(sweep)
+assert all(t06.loc[f"{r['method']}{' +PEC' if r['pec'] else ''} L1 x{r['scale']:g}", "test_R@1"]
+           == round(r["test_R@1"], 2) for r in rows)
 assert {(r["method"], r["pec"]) for r in rows} == {("jsd", False), ("d2s", False), ("d2s", True)}
+assert abs(bundled["R@1"] - r1["sparse"]) < 0.15 and abs(bundled["flops"] - res.flops) < 1e-3
+preset = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(get_preset("cpu-emoji")).items()}
+differs = {k for k, v in es.meta["config"].items() if k in preset and v != preset[k]}
+assert differs <= {"pec", "seed"} and sweep["seed"] == es.meta["seed"] == 0   # JSD x1 and the star: PEC apart
 
 # %% [markdown]
-# Reading the figure: moving left (cheaper) costs R@1 for every method. At a given cost, the curve that
-# sits higher is the better sparse retriever.
+# Does a stronger L1 weight give fewer FLOPs on every curve? The penalty only pushes training toward sparser
+# vectors; each point is a separate training, stopped at its own best validation epoch, so nothing forces
+# FLOPs or R@1 to move the same way at every step. The next cell reads the answer off each curve.
 
 # %%
-def best_under(rows, method, pec, budget):
-    ok = [r for r in rows if r["method"] == method and r["pec"] == pec and r["test_flops"] <= budget]
-    return max((r["test_R@1"] for r in ok), default=float("nan"))
+verdicts = {}
+for name in ("JSD", "D2S", "D2S + PEC"):
+    rs = sorted((r for r in rows if series_name(r) == name), key=lambda r: r["scale"])
+    fl, acc1 = [r["test_flops"] for r in rs], [r["test_R@1"] for r in rs]
+    verdicts[name] = (all(a > b for a, b in zip(fl, fl[1:])), all(a >= b for a, b in zip(acc1, acc1[1:])))
+    print(f"{name:9s} FLOPs " + " -> ".join(f"{f:.2f}" for f in fl)
+          + f"  (L1 x{rs[0]['scale']:g} -> x{rs[-1]['scale']:g}): falls at every step: "
+          + ("yes" if verdicts[name][0] else "no"))
+    print(f"{'':9s} R@1   " + " -> ".join(f"{a:.1f}" for a in acc1) + "  never rises: "
+          + ("yes" if verdicts[name][1] else "no"))
+    assert len(rs) == len(sweep["scales"])
 
-for budget in (1.0, 6.0, 15.0):
-    print(f"best test R@1 with FLOPs <= {budget:4.1f}:  JSD {best_under(rows, 'jsd', False, budget):5.1f}  "
-          f"D2S {best_under(rows, 'd2s', False, budget):5.1f}  D2S+PEC {best_under(rows, 'd2s', True, budget):5.1f}")
+# %% [markdown]
+# Compare the curves at **equal cost**, not at equal L1 scale: for a FLOPs budget, take each curve's highest
+# test R@1 among its points at or under that budget. A curve with no point that cheap shows "—" (not run at a
+# strong enough L1 weight). Then: is any sweep point no more costly *and* no less accurate than the bundled
+# model?
+
+# %%
+def best_under(name, budget):
+    ok = [r for r in rows if series_name(r) == name and r["test_flops"] <= budget]
+    return max(ok, key=lambda r: r["test_R@1"]) if ok else None
+
+
+def show(r):
+    return f"{r['test_R@1']:.1f} (x{r['scale']:g})" if r else "—"
+
+
+print("best test R@1 (and its L1 scale) among the points at or under a FLOPs budget")
+print(f"{'FLOPs budget':>12s}  {'JSD':>11s}  {'D2S':>11s}  {'D2S + PEC':>11s}  {'bundled':>8s}")
+for budget in (1.0, 1.5, 6.0, 15.0):
+    star = f"{bundled['R@1']:.1f}" if bundled["flops"] <= budget else "—"
+    print(f"{'<= ' + format(budget, '.1f'):>12s}  "
+          + "  ".join(f"{show(best_under(n, budget)):>11s}" for n in ("JSD", "D2S", "D2S + PEC")) + f"  {star:>8s}")
+print(f"—: no point of that curve (or the bundled model) is this cheap; the sweep's strongest L1 scale is "
+      f"x{max(sweep['scales']):g}")
+dominating = [f"{series_name(r)} x{r['scale']:g}" for r in rows
+              if r["test_flops"] <= bundled["flops"] and r["test_R@1"] >= bundled["R@1"]]
+print(f"sweep points no more costly and no less accurate than the bundled model "
+      f"(R@1 {bundled['R@1']:.1f}, FLOPs {bundled['flops']:.2f}): {', '.join(dominating) or 'none'}")
+jsd1 = next(r for r in rows if series_name(r) == "JSD" and r["scale"] == 1.0)
+print(f"PEC on JSD at L1 x1 (same recipe and seed): FLOPs {jsd1['test_flops']:.2f} -> {bundled['flops']:.2f}, "
+      f"test R@1 {jsd1['test_R@1']:.1f} -> {bundled['R@1']:.1f}")
+assert best_under("JSD", float("inf")) is not None and best_under("D2S", 0.0) is None
 
 # %% [markdown]
 # ## 6. Engines: Seismic, faiss, Milvus Lite
@@ -262,20 +333,88 @@ assert by["faiss"]["recall_at_10"] >= 0.99 and by["milvus"]["recall_at_10"] >= 0
 assert by["seismic"]["recall_at_10"] > 0.8
 
 # %% [markdown]
-# ## Exercise
+# ## Exercises
 #
-# Predict, without searching, how many postings caption 1 will touch from the document frequencies of its
-# terms, then check it against the index's own count. Which of its terms costs most?
+# Three small checks of what this notebook built: the FLOPs formula, term-at-a-time search and the cost of a
+# query. Each takes a second. Set `ex = Exercises(solutions=False)` in the first code cell to try them yourself.
 #
-# <details><summary>Solution</summary>
-#
-# ```python
-# q1 = queries.sparse[1]
-# predicted = int(idx.df[q1.indices].sum())
-# print(predicted, idx.search(q1, 10).work[0])           # equal
-# j = q1.indices[np.argmax(idx.df[q1.indices])]
-# print(es.vocab.term(int(j)), idx.df[j])               # the most common term dominates the cost
-# ```
-# Every active query term costs its whole postings list, whatever its weight: frequent terms are
-# expensive, which is why FLOPs weights each term by $p_j(D)$ and why L1 (and PEC) push weight off them.
-# </details>
+# ### Exercise 1
+# FLOPs by hand. Take the first 100 captions as the queries $Q$ (`queries.sparse[:100]`) and the 500 images as
+# the documents $D$ (`docs.sparse`). Compute $\sum_j p_j(Q)\, p_j(D)$ with numpy, where $p_j$ is the share of
+# rows of the matrix in which term $j$ is non-zero. `answer_1` is that number (a float). The check compares it
+# with the work the index measures when it searches those 100 captions (`idx.search(...).flops`).
+
+# %%
+answer_1 = None   # your answer here: a float, sum_j p_j(Q) p_j(D) for the first 100 captions
+
+# %% solution
+if ex.solutions:
+    Q100 = queries.sparse[:100]
+    p_q = np.bincount(Q100.indices, minlength=V) / Q100.shape[0]   # share of the 100 captions using term j
+    p_d = np.bincount(docs.sparse.indices, minlength=V) / n_docs    # share of the 500 images using term j
+    answer_1 = float(p_q @ p_d)
+
+# %%
+ex.check(1, answer_1, lambda a: abs(float(a) - idx.search(queries.sparse[:100], K).flops) < 1e-9,
+         "p_j(Q) = (captions among the 100 whose vector uses term j) / 100, p_j(D) = (images using j) / 500; "
+         "sum their products over the vocabulary")
+
+# %% [markdown]
+# ### Exercise 2
+# Term at a time on a tiny index. The cell below makes 5 documents over 5 terms and a query that uses terms 1
+# and 3, each with weight 1. Write down the postings lists of terms 1 and 3, add $q_j x_j$ into one
+# accumulator per document, and rank (score descending, ties to the lower document id). `answer_2` is a pair:
+# (the top-3 document ids, best first; the number of postings you walked). The check builds
+# `index.InvertedIndex` on the same matrix and compares with its `search`.
+
+# %%
+toy = sp.csr_matrix(np.array([[0.0, 1.0, 0.0, 2.0, 0.0],     # document 0
+                              [0.5, 0.0, 0.0, 1.0, 0.0],     # document 1
+                              [0.0, 0.0, 3.0, 0.0, 1.0],     # document 2
+                              [1.0, 1.0, 0.0, 0.0, 0.0],     # document 3
+                              [0.0, 2.0, 0.0, 1.0, 0.0]]))   # document 4
+q_toy = {1: 1.0, 3: 1.0}                                     # term -> query weight
+answer_2 = None   # your answer here: ([three document ids], postings walked)
+
+# %% solution
+if ex.solutions:
+    C = toy.tocsc()                                          # column j = term j's postings list
+    acc_toy, walked = {}, 0
+    for j, qj in q_toy.items():
+        for d, x in zip(C.indices[C.indptr[j]:C.indptr[j + 1]], C.data[C.indptr[j]:C.indptr[j + 1]]):
+            acc_toy[int(d)] = acc_toy.get(int(d), 0.0) + qj * x
+            walked += 1
+    answer_2 = (sorted(acc_toy, key=lambda d: (-acc_toy[d], d))[:3], walked)
+
+# %%
+toy_res = index.InvertedIndex.build(toy).search(
+    sp.csr_matrix((list(q_toy.values()), ([0] * len(q_toy), list(q_toy))), shape=(1, toy.shape[1])), 3)
+ex.check(2, answer_2, lambda a: [int(d) for d in a[0]] == toy_res.ids[0].tolist() and int(a[1]) == toy_res.work[0],
+         "documents 0 and 4 score the same: the lower id ranks first; every posting of terms 1 and 3 is walked, "
+         "even where the product is small")
+
+# %% [markdown]
+# ### Exercise 3
+# The cost of one query, term by term. For caption 1 (`queries.sparse[1]`), count for each of its active terms
+# how many images use that term, straight from the image matrix `docs.sparse` (not from the index).
+# `answer_3` is a dict {term id: number of images}. The check compares each count with the length of the
+# term's postings list and the total with the postings the index walks for caption 1. Every active query term
+# costs its whole postings list, whatever its weight: frequent terms are the expensive ones, which is why FLOPs
+# weighs each term by $p_j(D)$.
+
+# %%
+answer_3 = None   # your answer here: {term id: number of images whose vector uses it}, for caption 1's terms
+
+# %% solution
+if ex.solutions:
+    q1 = queries.sparse[1]
+    answer_3 = {int(j): int(np.count_nonzero(docs.sparse.indices == j)) for j in q1.indices}
+    j_max = max(answer_3, key=answer_3.get)
+    print(f"caption 1 {es.split.captions[1]!r}: {len(answer_3)} terms, {sum(answer_3.values())} postings; "
+          f"the longest list is {es.vocab.term(j_max)!r} ({answer_3[j_max]} images)")
+
+# %%
+q1_terms = set(queries.sparse[1].indices.tolist())
+ex.check(3, answer_3, lambda a: set(a) == q1_terms and all(a[j] == len(idx.postings(j)[0]) for j in a)
+         and sum(a.values()) == idx.search(queries.sparse[1], K).work[0],
+         "one entry per active term of caption 1; count the images whose row has that term (docs.sparse.indices)")
