@@ -242,3 +242,23 @@ def test_cli_adds_the_extra_rows_by_name():
     assert _names(build_parser().parse_args(["cmc", "compare", "--task", "wordnet"])) is None   # default unchanged
     with pytest.raises(SystemExit):
         build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--extra", "be_mlp"])
+
+
+def test_reranker_sweep_chooses_each_rerankers_lr_on_validation(tokens):
+    """`jsdlib cmc sweep --rerankers`: each reranker trained at every lr, scored on validation only; the best lr
+    per kind (on the toy, an lr too small to move the projections in 3 epochs loses)."""
+    from jsdlib.experiments.cmc_compare import reranker_sweep
+
+    tr, va = toy(n=120, seed=0, tokens=tokens), toy(n=40, seed=1, tokens=tokens)
+    small = dict(epochs=3, batch_size=8, eval_k=60, n_hard=7, n_random=8, pool=60, dropout=0.0, warmup_frac=0.0)
+    res = reranker_sweep("toy", ["poly", "sum_of_max"], [1e-6, 3e-2], data={"train": tr, "val": va},
+                         tokens=tokens, log=lambda *a: None, **small)
+    assert [(r["kind"], r["lr"]) for r in res["rows"]] == [("poly", 1e-6), ("poly", 3e-2),
+                                                           ("sum_of_max", 1e-6), ("sum_of_max", 3e-2)]
+    assert res["best"]["poly"]["lr"] == res["best"]["sum_of_max"]["lr"] == 3e-2
+    assert all(set(r) == {"kind", "lr", "val_acc", "best_epoch", "history", "train_time_s"} for r in res["rows"])
+    assert res["n_val_queries"] == 40 and res["n_train_queries"] == 120
+    with pytest.raises(ValueError, match="kinds must be among"):
+        reranker_sweep("toy", ["cmc"], [1e-3], data={"train": tr, "val": va}, tokens=tokens)
+    args = build_parser().parse_args(["cmc", "sweep", "--task", "wordnet", "--lrs", "1e-3", "--rerankers", "poly"])
+    assert args.rerankers == ["poly"]

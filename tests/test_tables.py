@@ -45,20 +45,41 @@ def test_tables_from_the_committed_compare_result():
     t3 = tables.jsd_table3(res)
     assert t3.loc["jsd_frozen_final / frozen final layer", "paper flickr1k R@1"] == tables.DASH
     md = tables.to_markdown(tables.jsd_table2(res), "method")
-    assert md.count("\n") == 2 + 3 and "58.7 (secondary)" in md
+    n_rows = sum(k in res["methods"] for k, _ in tables._T2)     # the authors' integrated row: runs since issue 13
+    assert n_rows >= 4 and md.count("\n") == 1 + n_rows and "58.7 (secondary)" in md
 
 
 def test_claims_are_orderings_on_our_numbers():
     res = json.loads(MAIN_JOB.read_text())["results"]["jsd_compare"]
     c = tables.jsd_claims(res)
     m = {n: v["t2i"]["R@1"]["mean"] for n, v in res["methods"].items()}
-    assert (c.loc["JSD sparse > D2S", "verdict"] == "holds") == (m["jsd_sparse"] > m["d2s"])
+    d2s, first = tables.d2s_key(res), tables.jsd_claim_list(res)[0][0]
+    assert (c.loc[first, "verdict"] == "holds") == (m["jsd_sparse"] > m[d2s])
     assert (c.loc["JSD sparse >= dense original (comparable or better)", "verdict"] == "holds") == (
         m["jsd_sparse"] >= m["dense_original"])
-    assert c.loc["JSD sparse > D2S", "p"] == f"{res['tests']['jsd_sparse_vs_d2s']['p']:.2g}"
+    assert c.loc[first, "p"] == f"{res['tests'][f'jsd_sparse_vs_{d2s}']['p']:.2g}"
     # flip a result: the verdict follows the numbers
-    res["methods"]["d2s"]["t2i"]["R@1"]["mean"] = 99.0
-    assert tables.jsd_claims(res).loc["JSD sparse > D2S", "verdict"] == "does not hold"
+    res["methods"][d2s]["t2i"]["R@1"]["mean"] = 99.0
+    assert tables.jsd_claims(res).loc[first, "verdict"] == "does not hold"
+
+
+def test_the_d2s_row_is_the_matched_one_where_the_run_has_it():
+    """The main job's D2S row is FLOPs-matched since issue 13 (`d2s_matched`); results with the constant-L1 `d2s`
+    row keep their claim text and table rows."""
+    res = json.loads(MAIN_JOB.read_text())["results"]["jsd_compare"]
+    d2s = tables.d2s_key(res)
+    old = {**res, "methods": {("d2s" if k == d2s else k): v for k, v in res["methods"].items()},
+           "tests": {k.replace(d2s, "d2s"): v for k, v in res["tests"].items()}}
+    new = {**old, "methods": {("d2s_matched" if k == "d2s" else k): v for k, v in old["methods"].items()},
+           "tests": {k.replace("_d2s", "_d2s_matched"): v for k, v in old["tests"].items()}}
+    assert tables.d2s_key(old) == "d2s" and tables.d2s_key(new) == "d2s_matched"
+    assert tables.jsd_claim_list(old)[0] == ("JSD sparse > D2S", "jsd_sparse", ">", "d2s")
+    assert tables.jsd_claim_list(new)[0] == ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched)", "jsd_sparse",
+                                             ">", "d2s_matched")
+    assert [c[1:] for c in tables.jsd_claim_list(new)[1:]] == [c[1:] for c in tables.JSD_CLAIMS[1:]]
+    assert list(tables.jsd_claims(new)["p"]) == list(tables.jsd_claims(old)["p"])
+    assert "d2s_matched / D2S (BLIP)" in tables.jsd_table1(new).index
+    assert "d2s / D2S (BLIP)" in tables.jsd_table1(old).index
 
 
 def test_reference_errors(tmp_path):

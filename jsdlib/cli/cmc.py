@@ -5,7 +5,7 @@ from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, summary_table
 from jsdlib.cmc.tasks import TASKS
 from jsdlib.cmc.config import INPUT_SCALES
-from jsdlib.experiments.cmc_compare import compare, export_wordnet_head, validation_sweep
+from jsdlib.experiments.cmc_compare import compare, export_wordnet_head, reranker_sweep, validation_sweep
 from jsdlib.common.cliargs import check_output, nonneg_int, positive_int
 from jsdlib.common.metrics import format_table
 
@@ -35,6 +35,17 @@ def _names(args) -> tuple | None:
 
 def cmd_cmc_sweep(args) -> int:
     check_output(args.json, "file", "--json")
+    if args.rerankers:
+        res = reranker_sweep(args.task, args.rerankers, args.lrs, preset=args.preset, seed=args.seed,
+                             progress=not args.quiet, log=log_of(args))
+        rows = {f"{r['kind']} lr {r['lr']:g}": {"val acc": r["val_acc"], "best epoch": r["best_epoch"],
+                                                "per epoch": " ".join(f"{v:.1f}" for v in r["history"]),
+                                                "train s": round(r["train_time_s"])} for r in res["rows"]}
+        print(f"comparison rerankers' validation accuracy on {args.task} (preset {args.preset}, seed {args.seed}, "
+              f"{res['n_val_queries']} val queries, selection {res['select_on']}):")
+        print(format_table(rows, name_header="reranker, lr", digits=2))
+        write_results(res, args.json)
+        return 0
     res = validation_sweep(args.task, args.lrs, args.input_scales, preset=args.preset, seed=args.seed,
                            progress=not args.quiet, log=log_of(args))
     rows = {f"{r['input_scale']} lr {r['lr']:g}": {"val acc": r["val_acc"], "best epoch": r["best_epoch"],
@@ -80,6 +91,9 @@ def add(sub) -> None:
     sw.add_argument("--lrs", type=float, nargs="+", required=True, help="learning rates to try")
     sw.add_argument("--input-scales", nargs="+", default=["unit"], choices=list(INPUT_SCALES),
                     help="CMC's input vectors: unit (as the retriever gives them) or layernorm (norm sqrt(d))")
+    sw.add_argument("--rerankers", nargs="+", default=[], choices=sorted(EXTRA_PIPELINES.values()),
+                    help="sweep these comparison rerankers' learning rate instead of CMC's (poly-encoder, "
+                         "sum-of-max; --input-scales does not apply)")
     ce = command(cm, "export", "train the frozen-encoder CMC head for WordNet and write its checkpoint",
                  cmd_cmc_export, shared=("seed", "threads", "quiet"))
     ce.add_argument("--out", default=None, help="default: jsdlib/assets/cmc_wordnet.safetensors (the committed one)")

@@ -1,5 +1,6 @@
 """CMC experiments (notebook 05, reproduce): every pipeline over seeds on a task (:func:`compare`), the committed
-WordNet head (:func:`export_wordnet_head`) and the learning-rate sweep behind the CPU presets (:func:`lr_sweep`)."""
+WordNet head (:func:`export_wordnet_head`), the learning-rate sweep behind the CPU presets (:func:`lr_sweep`) and
+the comparison rerankers' (:func:`reranker_sweep`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -155,6 +156,37 @@ def validation_sweep(task: str, lrs: Sequence[float], input_scales: Sequence[str
             "best": {sc: {"lr": b["lr"], "val_acc": b["val_acc"], "best_epoch": b["best_epoch"]} for sc, b in best.items()},
             "select_on": cfg.select_on, "n_val_queries": min(len(val), cfg.max_val_queries or len(val)),
             "n_train_queries": min(len(train), cfg.max_train_queries or len(train))}
+
+
+def reranker_sweep(task: str, kinds: Sequence[str], lrs: Sequence[float], preset: str = "cpu-frozen", seed: int = 0,
+                   run_root=None, tokens: TokenStates | None = None, data: dict | None = None,
+                   progress: bool = False, log=print, **overrides) -> dict:
+    """The comparison rerankers' learning rate chosen on validation (issue 15: a row beside CMC only after its
+    own lr is chosen): each of ``kinds`` (``"poly"``, ``"sum_of_max"``) trained with CMC's preset at every lr of
+    ``lrs`` (:func:`_train_rerankers`, seed ``seed``), its best validation epoch's accuracy, and the best lr per
+    kind. Validation only: no test number is computed. ``data``: ``{"train", "val"}`` instead of the task's;
+    ``overrides``: fields of the preset's config changed for every run (a test's toy sizes)."""
+    unknown = sorted(set(kinds) - set(EXTRA_PIPELINES.values()))
+    if unknown or not kinds or not lrs:
+        raise ValueError(f"reranker_sweep: kinds must be among {sorted(EXTRA_PIPELINES.values())} and lrs non-empty; "
+                         f"got kinds={list(kinds)}, lrs={list(lrs)}")
+    data = data or {s: load_task(task, s, progress=progress) for s in ("train", "val")}
+    tokens = TokenStates() if tokens is None else tokens
+    rows = []
+    for kind in kinds:
+        for lr in lrs:
+            cfg = get_cmc_preset(preset, **overrides, lr=lr, seed=seed)
+            _, info = _train_rerankers([kind], data, cfg, tokens, run_root, task, progress, log)
+            r = info[kind]
+            rows.append({"kind": kind, "lr": lr, "val_acc": r["val_acc"], "best_epoch": r["best_epoch"],
+                         "history": r["val_history"], "train_time_s": r["train_time_s"]})
+            log(f"{kind} lr {lr:g}: val acc {r['val_acc']:.2f} (epoch {r['best_epoch']}) {r['val_history']}")
+    best = {k: max((r for r in rows if r["kind"] == k), key=lambda r: r["val_acc"]) for k in kinds}
+    cfg = get_cmc_preset(preset, **overrides, seed=seed)
+    return {"task": task, "preset": preset, "seed": seed, "rows": rows,
+            "best": {k: {"lr": b["lr"], "val_acc": b["val_acc"], "best_epoch": b["best_epoch"]} for k, b in best.items()},
+            "select_on": cfg.select_on, "n_val_queries": min(len(data["val"]), cfg.max_val_queries or len(data["val"])),
+            "n_train_queries": min(len(data["train"]), cfg.max_train_queries or len(data["train"]))}
 
 
 def lr_sweep(train: RerankData, val: RerankData, lrs: Sequence[float], preset: str = "spec", seed: int = 0,

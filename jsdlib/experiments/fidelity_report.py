@@ -53,6 +53,32 @@ def fidelity_probe_figure(r: dict):
     return fig
 
 
+def flops_match_section(r: dict, labels: dict | None = None) -> list[str]:
+    """Markdown lines: how each ``*_matched`` D2S row's L1 weight was searched to the JSD run's FLOPs, seed by
+    seed (target, chosen scale, weights, epoch rule, matched or not, every probe); empty without such rows."""
+    labels = FIDELITY_LABELS if labels is None else labels
+    match = {}
+    for n in ("d2s_own_matched", "d2s_matched"):
+        for ps in r["methods"].get(n, {}).get("per_seed", []):
+            fm = ps.get("flops_match")
+            if fm:
+                band = fm.get("select_in_band", False)
+                probes = ", ".join(f"x{p['scale']:.3g}: {p['flops']:.2f}"
+                                   + ("" if "in_band" not in p else " (in band)" if p["in_band"] else " (none in band)")
+                                   for p in fm["probes"])
+                match[f"{labels.get(n, n)}, seed {ps['seed']}"] = {
+                    "target (JSD val FLOPs)": f"{fm['target']:.2f}", "L1 scale": f"x{fm['scale']:.3g}",
+                    "eta_t / eta_i": f"{fm['eta_t']:.3g} / {fm['eta_i']:.3g}",
+                    "epoch selected among": "epochs within +-15 % FLOPs" if band else "all epochs",
+                    "matched (+-15 %)": "yes" if fm["matched"] else "NO", "probes (scale: val FLOPs)": probes}
+    if not match:
+        return []
+    return ["\n### How each D2S row's FLOPs were matched (on validation, inside the run)\n", format_table(match),
+            "\nA probe's FLOPs are those of its selected validation epoch. Where the epoch is selected among the "
+            "epochs within +-15 % of the target (D2S's own recipe, `jsdlib.jsd.matching`), a probe with no "
+            "epoch in that band reports its epoch closest to the target, which steers the search."]
+
+
 def fidelity_report(r: dict) -> str:
     """Markdown for the ``jsd_fidelity`` step: the table, the claims, how each D2S row's FLOPs were matched, the
     two teachers, the two integrated scores, and the epoch chosen on validation."""
@@ -65,25 +91,7 @@ def fidelity_report(r: dict) -> str:
         a, c = (r["methods"][n]["t2i"]["R@1"]["mean"] for n in ("jsd_authors_teacher", "jsd_corrected_teacher"))
         out.append(f"\nThe two t->i teachers: the authors' {a:.1f} vs the corrected {c:.1f} R@1 (paired t-test p = "
                    f"{t['p']:.2g}, {t['n_pairs']:,} pairs).")
-    match = {}
-    for n in ("d2s_own_matched", "d2s_matched"):
-        for ps in r["methods"].get(n, {}).get("per_seed", []):
-            fm = ps.get("flops_match")
-            if fm:
-                band = fm.get("select_in_band", False)
-                probes = ", ".join(f"x{p['scale']:.3g}: {p['flops']:.2f}"
-                                   + ("" if "in_band" not in p else " (in band)" if p["in_band"] else " (none in band)")
-                                   for p in fm["probes"])
-                match[f"{FIDELITY_LABELS[n]}, seed {ps['seed']}"] = {
-                    "target (JSD val FLOPs)": f"{fm['target']:.2f}", "L1 scale": f"x{fm['scale']:.3g}",
-                    "eta_t / eta_i": f"{fm['eta_t']:.3g} / {fm['eta_i']:.3g}",
-                    "epoch selected among": "epochs within +-15 % FLOPs" if band else "all epochs",
-                    "matched (+-15 %)": "yes" if fm["matched"] else "NO", "probes (scale: val FLOPs)": probes}
-    if match:
-        out += ["\n### How each D2S row's FLOPs were matched (on validation, inside the run)\n", format_table(match),
-                "\nA probe's FLOPs are those of its selected validation epoch. Where the epoch is selected among the "
-                "epochs within +-15 % of the target (D2S's own recipe, `jsdlib.jsd.matching`), a probe with no "
-                "epoch in that band reports its epoch closest to the target, which steers the search."]
+    out += flops_match_section(r)
     smp = r.get("sampling")
     if smp:
         own = smp["preset_epoch"]

@@ -78,10 +78,22 @@ def _ours_label(result: dict) -> str:
     return f"ours ({d.get('dataset', '?')} {d.get('split', '?')}, {len(result.get('seeds', []))} seeds)"
 
 
-# (our method name, reference row per backbone) for each JSD table
+# (our method name, reference row per backbone) for each JSD table; "d2s" stands for the run's D2S row (d2s_key)
 _T1 = [("d2s", "D2S (BLIP)"), ("jsd_sparse", "JSD sparse (BLIP)")]
 _T2 = [("dense_original", "BLIP dense (original)"), ("jsd_dense", "JSD dense (BLIP)"),
-       ("jsd_sparse", "JSD sparse (BLIP)"), ("jsd_integrated", None)]
+       ("jsd_sparse", "JSD sparse (BLIP)"), ("jsd_integrated_authors", None), ("jsd_integrated", None)]
+# D2S rows a comparison may carry, the first one present is its D2S (the main job's: FLOPs-matched since issue 13)
+D2S_ROWS = {"d2s_matched": "D2S loss, JSD recipe, FLOPs matched", "d2s": "D2S loss, JSD recipe, constant L1"}
+
+
+def d2s_key(result: dict) -> str:
+    """The D2S row of a JSD comparison: ``d2s_matched`` (L1 searched on validation to JSD's FLOPs inside the run)
+    where the run has it, else ``d2s`` (a constant L1 weight; runs made before the main job matched FLOPs)."""
+    return next((k for k in D2S_ROWS if k in result["methods"]), "d2s")
+
+
+def _row(result: dict, name: str) -> str:
+    return d2s_key(result) if name == "d2s" else name
 _T3 = [("jsd_sparse", "full"), ("jsd_no_kd", "without self-distillation"), ("jsd_frozen_final", "frozen final layer")]
 
 
@@ -90,6 +102,7 @@ def jsd_table1(result: dict, ref: pd.DataFrame | None = None) -> pd.DataFrame:
     ref = load_reference() if ref is None else ref
     rows = {}
     for ours, paper in _T1 + [(None, "VisualSparta"), (None, "LexLIP"), (None, "D2S (ALBEF)"), (None, "JSD sparse (ALBEF)")]:
+        ours = ours and _row(result, ours)
         m = result["methods"].get(ours) if ours else None
         row = {f"{_ours_label(result)} {k}": (_ours(m, k) if m else DASH) for k in ("R@1", "R@5", "MRR@10")}
         row["ours FLOPs"] = f"{m['flops']:.1f}" if m else DASH
@@ -105,6 +118,8 @@ def jsd_table2(result: dict, ref: pd.DataFrame | None = None) -> pd.DataFrame:
     ref = load_reference() if ref is None else ref
     rows = {}
     for ours, paper in _T2:
+        if ours not in result["methods"]:      # jsd_integrated_authors: runs made since issue 13
+            continue
         m = result["methods"][ours]
         rows[f"{ours} / {paper or DASH}"] = {
             **{f"{_ours_label(result)} {k}": _ours(m, k) for k in ("R@1", "R@5")},
@@ -157,13 +172,21 @@ JSD_CLAIMS = [("JSD sparse > D2S", "jsd_sparse", ">", "d2s"),
               ("freezing the final layer hurts", "jsd_frozen_final", "<", "jsd_sparse")]
 
 
+def jsd_claim_list(result: dict) -> list[tuple]:
+    """:data:`JSD_CLAIMS` with "D2S" resolved to the run's D2S row (:func:`d2s_key`); a matched row is named
+    ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched)"), runs with the constant-L1 row keep the old text."""
+    k = d2s_key(result)
+    return [(f"{t} ({D2S_ROWS[k]})" if b == "d2s" and k != "d2s" else t, a, op, _row(result, b))
+            for t, a, op, b in JSD_CLAIMS]
+
+
 def jsd_claims(result: dict, metric: str = "R@1", claims=None, per_seed: bool = False) -> pd.DataFrame:
-    """Each JSD claim (default :data:`JSD_CLAIMS`) as an ordering on our mean ``metric``: the two values, holds /
+    """Each JSD claim (default :func:`jsd_claim_list`) as an ordering on our mean ``metric``: the two values, holds /
     does not hold, and p; with ``per seed``, how many seeds the ordering holds on (the pooled p treats every
     (seed, query) pair as independent)."""
     ops = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
     rows = {}
-    for text, a, op, b in (JSD_CLAIMS if claims is None else claims):
+    for text, a, op, b in (jsd_claim_list(result) if claims is None else claims):
         va, vb = (result["methods"][n]["t2i"][metric]["mean"] for n in (a, b))
         p = _p(result, a, b)
         rows[text] = {"ours": f"{va:.1f} {op} {vb:.1f}?", "verdict": "holds" if ops[op](va, vb) else "does not hold",
@@ -308,7 +331,9 @@ def report_sections(doc: dict, out=None) -> list[str]:
                 "### Table 1 — sparse retrievers\n", to_markdown(jsd_table1(r), "ours / paper row"),
                 "\n### Table 2 — against the dense counterpart\n", to_markdown(jsd_table2(r), "ours / paper row"),
                 "\n### Table 3 — ablations\n", to_markdown(jsd_table3(r), "ours / paper row"),
-                "\n### Claims checked on our numbers\n", to_markdown(jsd_claims(r), "claim")]
+                "\n### Claims checked on our numbers\n", to_markdown(jsd_claims(r, per_seed=True), "claim")]
+        from jsdlib.experiments.fidelity_report import flops_match_section   # it builds on this module's tables
+        body += flops_match_section(r)
         parts.append(_section("JSD and its baselines", "\n".join(body), "steps/jsd_compare.json"))
     if "jsd_fidelity" in res:
         from jsdlib.experiments.fidelity_report import fidelity_section   # it builds on this module's tables
