@@ -1,6 +1,6 @@
 """The headless main job: every experiment of the CPU course, resumable, into one report.
 
-    jsdlib reproduce --preset cpu --out results/          # 57 min for the committed run (2 cores); rerun = reuse
+    jsdlib reproduce --preset cpu --out results/          # 92 min for the committed run (2 slow cores); rerun = reuse
     jsdlib reproduce --preset cpu --out results/ --only jsd_compare search
 
 Each **step** writes ``OUT/steps/<name>.json`` atomically when it finishes, stamped with a digest of its
@@ -9,22 +9,25 @@ restarts, and its trainings resume from ``OUT/runs/``). Then ``OUT/results.json`
 environment, the seeds) and ``OUT/report.md`` (tables beside the papers' numbers, the claims check, plots as PNG)
 are written from the step files, so the report's numbers are the JSON's. With ``--workers 2`` (the default on 2+
 cores) the training steps run in two single-thread lanes and the timed steps alone afterwards
-(:mod:`jsdlib.experiments.lanes`); the committed run took 57 minutes that way on 2 cores.
+(:mod:`jsdlib.experiments.lanes`); the committed run took 92 minutes that way on 2 cores (57 minutes for the run
+before it on the same kind of machine, whose steps ran 1.4-1.9x faster: README, "Your first hour").
 
 Steps of the ``cpu`` preset (bundled emoji set, stand-in VLP, WordNet sense linking):
 
 | step | what | made by |
 |---|---|---|
 | dense | dense retrieval of the stand-in VLP | :func:`jsdlib.common.metrics.evaluate_split` |
-| jsd_compare | every JSD-table method, 3 seeds, paired tests | :func:`jsdlib.experiments.jsd_compare.compare` |
+| jsd_compare | every JSD-table method, 3 seeds, paired tests; D2S's L1 weight searched on validation to each JSD run's FLOPs | :func:`jsdlib.experiments.jsd_compare.compare` |
 | jsd_sweep | R@1 vs FLOPs over L1 weights: JSD, D2S, D2S + PEC | :func:`jsdlib.experiments.jsd_compare.l1_sweep` |
 | search | index back ends at 1k and 10k documents | :func:`jsdlib.index.bench.benchmark_backends` |
 | cmc_wordnet, cmc_emoji | BE / BE-CE / BE-CMC / BE-CMC-CE / CMC-final, 3 seeds | :func:`jsdlib.experiments.cmc_compare.compare` |
 | cmc_speed | ms/query vs candidates, CMC and CE | :func:`jsdlib.cmc.speed.speed_curve` |
 | jsd_fidelity | opt-in (``--only jsd_fidelity``, ``make fidelity``): the JSD table as the authors ran it, 3 seeds | :func:`jsdlib.experiments.jsd_compare.fidelity` |
 
-``jsd_fidelity`` is not part of the default job (it would take it past the hour): D2S in its own recipe and
-D2S's loss under JSD's recipe, both matched to JSD's FLOPs by a search on validation inside the run, the authors'
+``jsd_compare``'s D2S row is D2S's loss under JSD's recipe, its L1 weight searched on validation inside the run
+until its FLOPs are within +-15 % of that seed's JSD run (:data:`MAIN_MATCH`), so the two rows cost the same on
+any machine. ``jsd_fidelity`` is not part of the default job (it would take it past the hour): D2S in its own
+recipe and D2S's loss under JSD's recipe, both matched to JSD's FLOPs by a search on validation inside the run, the authors'
 integrated score and teacher beside ours, and the choice of ``cpu-emoji``'s epoch on validation. It shares its
 JSD runs with ``jsd_compare`` (``OUT/runs/jsd_compare``), and with ``--workers 2`` the second lane trains its
 units (a row and a seed each) from the end while the first works from the start.
@@ -77,8 +80,8 @@ OPT_IN_STEPS = ("jsd_fidelity",)     # cpu steps run only when asked for by name
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 0.2, "jsd_compare": 2446.8, "jsd_sweep": 1837.1, "search": 12.9,
-                    "cmc_wordnet": 1516.6, "cmc_emoji": 389.8, "cmc_speed": 42.4,
+EXPECTED_SECONDS = {"dense": 0.5, "jsd_compare": 4877.3, "jsd_sweep": 3292.0, "search": 24.7, "cmc_wordnet": 2098.5,
+                    "cmc_emoji": 556.6, "cmc_speed": 70.5,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), whose last invocation
                     # reused the trainings of two interrupted ones; a run from scratch costs more (README)
                     "jsd_fidelity": 2580.1}

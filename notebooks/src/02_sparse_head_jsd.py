@@ -366,13 +366,18 @@ verdicts = tables.jsd_claims(cmp, per_seed=True)   # verdict on the means, poole
 print(tables.to_markdown(verdicts, "claim"))
 # what the text below says: on the means, four of the paper's five orderings hold here and one does not
 assert verdicts["verdict"].to_dict() == {
-    "JSD sparse > D2S": "holds", "JSD sparse >= dense original (comparable or better)": "does not hold",
+    tables.jsd_claim_list(cmp)[0][0]: "holds", "JSD sparse >= dense original (comparable or better)": "does not hold",
     "JSD dense > dense original": "holds", "removing self-distillation hurts": "holds",
     "freezing the final layer hurts": "holds"}
 flops = {n: cmp["methods"][n]["flops"] for n in ("jsd_sparse", D2S)}
 ratio = flops[D2S] / flops["jsd_sparse"] - 1
-print(f"cost on test: JSD sparse {flops['jsd_sparse']:.2f} vs D2S {flops[D2S]:.2f} FLOPs ({100 * ratio:+.0f} %): "
-      f"{'matched within 15 %' if abs(ratio) <= 0.15 else 'NOT matched (more than 15 % apart)'}")
+print(f"cost on test, mean of the seeds: JSD sparse {flops['jsd_sparse']:.2f} vs D2S {flops[D2S]:.2f} FLOPs "
+      f"({100 * ratio:+.0f} %)")
+for j, d in zip(cmp["methods"]["jsd_sparse"]["per_seed"], cmp["methods"][D2S]["per_seed"]):
+    fm = d.get("flops_match")
+    print(f"  seed {d['seed']}: test FLOPs JSD {j['flops']:.2f}, D2S {d['flops']:.2f} ({100 * (d['flops'] / j['flops'] - 1):+.0f} %)"
+          + ("" if not fm else f"; validation search: {len(fm['probes'])} probe(s), "
+             f"{'matched within 15 %' if fm['matched'] else 'NOT matched: no probe within 15 %, the closest kept'}"))
 gap, best = m["dense_original"] - m["jsd_sparse"], max(m, key=m.get)
 print(f"JSD sparse is {gap:.1f} points of R@1 {'below' if gap > 0 else 'above'} the dense original; "
       f"the best row on the mean is {best}")
@@ -383,8 +388,10 @@ assert gap > 0 and best in ("jsd_integrated", "jsd_dense")
 # ordering holds, and a claim that holds at only one or two seeds is a draw, whatever the pooled p says.
 # A sparse retriever's accuracy means little without its cost, so the main job matches it: for each seed, D2S's
 # L1 weight is searched on validation until D2S's FLOPs lie within 15 % of that seed's JSD run
-# (`jsdlib.jsd.matching.match_d2s_l1`; the search runs inside the job, so the match holds on any machine). The
-# cost line above says whether the two stay within 15 % on the test split too. D2S here is D2S's loss under JSD's
+# (`jsdlib.jsd.matching.match_d2s_l1`; the search runs inside the job, on whatever machine runs it). The lines
+# above say, seed by seed, whether the search matched and how far apart the two are in test FLOPs. A search that
+# finds no weight within 15 % in five probes keeps its closest probe and says so: the FLOPs of the epoch a run
+# selects on validation can jump between neighbouring L1 weights (the report's match table lists every probe). D2S here is D2S's loss under JSD's
 # training recipe; D2S in its own recipe is in [docs/fidelity.md](../docs/fidelity.md) and `make fidelity`. The paper's headline, JSD sparse as accurate as the dense original, is the
 # first row: with at most 64 terms per caption, the sparse vectors are measured against 256-d dense ones, and
 # the dense model was trained on this very training split.
