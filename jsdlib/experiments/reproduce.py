@@ -107,11 +107,15 @@ FIDELITY_MATCH = {"tol": 0.15, "max_probes": 5}
 # JSD run's FLOPs (+-15 %) inside the run, so the match holds on any machine (a constant weight ended 28 % below JSD's
 # FLOPs on another CPU); the authors' test-time integrated score beside the training-time S_x. The search starts at
 # x0.72, the geometric mean of the scales jsd_fidelity matched at on this machine (x0.815, x0.695, x0.661, validation
-# FLOPs): one probe where it lands, more where another CPU's arithmetic moves it. D2S's own recipe stays in
-# jsd_fidelity (its probes cost ~10-17 min each at batch 512 on one thread: past the hour; docs/decisions.md).
+# FLOPs): one probe where it lands, more where another CPU's arithmetic moves it. Each probe selects its epoch among
+# those whose validation FLOPs lie within the band (``select_in_band``, as D2S's own recipe does): with selection over
+# all epochs, the selected epoch's FLOPs are not monotone in the L1 weight (the run of 2026-12-02, seed 2: x1.11 ->
+# 7.1 FLOPs at epoch 17, x1.20 -> 3.0 at epoch 33; five probes, none within 15 %), while every probe whose FLOPs pass
+# through the band on their way down has a model at JSD's cost. D2S's own recipe stays in jsd_fidelity (its probes
+# cost ~10-17 min each at batch 512 on one thread: past the hour; docs/decisions.md).
 MAIN_JSD_METHODS = ("dense_original", "d2s_matched", "jsd_sparse", "jsd_dense", "jsd_integrated_authors",
                     "jsd_integrated", "jsd_no_kd", "jsd_frozen_final")
-MAIN_MATCH = {"tol": 0.15, "max_probes": 5, "start": 0.72}
+MAIN_MATCH = {"tol": 0.15, "max_probes": 5, "start": 0.72, "select_in_band": True}
 HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity"}   # steps a free lane can help with
 
 
