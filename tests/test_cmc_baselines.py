@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jsdlib import cmc
-from jsdlib.cli.cmc import _names
+from jsdlib.cli.cmc import _extra_lr, _names
 from jsdlib.cli.main import build_parser
 from jsdlib.cmc.baselines import PolyEncoder, SumOfMax, TokenStates, baseline_rerank, sum_of_max
 from jsdlib.cmc.baselines_train import make_reranker, train_reranker
@@ -232,11 +232,28 @@ def test_compare_trains_and_reports_the_extra_rerankers(tokens):
     assert "be_cmc_vs_be_poly_R@16" in res["tests"]
 
 
+def test_each_reranker_gets_its_own_config():
+    """Per-kind overrides (each reranker's lr chosen on validation) beside flat ones shared by every kind."""
+    from jsdlib.experiments.cmc_compare import reranker_configs
+
+    base = cfg(name="tiny-test", lr=1e-5)
+    got = reranker_configs(["poly", "sum_of_max"], base, {"epochs": 2, "poly": {"lr": 1e-3}})
+    assert (got["poly"].lr, got["poly"].epochs) == (1e-3, 2) and (got["sum_of_max"].lr, got["sum_of_max"].epochs) == (1e-5, 2)
+    assert reranker_configs(["poly"], base, None)["poly"] == base
+    with pytest.raises(ValueError, match="must be dicts"):
+        reranker_configs(["poly"], base, {"poly": 1e-3})
+
+
 def test_cli_adds_the_extra_rows_by_name():
     a = build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--extra", "be_poly", "be_sum_of_max",
                                    "--extra-lr", "1e-3", "--k-extra", "64"])
     assert _names(a) == ("be", "be_ce", "be_cmc", "be_cmc_ce", "cmc_final", "be_poly", "be_sum_of_max")
-    assert a.extra_lr == 1e-3 and a.k_extra == 64
+    assert _extra_lr(a.extra_lr) == {"lr": 1e-3} and a.k_extra == 64
+    c = build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--extra", "be_poly", "be_sum_of_max",
+                                   "--extra-lr", "poly=1e-3", "sum_of_max=3e-4"])
+    assert _extra_lr(c.extra_lr) == {"poly": {"lr": 1e-3}, "sum_of_max": {"lr": 3e-4}}
+    with pytest.raises(SystemExit, match="KIND=LR"):
+        _extra_lr(["cmc=1e-3"])
     b = build_parser().parse_args(["cmc", "compare", "--task", "emoji", "--extra", "be_poly"])
     assert _names(b) == ("be", "be_cmc", "cmc_final", "be_poly") and b.extra_lr is None
     assert _names(build_parser().parse_args(["cmc", "compare", "--task", "wordnet"])) is None   # default unchanged

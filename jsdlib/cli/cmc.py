@@ -16,7 +16,7 @@ def cmd_cmc_compare(args) -> int:
     res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root, names=_names(args),
                   n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
                   progress=not args.quiet, log=log_of(args),
-                  reranker_overrides=None if args.extra_lr is None else {"lr": args.extra_lr}, k_extra=args.k_extra,
+                  reranker_overrides=_extra_lr(args.extra_lr), k_extra=args.k_extra,
                   train_folds=args.crossfit)
     print(f"CMC pipelines on {args.task} ({res['data']}): {res['n_test_queries']} of {res['n_test_total']} test "
           f"queries, K = {res['k']}, K' (CE) = {res['k_ce']}, CMC encoders {res['variant']} (preset "
@@ -24,6 +24,23 @@ def cmd_cmc_compare(args) -> int:
     print(format_table(summary_table(res), name_header="pipeline"))
     write_results(res, args.json)
     return 0
+
+
+def _extra_lr(values) -> dict | None:
+    """``--extra-lr``: one lr for every comparison reranker (``1e-3``) or one per kind (``poly=1e-3
+    sum_of_max=3e-4``, as ``jsdlib cmc sweep --rerankers`` chose them on validation)."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return {"lr": float(values[0])}
+    out = {}
+    for v in values:
+        kind, eq, lr = v.partition("=")
+        if not eq or kind not in EXTRA_PIPELINES.values():
+            raise SystemExit(f"--extra-lr: give one lr, or KIND=LR for each of {sorted(EXTRA_PIPELINES.values())}; "
+                             f"got {v!r}")
+        out[kind] = {"lr": float(lr)}
+    return out
 
 
 def _names(args) -> tuple | None:
@@ -80,8 +97,9 @@ def add(sub) -> None:
                          "(default: the bundled model's own lists)")
     cc.add_argument("--extra", nargs="+", default=[], choices=sorted(EXTRA_PIPELINES),
                     help="add the reranker comparison rows (poly-encoder, sum-of-max; trained per seed as CMC is)")
-    cc.add_argument("--extra-lr", type=float, default=None,
-                    help="learning rate of the --extra rerankers (default: the CMC preset's; choose it on validation)")
+    cc.add_argument("--extra-lr", nargs="+", default=None, metavar="LR|KIND=LR",
+                    help="learning rate of the --extra rerankers: one for all, or poly=LR sum_of_max=LR (default: "
+                         "the CMC preset's; choose it on validation with `jsdlib cmc sweep --rerankers`)")
     cc.add_argument("--k-extra", type=int, default=None,
                     help="candidates the --extra rerankers rerank (default: the task's K, as BE-CMC)")
     sw = command(cm, "sweep", "CMC's validation accuracy over learning rates and input scales (validation only)",

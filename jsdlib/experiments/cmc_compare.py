@@ -32,7 +32,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     ``data``: ``{"train", "val", "test"}`` RerankData to use instead of loading the task.
     ``names`` may add the reranker comparison (:data:`jsdlib.cmc.pipelines.EXTRA_PIPELINES`: ``be_poly``,
     ``be_sum_of_max``): each is trained per seed by :func:`jsdlib.cmc.baselines_train.train_reranker` with the
-    CMC preset's config plus ``reranker_overrides`` (e.g. ``{"lr": 1e-3}``, chosen on validation), over the
+    CMC preset's config plus ``reranker_overrides`` (``{"lr": 1e-3}`` for every reranker, or one dict per kind,
+    ``{"poly": {"lr": 1e-3}, "sum_of_max": {"lr": 3e-4}}``, each chosen on validation: :func:`reranker_sweep`), over the
     frozen MiniLM token states of ``tokens`` (default: pretrained MiniLM, shared by every seed and reranker); they
     rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC). ``train_folds`` (emoji only): CMC's
     training lists cross-fitted over that many folds (:func:`jsdlib.cmc.crossfit.crossfit_emoji_train`; default:
@@ -71,8 +72,11 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
         rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{s}"
         log(f"[{task}] seed {s}: training CMC ({cfg.encoders} encoders, preset {cfg.name})")
         res = train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
-        rerankers, extra_info = _train_rerankers(kinds, data, cfg.replace(**(reranker_overrides or {})), tokens,
-                                                 run_root, task, progress, log)
+        rerankers, extra_info = {}, {}
+        for kind, kcfg in reranker_configs(kinds, cfg, reranker_overrides).items():
+            m, i = _train_rerankers([kind], data, kcfg, tokens, run_root, task, progress, log)
+            rerankers.update(m)
+            extra_info.update(i)
         log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
         per_seed.append(run_pipelines(test, res["model"], ce, spec["k"], spec["k_ce"], names, progress=progress,
                                       ce_cache=cache, rerankers=rerankers, k_extra=k_extra,
@@ -96,6 +100,19 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             **({"train_folds": train_folds} if train_folds is not None else {}),
             "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
                          for r in per_seed]}
+
+
+def reranker_configs(kinds, cfg, overrides: dict | None = None) -> dict:
+    """Each comparison reranker's config: ``cfg`` (CMC's preset, this seed) with ``overrides``' flat fields for
+    every kind and, under a kind's name (``"poly"``, ``"sum_of_max"``), that kind's own fields (its lr chosen on
+    validation by :func:`reranker_sweep`)."""
+    overrides = dict(overrides or {})
+    known = set(EXTRA_PIPELINES.values())
+    per_kind = {k: overrides.pop(k) for k in list(overrides) if k in known}
+    bad = [k for k, v in per_kind.items() if not isinstance(v, dict)]
+    if bad:
+        raise ValueError(f"reranker overrides for {bad} must be dicts of config fields, e.g. {{'lr': 1e-3}}")
+    return {kind: cfg.replace(**overrides, **per_kind.get(kind, {})) for kind in kinds}
 
 
 def _train_rerankers(kinds, data: dict, cfg, tokens, run_root, task: str, progress: bool, log) -> tuple[dict, dict]:
