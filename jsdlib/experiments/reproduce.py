@@ -1,6 +1,6 @@
 """The headless main job: every experiment of the CPU course, resumable, into one report.
 
-    jsdlib reproduce --preset cpu --out results/          # 92 min for the committed run (2 slow cores); rerun = reuse
+    jsdlib reproduce --preset cpu --out results/          # 84 min for the committed run (2 slow cores); rerun = reuse
     jsdlib reproduce --preset cpu --out results/ --only jsd_compare search
 
 Each **step** writes ``OUT/steps/<name>.json`` atomically when it finishes, stamped with a digest of its
@@ -9,8 +9,8 @@ restarts, and its trainings resume from ``OUT/runs/``). Then ``OUT/results.json`
 environment, the seeds) and ``OUT/report.md`` (tables beside the papers' numbers, the claims check, plots as PNG)
 are written from the step files, so the report's numbers are the JSON's. With ``--workers 2`` (the default on 2+
 cores) the training steps run in two single-thread lanes and the timed steps alone afterwards
-(:mod:`jsdlib.experiments.lanes`); the committed run took 92 minutes that way on 2 cores (57 minutes for the run
-before it on the same kind of machine, whose steps ran 1.4-1.9x faster: README, "Your first hour").
+(:mod:`jsdlib.experiments.lanes`); the committed run took 84 minutes that way on 2 cores (57 minutes for a run
+two days before on the same kind of machine, whose steps ran 1.4-1.9x faster: README, "Your first hour").
 
 Steps of the ``cpu`` preset (bundled emoji set, stand-in VLP, WordNet sense linking):
 
@@ -80,8 +80,8 @@ OPT_IN_STEPS = ("jsd_fidelity",)     # cpu steps run only when asked for by name
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 0.5, "jsd_compare": 4877.3, "jsd_sweep": 3292.0, "search": 24.7, "cmc_wordnet": 2098.5,
-                    "cmc_emoji": 556.6, "cmc_speed": 70.5,
+EXPECTED_SECONDS = {"dense": 1.1, "jsd_compare": 3890.2, "jsd_sweep": 2830.8, "search": 21.7, "cmc_wordnet": 2126.1,
+                    "cmc_emoji": 538.7, "cmc_speed": 69.6,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), whose last invocation
                     # reused the trainings of two interrupted ones; a run from scratch costs more (README)
                     "jsd_fidelity": 2580.1}

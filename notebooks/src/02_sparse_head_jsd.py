@@ -389,9 +389,10 @@ assert gap > 0 and best in ("jsd_integrated", "jsd_dense")
 # A sparse retriever's accuracy means little without its cost, so the main job matches it: for each seed, D2S's
 # L1 weight is searched on validation until D2S's FLOPs lie within 15 % of that seed's JSD run
 # (`jsdlib.jsd.matching.match_d2s_l1`; the search runs inside the job, on whatever machine runs it). The lines
-# above say, seed by seed, whether the search matched and how far apart the two are in test FLOPs. A search that
-# finds no weight within 15 % in five probes keeps its closest probe and says so: the FLOPs of the epoch a run
-# selects on validation can jump between neighbouring L1 weights (the report's match table lists every probe). D2S here is D2S's loss under JSD's
+# above say, seed by seed, whether the search matched and how far apart the two are in test FLOPs. Each probe
+# selects its best validation epoch among those whose FLOPs lie inside the band: the FLOPs of the epoch a run would
+# select over all its epochs can jump between neighbouring L1 weights. A search that finds no weight within 15 % in
+# five probes keeps its closest probe and says so (the report's match table lists every probe). D2S here is D2S's loss under JSD's
 # training recipe; D2S in its own recipe is in [docs/fidelity.md](../docs/fidelity.md) and `make fidelity`. The paper's headline, JSD sparse as accurate as the dense original, is the
 # first row: with at most 64 terms per caption, the sparse vectors are measured against 256-d dense ones, and
 # the dense model was trained on this very training split.
