@@ -72,11 +72,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
         rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{s}"
         log(f"[{task}] seed {s}: training CMC ({cfg.encoders} encoders, preset {cfg.name})")
         res = train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
-        rerankers, extra_info = {}, {}
-        for kind, kcfg in reranker_configs(kinds, cfg, reranker_overrides).items():
-            m, i = _train_rerankers([kind], data, kcfg, tokens, run_root, task, progress, log)
-            rerankers.update(m)
-            extra_info.update(i)
+        rerankers, extra_info = _train_rerankers(reranker_configs(kinds, cfg, reranker_overrides), data, tokens,
+                                                 run_root, task, progress, log)
         log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
         per_seed.append(run_pipelines(test, res["model"], ce, spec["k"], spec["k_ce"], names, progress=progress,
                                       ce_cache=cache, rerankers=rerankers, k_extra=k_extra,
@@ -115,10 +112,11 @@ def reranker_configs(kinds, cfg, overrides: dict | None = None) -> dict:
     return {kind: cfg.replace(**overrides, **per_kind.get(kind, {})) for kind in kinds}
 
 
-def _train_rerankers(kinds, data: dict, cfg, tokens, run_root, task: str, progress: bool, log) -> tuple[dict, dict]:
-    """The comparison rerankers ``kinds`` trained with ``cfg`` (one seed): ``({kind: model}, seed-info fields)``."""
+def _train_rerankers(cfgs: dict, data: dict, tokens, run_root, task: str, progress: bool, log) -> tuple[dict, dict]:
+    """Each comparison reranker of ``cfgs`` (``{kind: config}``, one seed) trained with its config:
+    ``({kind: model}, seed-info fields)``."""
     models, info = {}, {}
-    for kind in kinds:
+    for kind, cfg in cfgs.items():
         rd = None if run_root is None else Path(run_root) / f"{task}-{kind}-{cfg.name}-seed{cfg.seed}"
         log(f"[{task}] seed {cfg.seed}: training the {kind} reranker (lr {cfg.lr:g})")
         with seeded(cfg.seed):
@@ -193,7 +191,7 @@ def reranker_sweep(task: str, kinds: Sequence[str], lrs: Sequence[float], preset
     for kind in kinds:
         for lr in lrs:
             cfg = get_cmc_preset(preset, **overrides, lr=lr, seed=seed)
-            _, info = _train_rerankers([kind], data, cfg, tokens, run_root, task, progress, log)
+            _, info = _train_rerankers({kind: cfg}, data, tokens, run_root, task, progress, log)
             r = info[kind]
             rows.append({"kind": kind, "lr": lr, "val_acc": r["val_acc"], "best_epoch": r["best_epoch"],
                          "history": r["val_history"], "train_time_s": r["train_time_s"]})
