@@ -63,6 +63,18 @@ class TokenStates:
             for text, hs, m in zip(chunk, h, t["attention_mask"].bool()):
                 self.cache[text] = hs[m].to(torch.float16).cpu()
 
+    def prefill(self, texts: Sequence[str]) -> int:
+        """Encode ``texts`` in a canonical order (unique, sorted by length, then text) before anything asks for them.
+
+        A text's states depend on the batch it was encoded in (padded to the batch's longest), so a cache filled
+        lazily depends on the order of earlier requests: a resumed run, or another process training the same
+        reranker, would read slightly different float16 states. Encoded here, a text's states depend only on the
+        set ``texts``: every process that prefills the same set (:func:`jsdlib.experiments.cmc_compare.reranker_texts`)
+        reads the same numbers. Texts already cached are kept; returns how many were encoded."""
+        todo = sorted({t for t in texts if t not in self.cache}, key=lambda t: (len(t), t))
+        self._encode(todo)
+        return len(todo)
+
     def __call__(self, texts: Sequence[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(states (B, L, d) float32, mask (B, L) bool)`` of ``texts``, zero-padded to the longest."""
         todo = list(dict.fromkeys(t for t in texts if t not in self.cache))

@@ -159,7 +159,10 @@ PIPELINE_TESTS = (("be_cmc_vs_be_R@16", "be_cmc", "be", 16), ("be_cmc_vs_be_R@64
                   ("be_cmc_vs_be_poly_R@1", "be_cmc", "be_poly", 1),
                   ("be_cmc_vs_be_poly_R@16", "be_cmc", "be_poly", 16),
                   ("be_cmc_vs_be_sum_of_max_R@1", "be_cmc", "be_sum_of_max", 1),
-                  ("be_cmc_vs_be_sum_of_max_R@16", "be_cmc", "be_sum_of_max", 16))
+                  ("be_cmc_vs_be_sum_of_max_R@16", "be_cmc", "be_sum_of_max", 16),
+                  # the same lists: CMC as the final reranker vs each comparison reranker (k_final = k_extra)
+                  ("cmc_final_vs_be_poly_R@1", "cmc_final", "be_poly", 1),
+                  ("cmc_final_vs_be_sum_of_max_R@1", "cmc_final", "be_sum_of_max", 1))
 
 
 def pipeline_tests(per_seed: Sequence[dict], seeds: Sequence[int] | None = None) -> dict:

@@ -25,7 +25,8 @@ from jsdlib.common.seeding import seeded
 def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: Sequence[str] | None = None,
             run_root=None, n_eval: int | None = -1, ce_cfg: CEConfig | None = None, data: dict | None = None,
             progress: bool = False, log=print, reranker_overrides: dict | None = None,
-            tokens: TokenStates | None = None, k_extra: int | None = None, train_folds: int | None = None) -> dict:
+            tokens: TokenStates | None = None, k_extra: int | None = None, train_folds: int | None = None,
+            k_final: int | None = None) -> dict:
     """Train CMC (and the CE) per seed and run every pipeline on the task's test queries; mean ± std over seeds.
 
     Returns ``{"pipelines": {NAME: {metric: {"mean", "std"}}}, "per_seed", "task", "variant", "config", ...}``.
@@ -35,7 +36,9 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     CMC preset's config plus ``reranker_overrides`` (``{"lr": 1e-3}`` for every reranker, or one dict per kind,
     ``{"poly": {"lr": 1e-3}, "sum_of_max": {"lr": 3e-4}}``, each chosen on validation: :func:`reranker_sweep`), over the
     frozen MiniLM token states of ``tokens`` (default: pretrained MiniLM, shared by every seed and reranker); they
-    rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC). ``train_folds`` (emoji only): CMC's
+    rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC); their token states are encoded first, in the
+    canonical order of :func:`reranker_texts`. ``k_final``: how many of the BE's candidates ``cmc_final`` reranks
+    (default the task's, else K'; the authors' ``C_eval`` is 64). ``train_folds`` (emoji only): CMC's
     training lists cross-fitted over that many folds (:func:`jsdlib.cmc.crossfit.crossfit_emoji_train`; default:
     the bundled model's own lists of its training captions).
     """
@@ -66,6 +69,10 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     kinds = [EXTRA_PIPELINES[x] for x in names if x in EXTRA_PIPELINES]
     if kinds and tokens is None:
         tokens = TokenStates()
+    if kinds:
+        log(f"[{task}] encoding the token states the comparison rerankers read")
+        tokens.prefill(reranker_texts(data, test, k_extra))
+    k_final = k_final or spec.get("k_final")
     per_seed, info = [], []
     for s in seeds:
         cfg = get_cmc_preset(preset, seed=s)
@@ -77,7 +84,7 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
         log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
         per_seed.append(run_pipelines(test, res["model"], ce, spec["k"], spec["k_ce"], names, progress=progress,
                                       ce_cache=cache, rerankers=rerankers, k_extra=k_extra,
-                                      k_final=spec.get("k_final")))
+                                      k_final=k_final))
         info.append({"seed": s, "best_epoch": res["best"]["epoch"], "val_acc": res["best"]["val_acc"],
                      "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]}
                     | extra_info)
@@ -88,7 +95,7 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             "names": list(names), "variant": get_cmc_preset(preset).encoders,
             "preset": dataclasses.asdict(get_cmc_preset(preset)),
             "ce_config": dataclasses.asdict(ce_cfg) if need_ce else None,
-            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], "k_final": spec.get("k_final") or spec["k_ce"],
+            "k": min(spec["k"], test.k), "k_ce": spec["k_ce"], "k_final": k_final or spec["k_ce"],
             **({"k_extra": k_extra} if kinds else {}),
             "seeds": list(seeds), "seed_info": info,
             "ce": ce_out,
@@ -97,6 +104,21 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             **({"train_folds": train_folds} if train_folds is not None else {}),
             "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
                          for r in per_seed]}
+
+
+def reranker_texts(data: dict, test: RerankData, k_extra: int | None) -> list[str]:
+    """Every text a comparison reranker reads in :func:`compare`: the training and validation queries and catalogues,
+    the test queries and the candidates in their top-``k_extra`` (all of them when None). What
+    :meth:`TokenStates.prefill` encodes, so that every process training a reranker on ``data`` reads the same
+    states (:mod:`jsdlib.experiments.cmc_fidelity`)."""
+    texts = []
+    for d in (data["train"], data["val"]):
+        texts += list(d.query_texts or []) + list(d.cand_texts or [])   # an image catalogue has no texts
+    texts += list(test.query_texts or [])
+    if test.cand_texts is not None:
+        top, valid = (test.topk, test.valid) if k_extra is None else (test.topk[:, :k_extra], test.valid[:, :k_extra])
+        texts += [test.cand_texts[i] for i in top[valid].unique().tolist()]
+    return texts
 
 
 def reranker_configs(kinds, cfg, overrides: dict | None = None) -> dict:

@@ -14,8 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from jsdlib.common.runlock import finished, mark_finished, run_lock
 from jsdlib.experiments import jsd_compare
+from jsdlib.experiments.lanes import share_units
 from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.jsd.methods import run_methods
 
@@ -58,23 +58,9 @@ def train_unit(ctx, a: dict, unit: tuple) -> None:
 
 
 def work_units(ctx, a: dict, helper: bool) -> int:
-    """Train the pending units, from the start (the step's owner: waits for a unit another lane holds) or from
-    the end (a helper: skips finished units, as a resumed job finds them at the end, and stops at the first unit
-    another lane holds, where it meets the owner). Returns how many it trained."""
-    todo = units(ctx)
-    done = 0
-    for unit in (reversed(todo) if helper else todo):
-        d, ident = unit_dir(ctx, a, unit)
-        if finished(d, ident):
-            continue
-        with run_lock(d, blocking=not helper) as free:
-            if not free:
-                break
-            if not finished(d, ident):
-                train_unit(ctx, a, unit)
-                mark_finished(d, ident)
-                done += 1
-    return done
+    """Train the pending units (:func:`jsdlib.experiments.lanes.share_units`: the owner from the start, a helper
+    from the end). Returns how many it trained."""
+    return share_units(units(ctx), lambda u: unit_dir(ctx, a, u), lambda u: train_unit(ctx, a, u), helper)
 
 
 __all__ = ["FIDELITY_UNITS", "units", "unit_dir", "train_unit", "work_units"]

@@ -28,10 +28,31 @@ import torch
 from tqdm.auto import tqdm
 
 from jsdlib.common.integrity import read_derived_json
-from jsdlib.common.runlock import DONE
+from jsdlib.common.runlock import DONE, finished, mark_finished, run_lock
 
 TIMED = frozenset({"search", "cmc_speed"})
-HELPABLE = frozenset({"jsd_sweep", "jsd_fidelity"})    # steps another lane can help with (reproduce.HELPERS)
+HELPABLE = frozenset({"jsd_sweep", "jsd_fidelity", "cmc_fidelity"})    # steps another lane can help with (reproduce.HELPERS)
+
+
+def share_units(todo: Sequence, unit_dir: Callable, train_unit: Callable, helper: bool) -> int:
+    """Train the pending units of a step two lanes share: its owner from the start (waiting for a unit another
+    lane holds), a helper from the end (skipping finished units, as a resumed job finds them at the end, and
+    stopping at the first unit another lane holds, where it meets the owner). ``unit_dir(unit)`` gives the unit's
+    lock folder and the identity its finished-marker must carry (what the step trains), so a changed step retrains
+    instead of trusting an old marker. Returns how many units this lane trained."""
+    done = 0
+    for unit in (reversed(todo) if helper else todo):
+        d, ident = unit_dir(unit)
+        if finished(d, ident):
+            continue
+        with run_lock(d, blocking=not helper) as free:
+            if not free:
+                break
+            if not finished(d, ident):
+                train_unit(unit)
+                mark_finished(d, ident)
+                done += 1
+    return done
 
 
 def plan(names: Sequence[str], workers: int, cost: dict[str, float]) -> list[list[str]]:
