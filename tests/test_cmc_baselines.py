@@ -279,3 +279,87 @@ def test_reranker_sweep_chooses_each_rerankers_lr_on_validation(tokens):
         reranker_sweep("toy", ["cmc"], [1e-3], data={"train": tr, "val": va}, tokens=tokens)
     args = build_parser().parse_args(["cmc", "sweep", "--task", "wordnet", "--lrs", "1e-3", "--rerankers", "poly"])
     assert args.rerankers == ["poly"]
+
+
+# ------------------------------------------------------------------------------------------ issue 15's opt-in step
+def test_prefill_encodes_a_set_in_one_canonical_order():
+    """A text's states depend on its batch (padded to the longest): encoded by prefill they depend only on the set,
+    so two processes (or a resumed run) that prefill the same texts in any order read the same numbers."""
+    bert, tok = tiny_bert()
+    texts = [f"word {'x ' * (i % 7)}{i}" for i in range(150)]            # lengths vary: padding matters
+    a, b = TokenStates(bert, tok, max_len=16, batch=8), TokenStates(bert, tok, max_len=16, batch=8)
+    assert a.prefill(texts) == 150
+    b(texts[100:120])                                                      # b had encoded other texts before
+    b.cache.clear()
+    assert b.prefill(list(reversed(texts)) + texts[:5]) == 150            # order and duplicates do not matter
+    assert all(torch.equal(a.cache[t], b.cache[t]) for t in texts)
+    assert a.prefill(texts) == 0                                           # nothing left to encode
+    s, m = a(texts[:3])
+    assert s.shape[0] == 3 and m.sum(1).tolist() == [len(a.cache[t]) for t in texts[:3]]
+
+
+def test_reranker_texts_cover_what_the_rerankers_read(tokens):
+    from jsdlib.experiments.cmc_compare import reranker_texts
+
+    data = {"train": toy(n=20, seed=0, tokens=tokens), "val": toy(n=8, seed=1, tokens=tokens),
+            "test": toy(n=8, seed=2, tokens=tokens)}
+    t = set(reranker_texts(data, data["test"], 5))
+    assert set(data["train"].query_texts) | set(data["val"].cand_texts) | set(data["test"].query_texts) <= t
+    top5 = {data["test"].cand_texts[i] for i in data["test"].topk[:, :5].flatten().tolist()}
+    assert top5 <= t
+    assert set(reranker_texts(data, data["test"], None)) >= t
+
+
+def _cmc_fidelity_ctx(tmp_path, tokens, data):
+    from jsdlib.experiments import cmc_fidelity, reproduce
+
+    args = {"task": "emoji", "preset": "tiny-test", "names": ("be", "be_cmc", "cmc_final", "be_poly", "be_sum_of_max"),
+            "reranker_overrides": {"poly": {"lr": 3e-2}, "sum_of_max": {"lr": 3e-2, "epochs": 1}},
+            "k_extra": 20, "k_final": 20}
+    step = reproduce.Step("cmc_fidelity", "cmc", compare, reproduce._cmc_fidelity, args)
+    ctx = reproduce.Context(tmp_path, "cpu", (0, 1), False, lambda *a: None)
+    cmc_fidelity._DATA[("emoji", 20)] = (data, tokens)
+    return ctx, step
+
+
+def test_cmc_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path, tokens):
+    """`cmc_fidelity` runs only when named; its units (a CMC head or a reranker, per seed) trained by a helper from
+    the end give the same table as the owner alone; the report has the reranker comparison."""
+    import json
+
+    from jsdlib.experiments import cmc_fidelity, lanes, reproduce
+    from jsdlib.experiments.tables import report_sections, reranker_table
+
+    assert "cmc_fidelity" not in {s.name for s in reproduce.cpu_steps()}
+    assert [s.name for s in reproduce.cpu_steps(["cmc_fidelity"])] == ["cmc_fidelity"]
+    assert "cmc_fidelity" in lanes.HELPABLE and reproduce.HELPERS["cmc_fidelity"] == "help_cmc_fidelity"
+    data = {"train": toy(n=40, seed=0, tokens=tokens), "val": toy(n=12, seed=1, tokens=tokens),
+            "test": toy(n=12, seed=2, tokens=tokens)}
+    cmc.PRESETS["tiny-test"] = cfg(name="tiny-test", epochs=2, lr=1e-3, select_on="macro_unnorm", patience=1)
+    try:
+        ctx, step = _cmc_fidelity_ctx(tmp_path / "helped", tokens, data)
+        a = step.resolved()
+        assert cmc_fidelity.units(ctx, a) == [("cmc", 0), ("cmc", 1), ("poly", 0), ("poly", 1),
+                                              ("sum_of_max", 0), ("sum_of_max", 1)]
+        assert reproduce.help_cmc_fidelity(ctx, step) == 6                 # alone, the helper trains every unit
+        assert reproduce.help_cmc_fidelity(ctx, step) == 0
+        helped = reproduce._cmc_fidelity(ctx, a)
+        alone_ctx, _ = _cmc_fidelity_ctx(tmp_path / "alone", tokens, data)
+        alone = reproduce._cmc_fidelity(alone_ctx, a)
+    finally:
+        del cmc.PRESETS["tiny-test"]
+        cmc_fidelity.reset_cache()
+    drop = lambda r: {k: v for k, v in r.items() if k != "seed_info"}      # noqa: E731 (train times differ)
+    strip_ms = lambda r: json.dumps({n: {k: v for k, v in m.items() if k != "ms_per_query"}    # noqa: E731
+                                     for n, m in drop(r)["pipelines"].items()}, sort_keys=True)
+    assert strip_ms(helped) == strip_ms(alone) and helped["tests"] == alone["tests"]
+    assert [i["val_acc"] for i in helped["seed_info"]] == [i["val_acc"] for i in alone["seed_info"]]
+    assert helped["k_final"] == 20 and helped["pipelines"]["cmc_final"]["n_reranked"] == 20
+    assert helped["pipelines"]["be_sum_of_max"]["n_reranked"] == 20
+    assert "cmc_final_vs_be_poly_R@1" in helped["tests"] and "cmc_final_vs_be_sum_of_max_R@1" in helped["tests"]
+    assert helped["seed_info"][0]["sum_of_max"]["lr"] == 3e-2 and len(helped["seed_info"][0]["sum_of_max"]["val_history"]) == 1
+    t = reranker_table(helped)
+    assert list(t.index) == ["BE (no reranking)", "CMC", "poly-encoder", "sum-of-max (ColBERT)"]
+    assert t.loc["CMC", "reranks"] == "top-20" and "of 2 seeds" in t.loc["poly-encoder", "CMC minus it, R@1"]
+    sec = report_sections({"results": {"cmc_fidelity": helped}})
+    assert len(sec) == 1 and "The reranker comparison" in sec[0] and "CMC over the top-20, the CE" not in sec[0]

@@ -86,8 +86,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
                                       ce_cache=cache, rerankers=rerankers, k_extra=k_extra,
                                       k_final=k_final))
         info.append({"seed": s, "best_epoch": res["best"]["epoch"], "val_acc": res["best"]["val_acc"],
-                     "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": res["train_time_s"]}
-                    | extra_info)
+                     "val_history": [h["val_acc"] for h in res["history"]], "cmc_train_time_s": trained_seconds(res)}
+                    | _key_history(res, cfg) | extra_info)
     ce_out = (ce_info | {"ms_per_pair": cache.ms_per_pair, "pairs_scored": cache.pairs,
                          "note": "the CE is trained once (first seed) and shared by every CMC seed"} if need_ce
               else {"skipped": True, "note": spec.get("ce_note", "no cross-encoder pipelines asked for")})
@@ -104,6 +104,19 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             **({"train_folds": train_folds} if train_folds is not None else {}),
             "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
                          for r in per_seed]}
+
+
+def trained_seconds(res: dict) -> float:
+    """A training's time: the sum of its epochs' seconds (validation included), the same whether this call trained
+    it or found it finished (another lane's, an earlier invocation's) and only loaded it."""
+    return float(sum(h.get("epoch_s", 0.0) for h in res["history"])) or float(res["train_time_s"])
+
+
+def _key_history(res: dict, cfg) -> dict:
+    """The selection key per epoch where it is not micro top-1 (``val_history``): the authors' macro key."""
+    if cfg.select_on == "micro_top1":
+        return {}
+    return {"select_on": cfg.select_on, "val_key_history": [h.get("val_" + cfg.select_on) for h in res["history"]]}
 
 
 def reranker_texts(data: dict, test: RerankData, k_extra: int | None) -> list[str]:
@@ -146,8 +159,8 @@ def _train_rerankers(cfgs: dict, data: dict, tokens, run_root, task: str, progre
         r = train_reranker(model, data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
         models[kind] = r["model"]
         info[kind] = {"best_epoch": r["best"]["epoch"], "val_acc": r["best"]["val_acc"],
-                      "val_history": [h["val_acc"] for h in r["history"]], "train_time_s": r["train_time_s"],
-                      "lr": cfg.lr}
+                      "val_history": [h["val_acc"] for h in r["history"]], "train_time_s": trained_seconds(r),
+                      "lr": cfg.lr} | _key_history(r, cfg)
     return models, info
 
 

@@ -256,8 +256,8 @@ RERANKER_ROWS = (("be", "BE (no reranking)"), ("cmc_final", "CMC"), ("be_poly", 
 def reranker_table(result: dict) -> pd.DataFrame:
     """The paper's reranker comparison (CMC §5): each reranker over the bi-encoder's lists of one run, mean ± std
     over seeds; CMC is the final reranker (``cmc_final``, the BE's top-``k_final``), the comparison rerankers read the
-    same top-``k_extra`` (64 in ``cmc_fidelity``), the CE its top-``k_ce``. ``val acc``: the selected epoch's
-    validation key (mean over seeds); the last column the paired test of CMC against the row on per-query top-1
+    same top-``k_extra`` (64 in ``cmc_fidelity``), the CE its top-``k_ce``. ``val top-1``: the selected epoch's
+    validation top-1 accuracy (micro, mean over seeds; the epoch is selected on the config's key); the last column the paired test of CMC against the row on per-query top-1
     (pooled p, and at how many seeds CMC is ahead)."""
     pl, tests, info = result["pipelines"], result.get("tests", {}), result.get("seed_info", [])
     val = {"cmc_final": [i["val_acc"] for i in info]}
@@ -275,7 +275,7 @@ def reranker_table(result: dict) -> pd.DataFrame:
         rows[label] = {"reranks": DASH if name == "be" else f"top-{m['n_reranked']}",
                        **{k: f"{m[k]['mean']:.1f} ± {m[k]['std']:.1f}" for k in ("R@1", "R@16", "acc_unnorm")},
                        "ms/query": f"{m['ms_per_query']['mean']:.1f}",
-                       "val acc": f"{np.mean(val[name]):.1f}" if val.get(name) else DASH,
+                       "val top-1": f"{np.mean(val[name]):.1f}" if val.get(name) else DASH,
                        "CMC minus it, R@1": vs}
     return pd.DataFrame.from_dict(rows, orient="index")
 
