@@ -1,6 +1,8 @@
 """The reranker comparison (issue 15): poly-encoder and sum-of-max rerankers, their trainer and pipelines."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -363,3 +365,14 @@ def test_cmc_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path, t
     assert t.loc["CMC", "reranks"] == "top-20" and "of 2 seeds" in t.loc["poly-encoder", "CMC minus it, R@1"]
     sec = report_sections({"results": {"cmc_fidelity": helped}})
     assert len(sec) == 1 and "The reranker comparison" in sec[0] and "CMC over the top-20, the CE" not in sec[0]
+
+
+def test_compare_refuses_a_cross_encoder_of_another_config(tokens):
+    from jsdlib.cmc.cross_encoder import CEConfig
+
+    data = {"train": toy(n=20, seed=0, tokens=tokens), "val": toy(n=8, seed=1, tokens=tokens),
+            "test": toy(n=8, seed=2, tokens=tokens)}
+    wrong = {"model": None, "config": dataclasses.asdict(CEConfig(max_train_queries=7, seed=0))}
+    with pytest.raises(ValueError, match="another config"):
+        compare("wordnet", [0], names=("be", "be_ce"), data=data, ce_cfg=CEConfig(max_train_queries=8),
+                ce_result=wrong, log=lambda *a: None)

@@ -26,7 +26,7 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             run_root=None, n_eval: int | None = -1, ce_cfg: CEConfig | None = None, data: dict | None = None,
             progress: bool = False, log=print, reranker_overrides: dict | None = None,
             tokens: TokenStates | None = None, k_extra: int | None = None, train_folds: int | None = None,
-            k_final: int | None = None) -> dict:
+            k_final: int | None = None, ce_result: dict | None = None) -> dict:
     """Train CMC (and the CE) per seed and run every pipeline on the task's test queries; mean ± std over seeds.
 
     Returns ``{"pipelines": {NAME: {metric: {"mean", "std"}}}, "per_seed", "task", "variant", "config", ...}``.
@@ -38,7 +38,9 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     frozen MiniLM token states of ``tokens`` (default: pretrained MiniLM, shared by every seed and reranker); they
     rerank the top-``k_extra`` (default: the task's ``k``, as BE-CMC); their token states are encoded first, in the
     canonical order of :func:`reranker_texts`. ``k_final``: how many of the BE's candidates ``cmc_final`` reranks
-    (default the task's, else K'; the authors' ``C_eval`` is 64). ``train_folds`` (emoji only): CMC's
+    (default the task's, else K'; the authors' ``C_eval`` is 64). ``ce_result``: a :func:`train_ce` result of ``ce_cfg``
+    with the first seed, trained by the caller (``cmc_fidelity`` trains it while another lane trains the heads).
+    ``train_folds`` (emoji only): CMC's
     training lists cross-fitted over that many folds (:func:`jsdlib.cmc.crossfit.crossfit_emoji_train`; default:
     the bundled model's own lists of its training captions).
     """
@@ -60,8 +62,9 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     need_ce = any(x in names for x in ("be_ce", "be_cmc_ce"))
     ce, ce_info, cache = None, {}, PairCache()
     if need_ce:  # the expensive model: trained once (first seed) and shared by every CMC seed
-        log(f"[{task}] training the cross-encoder on {ce_cfg.max_train_queries} queries (seed {seeds[0]})")
-        ce_res = train_ce(data["train"], ce_cfg.replace(seed=seeds[0]), progress=progress, log=log)
+        ce_res = ce_result or train_first_ce(data["train"], ce_cfg, seeds, task, progress, log)
+        if ce_res["config"] != dataclasses.asdict(ce_cfg.replace(seed=seeds[0])):
+            raise ValueError("compare: ce_result was trained with another config than ce_cfg (seed: the first seed)")
         ce = ce_res["model"]
         ce_info = {"train_time_s": ce_res["train_time_s"], "n_train_queries": ce_res["n_train_queries"],
                    "seed": seeds[0], "first_loss": ce_res["loss_first"], "final_loss": ce_res["loss_last"],
@@ -104,6 +107,13 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
             **({"train_folds": train_folds} if train_folds is not None else {}),
             "per_seed": [{n: {k: v for k, v in m.items() if k not in ("per_domain", "ranks")} for n, m in r.items()}
                          for r in per_seed]}
+
+
+def train_first_ce(train: RerankData, ce_cfg: CEConfig, seeds: Sequence[int], task: str, progress: bool = False,
+                   log=print) -> dict:
+    """The CE every seed of :func:`compare` shares: ``ce_cfg`` trained once, with the first seed."""
+    log(f"[{task}] training the cross-encoder on {ce_cfg.max_train_queries} queries (seed {seeds[0]})")
+    return train_ce(train, ce_cfg.replace(seed=seeds[0]), progress=progress, log=log)
 
 
 def trained_seconds(res: dict) -> float:
