@@ -59,6 +59,7 @@ def test_report_from_committed_results(tmp_path):
 
 COMMITTED = ROOT / "notebooks" / "results" / "reproduce_cpu"
 FIDELITY = ROOT / "notebooks" / "results" / "jsd_fidelity_cpu"
+CMC_FIDELITY = ROOT / "notebooks" / "results" / "cmc_fidelity_cpu"
 
 
 def test_committed_report_is_the_committed_json(tmp_path):
@@ -103,6 +104,30 @@ def test_the_main_jobs_d2s_row_is_matched_to_jsds_flops_inside_the_run():
     assert all(ps["flops_match"]["matched"] for ps in r["methods"]["d2s_matched"]["per_seed"])
 
 
+def test_committed_cmc_fidelity_table_is_the_step_as_configured(tmp_path):
+    """`make cmc-fidelity`'s committed run (issue 15): its report is its JSON's; it ran the step as configured now
+    (the preset, the CE, the rerankers' learning rates chosen on validation, CMC-final and the rerankers over the
+    BE's top-64); every reranker of the comparison was measured in that one run, with paired tests per seed."""
+    from jsdlib.experiments.tables import write_report
+
+    doc = json.loads((CMC_FIDELITY / "results.json").read_text())
+    assert set(doc["results"]) == {"cmc_fidelity"} and doc["seeds"] == [0, 1, 2]
+    assert write_report(doc, tmp_path).read_text() == (CMC_FIDELITY / "report.md").read_text()
+    step = reproduce.cpu_steps(["cmc_fidelity"])[0]
+    assert doc["steps"]["cmc_fidelity"]["digest"] == step.digest([0, 1, 2])        # the committed step is today's
+    r = doc["results"]["cmc_fidelity"]
+    assert r["preset"]["name"] == "cpu-authors" and r["preset"]["max_train_queries"] is None
+    assert r["ce_config"]["head"] == "pooler" and r["ce"]["n_train_queries"] == 4000
+    assert r["k_final"] == r["k_extra"] == 64
+    assert all(r["pipelines"][n]["n_reranked"] == 64 for n in ("cmc_final", "be_poly", "be_sum_of_max"))
+    for kind, name in (("poly", "poly"), ("sum_of_max", "sum_of_max")):   # the lr each was chosen with on validation
+        sweep = json.loads((ROOT / "notebooks" / "results" / f"cmc_reranker_lr_wordnet_{name}.json").read_text())
+        assert all(i[kind]["lr"] == sweep["best"][kind]["lr"] for i in r["seed_info"])
+    for t in ("be_cmc_vs_be_R@16", "be_cmc_ce_vs_be_ce_R@1", "cmc_final_vs_be_poly_R@1",
+              "cmc_final_vs_be_sum_of_max_R@1"):
+        assert len(r["tests"][t]["per_seed"]) == 3
+
+
 def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
     """`make fidelity`'s committed run: its report is its JSON's; its JSD rows are, seed by seed, the very numbers
     of the committed main job's comparison (the same trainings, so the ablation claims of that table hold for this
@@ -143,7 +168,8 @@ def test_progress_weights_steps_by_the_committed_step_times(tmp_path):
     that run's step times, one per step."""
     doc = json.loads((COMMITTED / "results.json").read_text())
     fid = json.loads((FIDELITY / "results.json").read_text())
-    assert reproduce.EXPECTED_SECONDS == {k: m["seconds"] for d in (doc, fid) for k, m in d["steps"].items()}
+    cfid = json.loads((CMC_FIDELITY / "results.json").read_text())
+    assert reproduce.EXPECTED_SECONDS == {k: m["seconds"] for d in (doc, fid, cfid) for k, m in d["steps"].items()}
     assert set(reproduce.EXPECTED_SECONDS) == set(reproduce.CPU_STEPS) | set(reproduce.OPT_IN_STEPS)
     share = reproduce.EXPECTED_SECONDS["dense"] / sum(reproduce.EXPECTED_SECONDS.values())
     assert share < 0.01          # the first step is ~0.1 % of the job, so its ETA no longer promises 48 s

@@ -91,7 +91,9 @@ EXPECTED_SECONDS = {"dense": 1.1, "jsd_compare": 3890.2, "jsd_sweep": 2830.8, "s
                     "cmc_emoji": 538.7, "cmc_speed": 69.6,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), whose last invocation
                     # reused the trainings of two interrupted ones; a run from scratch costs more (README)
-                    "jsd_fidelity": 2580.1}
+                    "jsd_fidelity": 2580.1,
+                    # the other opt-in step, from scratch (notebooks/results/cmc_fidelity_cpu)
+                    "cmc_fidelity": 2044.3}
 def expected_trainings(seeds: Sequence[int]) -> dict[str, int]:
     """How many trainings (``fit`` runs with a folder under ``OUT/runs/<step>``) each cpu step makes: the lanes'
     per-step progress bars count them. JSD comparison: D2S, JSD (its sparse, dense and integrated rows share one
