@@ -126,6 +126,9 @@ def test_committed_cmc_fidelity_table_is_the_step_as_configured(tmp_path):
     for t in ("be_cmc_vs_be_R@16", "be_cmc_ce_vs_be_ce_R@1", "cmc_final_vs_be_poly_R@1",
               "cmc_final_vs_be_sum_of_max_R@1"):
         assert len(r["tests"][t]["per_seed"]) == 3
+    from jsdlib.experiments.tables import reranker_table, to_markdown
+    readme = (ROOT / "README.md").read_text()
+    assert to_markdown(reranker_table(r), "reranker") in readme             # the README's table is the JSON's
 
 
 def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
