@@ -318,7 +318,7 @@ def _cmc_fidelity_ctx(tmp_path, tokens, data):
     args = {"task": "emoji", "preset": "tiny-test", "names": ("be", "be_cmc", "cmc_final", "be_poly", "be_sum_of_max"),
             "reranker_overrides": {"poly": {"lr": 3e-2}, "sum_of_max": {"lr": 3e-2, "epochs": 1}},
             "k_extra": 20, "k_final": 20}
-    step = reproduce.Step("cmc_fidelity", "cmc", compare, reproduce._cmc_fidelity, args)
+    step = reproduce.Step("cmc_fidelity", "cmc", compare, reproduce.cmc_fidelity.run, args)
     ctx = reproduce.Context(tmp_path, "cpu", (0, 1), False, lambda *a: None)
     cmc_fidelity._DATA[("emoji", 20)] = (data, tokens)
     return ctx, step
@@ -330,7 +330,8 @@ def test_cmc_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path, t
     import json
 
     from jsdlib.experiments import cmc_fidelity, lanes, reproduce
-    from jsdlib.experiments.tables import report_sections, reranker_table
+    from jsdlib.experiments.report import report_sections
+    from jsdlib.experiments.tables import reranker_table
 
     assert "cmc_fidelity" not in {s.name for s in reproduce.cpu_steps()}
     assert [s.name for s in reproduce.cpu_steps(["cmc_fidelity"])] == ["cmc_fidelity"]
@@ -345,9 +346,9 @@ def test_cmc_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path, t
                                               ("sum_of_max", 0), ("sum_of_max", 1)]
         assert reproduce.help_cmc_fidelity(ctx, step) == 6                 # alone, the helper trains every unit
         assert reproduce.help_cmc_fidelity(ctx, step) == 0
-        helped = reproduce._cmc_fidelity(ctx, a)
+        helped = reproduce.cmc_fidelity.run(ctx, a)
         alone_ctx, _ = _cmc_fidelity_ctx(tmp_path / "alone", tokens, data)
-        alone = reproduce._cmc_fidelity(alone_ctx, a)
+        alone = reproduce.cmc_fidelity.run(alone_ctx, a)
     finally:
         del cmc.PRESETS["tiny-test"]
         cmc_fidelity.reset_cache()

@@ -218,7 +218,7 @@ def test_jsd_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path):
     jsd_recipe = [ps["flops_match"] for ps in helped["methods"]["d2s_matched"]["per_seed"]]
     assert all(fm["select_in_band"] for fm in own) and not any(fm["select_in_band"] for fm in jsd_recipe)
     assert all("in_band" in p for fm in own for p in fm["probes"]) and "epochs within +-15 % FLOPs" in md
-    from jsdlib.experiments.tables import report_sections
+    from jsdlib.experiments.report import report_sections
     sec = report_sections({"results": {"jsd_fidelity": helped}}, tmp_path / "report")
     assert len(sec) == 1 and (tmp_path / "report" / "jsd_fidelity_probes.png").is_file()
     # the JSD rows are the comparison's runs: one training per seed in OUT/runs/jsd_compare/jsd-seed<k>

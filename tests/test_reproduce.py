@@ -44,7 +44,7 @@ def test_report_from_committed_results(tmp_path):
     main = json.loads((ROOT / "notebooks" / "results" / "reproduce_cpu" / "results.json").read_text())["results"]
     doc = {"preset": "cpu", "seeds": [0, 1, 2], "environment": reproduce.environment(), "steps": {},
            "results": {k: main[k] for k in ("jsd_compare", "jsd_sweep", "cmc_wordnet", "cmc_speed")}}
-    from jsdlib.experiments.tables import write_report
+    from jsdlib.experiments.report import write_report
 
     text = write_report(doc, tmp_path).read_text()
     assert (tmp_path / "jsd_sweep.png").stat().st_size > 1000
@@ -65,7 +65,7 @@ CMC_FIDELITY = ROOT / "notebooks" / "results" / "cmc_fidelity_cpu"
 def test_committed_report_is_the_committed_json(tmp_path):
     """The committed report of the last `jsdlib reproduce --preset cpu` run is exactly what its results.json
     renders to (so every number in the report is the JSON's), and the README's summary is that JSON's too."""
-    from jsdlib.experiments.tables import README_BEGIN, README_END, summary_markdown, write_report
+    from jsdlib.experiments.report import README_BEGIN, README_END, summary_markdown, write_report
 
     doc = json.loads((COMMITTED / "results.json").read_text())
     assert doc["preset"] == "cpu" and set(doc["results"]) == set(reproduce.CPU_STEPS)
@@ -108,7 +108,7 @@ def test_committed_cmc_fidelity_table_is_the_step_as_configured(tmp_path):
     """`make cmc-fidelity`'s committed run (issue 15): its report is its JSON's; it ran the step as configured now
     (the preset, the CE, the rerankers' learning rates chosen on validation, CMC-final and the rerankers over the
     BE's top-64); every reranker of the comparison was measured in that one run, with paired tests per seed."""
-    from jsdlib.experiments.tables import write_report
+    from jsdlib.experiments.report import write_report
 
     doc = json.loads((CMC_FIDELITY / "results.json").read_text())
     assert set(doc["results"]) == {"cmc_fidelity"} and doc["seeds"] == [0, 1, 2]
@@ -136,7 +136,7 @@ def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
     of the committed main job's comparison (the same trainings, so the ablation claims of that table hold for this
     JSD too); every claim of issue 13 is checked; both D2S rows record their FLOPs searches."""
     from jsdlib.experiments.fidelity_report import FIDELITY_CLAIMS
-    from jsdlib.experiments.tables import write_report
+    from jsdlib.experiments.report import write_report
 
     fid = json.loads((FIDELITY / "results.json").read_text())
     assert set(fid["results"]) == {"jsd_fidelity"} and fid["seeds"] == [0, 1, 2]

@@ -5,7 +5,7 @@ report and paper tables it writes. Taught in notebook 06 (``06_paper_tables``); 
 """
 from jsdlib.experiments.jsd_compare import aggregate, compare, l1_sweep, summary_rows
 from jsdlib.experiments.reproduce import CPU_STEPS, MissingDataError, Step, cpu_steps, paper_steps, run
-from jsdlib.experiments.tables import summary_markdown, write_report
+from jsdlib.experiments.report import summary_markdown, write_report
 
 __all__ = ["aggregate", "compare", "l1_sweep", "summary_rows", "CPU_STEPS",
            "MissingDataError", "Step", "cpu_steps", "paper_steps", "run", "summary_markdown", "write_report"]

@@ -18,13 +18,27 @@ from pathlib import Path
 
 from jsdlib.cmc.baselines import TokenStates
 from jsdlib.cmc.config import get_cmc_preset
+from jsdlib.cmc.cross_encoder import CEConfig
 from jsdlib.cmc.data import eval_subset
-from jsdlib.cmc.pipelines import EXTRA_PIPELINES
+from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES
 from jsdlib.cmc.tasks import TASKS, load_task
 from jsdlib.cmc.train import train_cmc
-from jsdlib.experiments.cmc_compare import _train_rerankers, reranker_configs, reranker_texts
+from jsdlib.experiments.cmc_compare import (_train_rerankers, compare, reranker_configs, reranker_texts,
+                                            train_first_ce)
 from jsdlib.experiments.lanes import share_units
 
+# The step's arguments to :func:`compare` (docs/fidelity.md, docs/decisions.md): CMC trained as the authors train it
+# within a CPU budget (preset cpu-authors: every training mention, lr 1e-4, early stopping, their selection key and
+# weight-decay groups), CMC-final over the BE's top-64 (their C_eval), the CE with their head (BERT pooler -> dropout
+# -> linear) and decay groups on 4,000 training queries (what 30 minutes of one thread trains: 0.41 s per query in
+# the first run of this step), and the paper's reranker comparison: a poly-encoder and sum-of-max over the same
+# top-64 lists, each at its lr chosen on validation. Sum-of-max keeps the 2,000 training mentions and 5 epochs it
+# was chosen with: on every mention it would cost about 45 min per seed on one thread.
+SETTINGS = {"task": "wordnet", "preset": "cpu-authors", "names": PIPELINES + ("be_poly", "be_sum_of_max"),
+            "reranker_overrides": {"poly": {"lr": 1e-3},
+                                   "sum_of_max": {"lr": 1e-3, "max_train_queries": 2000, "epochs": 5}},
+            "k_extra": 64, "k_final": 64,
+            "ce_cfg": CEConfig(max_len=64, head="pooler", decay_groups=True, max_train_queries=4000)}
 _DATA: dict = {}     # per process: the task's splits and token states, loaded once for all its units
 
 
@@ -84,9 +98,21 @@ def work_units(ctx, a: dict, helper: bool) -> int:
     return share_units(units(ctx, a), lambda u: unit_dir(ctx, a, u), lambda u: train_unit(ctx, a, u), helper)
 
 
+def run(ctx, a: dict) -> dict:
+    """The step, in its owner lane: the CE first (the longest training, and no units), while a helper lane trains the
+    units from the end; then the units left, then every pipeline (:func:`compare`, which finds each unit finished)."""
+    data, tokens = task_data(a, ctx.progress)   # the units' data and token states: loaded once
+    ce_cfg = a["ce_cfg"] or TASKS[a["task"]]["ce"]
+    ce = (train_first_ce(data["train"], ce_cfg, list(ctx.seeds), a["task"], ctx.progress, ctx.log)
+          if {"be_ce", "be_cmc_ce"} & set(a["names"]) else None)
+    work_units(ctx, a, helper=False)
+    return compare(seeds=list(ctx.seeds), run_root=ctx.run_root("cmc_fidelity"), progress=ctx.progress, log=ctx.log,
+                   **(a | {"data": data, "tokens": tokens, "ce_result": ce}))
+
+
 def reset_cache() -> None:
     """Forget the per-process data (tests)."""
     _DATA.clear()
 
 
-__all__ = ["kinds", "units", "unit_dir", "task_data", "train_unit", "work_units", "reset_cache"]
+__all__ = ["SETTINGS", "kinds", "units", "unit_dir", "task_data", "train_unit", "work_units", "run", "reset_cache"]

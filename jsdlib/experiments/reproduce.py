@@ -35,7 +35,7 @@ units (a row and a seed each) from the end while the first works from the start.
 
 ``cmc_fidelity`` is opt-in for the same reason: CMC trained on every WordNet mention with the authors' selection,
 CMC-final over the BE's top-64, the CE with the authors' head, and the paper's reranker comparison over the same
-lists (:data:`CMC_FIDELITY`); with ``--workers 2`` the second lane trains the comparison rerankers from the end
+lists (:data:`jsdlib.experiments.cmc_fidelity.SETTINGS`); with ``--workers 2`` the second lane trains the comparison rerankers from the end
 (:mod:`jsdlib.experiments.cmc_fidelity`).
 
 Paper presets (``blip-coco``, ``blip-flickr``, ``albef-coco``, ``albef-flickr``) run the JSD steps on the authors'
@@ -61,7 +61,6 @@ from tqdm.auto import tqdm
 
 from jsdlib import cmc
 from jsdlib.apps.emoji_index import emoji_vectors
-from jsdlib.experiments import cmc_compare as cmc_compare_mod
 from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
 from jsdlib.common.io import write_json
@@ -74,7 +73,7 @@ from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.experiments.paper_inputs import (  # noqa: F401 (PAPER_DATA, MissingDataError: re-exported)
     PAPER_DATA, MissingDataError, _word_embeddings, check_paper_data, check_paper_inputs)
-from jsdlib.experiments.tables import write_report
+from jsdlib.experiments.report import write_report
 from jsdlib import index
 from jsdlib.jsd.vocab import Vocabulary
 from jsdlib.jsd.presets import get_preset
@@ -125,19 +124,6 @@ FIDELITY_MATCH = {"tol": 0.15, "max_probes": 5}
 MAIN_JSD_METHODS = ("dense_original", "d2s_matched", "jsd_sparse", "jsd_dense", "jsd_integrated_authors",
                     "jsd_integrated", "jsd_no_kd", "jsd_frozen_final")
 MAIN_MATCH = {"tol": 0.15, "max_probes": 5, "start": 0.72, "select_in_band": True}
-# The opt-in CMC table of issue 15 (`make cmc-fidelity`, docs/fidelity.md): CMC trained as the authors train it within
-# a CPU budget (preset cpu-authors: every training mention, lr 1e-4, early stopping, their selection key and weight-decay
-# groups), CMC-final over the BE's top-64 (their C_eval), the CE with their head (BERT pooler -> dropout -> linear) and
-# decay groups on 4,000 training queries (what 30 minutes of one thread trains: 0.41 s per query in the first run
-# of this step), and the paper's reranker comparison: a poly-encoder and sum-of-max over the
-# same top-64 lists, each at its lr chosen on validation (docs/decisions.md). Sum-of-max keeps the 2,000 training
-# mentions and 5 epochs it was chosen with: on every mention it would cost about 45 min per seed on one thread.
-CMC_FIDELITY = {"task": "wordnet", "preset": "cpu-authors",
-                "names": cmc.PIPELINES + ("be_poly", "be_sum_of_max"),
-                "reranker_overrides": {"poly": {"lr": 1e-3},
-                                       "sum_of_max": {"lr": 1e-3, "max_train_queries": 2000, "epochs": 5}},
-                "k_extra": 64, "k_final": 64,
-                "ce_cfg": cmc.CEConfig(max_len=64, head="pooler", decay_groups=True, max_train_queries=4000)}
 HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity", "cmc_fidelity": "help_cmc_fidelity"}   # steps a free lane can help with
 
 
@@ -318,8 +304,9 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              # opt-in: issue 13's table (docs/fidelity.md); D2S's L1 searched on validation to JSD's FLOPs
              # opt-in: issue 15's table (docs/fidelity.md): CMC as the authors ran it, the reranker comparison
              Step("cmc_fidelity", "CMC as the authors ran it, and the reranker comparison (WordNet, 3 seeds)",
-                  cmc_compare, _cmc_fidelity, CMC_FIDELITY,
-                  {"cmc_preset": cmc.get_cmc_preset(CMC_FIDELITY["preset"]), "task_settings": cmc.TASKS["wordnet"]}),
+                  cmc_compare, cmc_fidelity.run, cmc_fidelity.SETTINGS,
+                  {"cmc_preset": cmc.get_cmc_preset(cmc_fidelity.SETTINGS["preset"]),
+                   "task_settings": cmc.TASKS["wordnet"]}),
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
                   _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
                   {"units": fidelity.FIDELITY_UNITS, "epochs_compared": jsd_compare.sampling_variants(COMPARE_CFG),
@@ -340,18 +327,6 @@ def _jsd_fidelity(ctx: Context, a: dict) -> dict:
     fidelity.work_units(ctx, a, helper=False)
     return jsd_compare.fidelity(ctx.features(), seeds=list(ctx.seeds), run_root=ctx.run_root("jsd_compare"),
                                 progress=ctx.progress, log=ctx.log, **a)
-
-
-def _cmc_fidelity(ctx: Context, a: dict) -> dict:
-    """The owner: the CE first (the longest training, no units), while a helper lane trains the units from the
-    end; then the units left, then every pipeline (:func:`jsdlib.experiments.cmc_compare.compare`)."""
-    data, tokens = cmc_fidelity.task_data(a, ctx.progress)   # the units' data and token states: loaded once
-    ce_cfg = a["ce_cfg"] or cmc.TASKS[a["task"]]["ce"]
-    ce = (cmc_compare_mod.train_first_ce(data["train"], ce_cfg, list(ctx.seeds), a["task"], ctx.progress, ctx.log)
-          if {"be_ce", "be_cmc_ce"} & set(a["names"]) else None)
-    cmc_fidelity.work_units(ctx, a, helper=False)
-    return cmc_compare(seeds=list(ctx.seeds), run_root=ctx.run_root("cmc_fidelity"), progress=ctx.progress,
-                       log=ctx.log, **(a | {"data": data, "tokens": tokens, "ce_result": ce}))
 
 
 def help_cmc_fidelity(ctx: Context, step: Step) -> int:
