@@ -320,7 +320,7 @@ def _cmc_fidelity_ctx(tmp_path, tokens, data):
             "k_extra": 20, "k_final": 20}
     step = reproduce.Step("cmc_fidelity", "cmc", compare, reproduce.cmc_fidelity.run, args)
     ctx = reproduce.Context(tmp_path, "cpu", (0, 1), False, lambda *a: None)
-    cmc_fidelity._DATA[("emoji", 20)] = (data, tokens)
+    cmc_fidelity._DATA[cmc_fidelity.data_key(step.resolved())] = (data, tokens)
     return ctx, step
 
 

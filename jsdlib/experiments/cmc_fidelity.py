@@ -11,7 +11,6 @@ read the same vectors, and the rerankers' token states are encoded in a canonica
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -25,7 +24,7 @@ from jsdlib.cmc.tasks import TASKS, load_task
 from jsdlib.cmc.train import train_cmc
 from jsdlib.experiments.cmc_compare import (_train_rerankers, compare, reranker_configs, reranker_texts,
                                             train_first_ce)
-from jsdlib.experiments.lanes import share_units
+from jsdlib.experiments.lanes import plain_json, share_units
 
 # The step's arguments to :func:`compare` (docs/fidelity.md, docs/decisions.md): CMC trained as the authors train it
 # within a CPU budget (preset cpu-authors: every training mention, lr 1e-4, early stopping, their selection key and
@@ -52,29 +51,31 @@ def units(ctx, a: dict) -> list[tuple[str, int]]:
     return [("cmc", s) for s in ctx.seeds] + [(k, s) for k in kinds(a) for s in ctx.seeds]
 
 
-def _plain(o):
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return dataclasses.asdict(o)
-    return str(o)
-
-
 def unit_dir(ctx, a: dict, unit: tuple) -> tuple[Path, str]:
     """A unit's lock folder and the identity its marker must carry (the step's arguments, seeds and preset)."""
     ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "preset": get_cmc_preset(a["preset"])},
-                                      sort_keys=True, default=_plain).encode()).hexdigest()[:16]
+                                      sort_keys=True, default=plain_json).encode()).hexdigest()[:16]
     return ctx.run_root("cmc_fidelity") / "units" / f"{unit[0]}-seed{unit[1]}", ident
+
+
+def data_key(a: dict) -> tuple:
+    """What the per-process data of :func:`task_data` depends on: the task, the rerankers' list length and the
+    test subset."""
+    return a["task"], a.get("k_extra"), a.get("n_eval", -1)
 
 
 def task_data(a: dict, progress: bool = False) -> tuple[dict, TokenStates | None]:
     """The task's train / val / test splits and (when the step has rerankers) the token states they read, prefilled
     as :func:`jsdlib.experiments.cmc_compare.compare` prefills them; cached per process."""
-    key = (a["task"], a.get("k_extra"))
+    key = data_key(a)
     if key not in _DATA:
         data = {s: load_task(a["task"], s, progress=progress) for s in ("train", "val", "test")}
         tokens = None
         if kinds(a):
             tokens = TokenStates()
-            tokens.prefill(reranker_texts(data, eval_subset(data["test"], TASKS[a["task"]]["n_eval"]), a.get("k_extra")))
+            n_eval = a.get("n_eval", -1)   # as compare() reads it: -1 = the task's own subset
+            test = eval_subset(data["test"], TASKS[a["task"]]["n_eval"] if n_eval == -1 else n_eval)
+            tokens.prefill(reranker_texts(data, test, a.get("k_extra")))
         _DATA[key] = (data, tokens)
     return _DATA[key]
 
@@ -115,4 +116,4 @@ def reset_cache() -> None:
     _DATA.clear()
 
 
-__all__ = ["SETTINGS", "kinds", "units", "unit_dir", "task_data", "train_unit", "work_units", "run", "reset_cache"]
+__all__ = ["SETTINGS", "kinds", "units", "unit_dir", "data_key", "task_data", "train_unit", "work_units", "run", "reset_cache"]

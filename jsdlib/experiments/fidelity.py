@@ -9,13 +9,12 @@ evaluates it: which lane trained a run changes no number.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 from jsdlib.experiments import jsd_compare
-from jsdlib.experiments.lanes import share_units
+from jsdlib.experiments.lanes import plain_json, share_units
 from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.jsd.methods import run_methods
 
@@ -29,18 +28,12 @@ def units(ctx) -> list[tuple[str, tuple, int]]:
     return [(k, names, s) for k, names in FIDELITY_UNITS for s in ctx.seeds] + [("sampling", (), s) for s in ctx.seeds]
 
 
-def _plain(o):
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return o.identity() if hasattr(o, "identity") else dataclasses.asdict(o)
-    return str(o)
-
-
 def unit_dir(ctx, a: dict, unit: tuple) -> tuple[Path, str]:
     """A unit's lock folder and the identity its marker must carry (what the unit trains)."""
     ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "units": FIDELITY_UNITS,
                                        "epochs": jsd_compare.sampling_variants(a["cfg"]),
                                        "own_start": OWN_RECIPE_START, "own_in_band": OWN_RECIPE_IN_BAND},
-                                      sort_keys=True, default=_plain).encode()).hexdigest()[:16]
+                                      sort_keys=True, default=plain_json).encode()).hexdigest()[:16]
     return ctx.run_root("jsd_fidelity") / "units" / f"{unit[0]}-seed{unit[2]}", ident
 
 

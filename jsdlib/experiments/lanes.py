@@ -19,6 +19,7 @@ no number; a second run reuses every finished step and every finished training.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -32,6 +33,16 @@ from jsdlib.common.runlock import DONE, finished, mark_finished, run_lock
 
 TIMED = frozenset({"search", "cmc_speed"})
 HELPABLE = frozenset({"jsd_sweep", "jsd_fidelity", "cmc_fidelity"})    # steps another lane can help with (reproduce.HELPERS)
+
+
+def plain_json(o):
+    """JSON form of a step argument for a fingerprint or a unit's identity: a config dataclass by its identity or
+    fields, a function by its qualified name, anything else by ``str``."""
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return o.identity() if hasattr(o, "identity") else dataclasses.asdict(o)
+    if callable(o):
+        return f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', repr(o))}"
+    return str(o)
 
 
 def share_units(todo: Sequence, unit_dir: Callable, train_unit: Callable, helper: bool) -> int:

@@ -43,7 +43,6 @@ released features; without them the job stops at once and names the files and wh
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import json
@@ -68,7 +67,7 @@ from jsdlib.common.runlock import finished, run_lock
 from jsdlib.common.metrics import evaluate_split
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import cmc_fidelity, fidelity, jsd_compare
-from jsdlib.experiments.lanes import run_pending_in_lanes, saved_step
+from jsdlib.experiments.lanes import plain_json, run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
 from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.experiments.paper_inputs import (  # noqa: F401 (PAPER_DATA, MissingDataError: re-exported)
@@ -127,15 +126,6 @@ MAIN_MATCH = {"tol": 0.15, "max_probes": 5, "start": 0.72, "select_in_band": Tru
 HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity", "cmc_fidelity": "help_cmc_fidelity"}   # steps a free lane can help with
 
 
-def _plain(o):
-    """JSON form of a step argument for its fingerprint: a config dataclass by its fields, a function by name."""
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return o.identity() if hasattr(o, "identity") else dataclasses.asdict(o)
-    if callable(o):
-        return f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', repr(o))}"
-    return str(o)
-
-
 @dataclass
 class Step:
     """One step of the job: ``run(ctx, args)`` calls the library function ``fn`` with ``args`` = :meth:`resolved`
@@ -162,9 +152,9 @@ class Step:
 
     def fingerprint(self, seeds: Sequence[int]) -> dict:
         """What the step's result depends on, as JSON: the callee, its resolved arguments, the config, the seeds."""
-        doc = {"step": self.name, "calls": _plain(self.fn), "args": self.resolved(), **self.config,
+        doc = {"step": self.name, "calls": plain_json(self.fn), "args": self.resolved(), **self.config,
                "seeds": list(seeds)}
-        return json.loads(json.dumps(doc, sort_keys=True, default=_plain))
+        return json.loads(json.dumps(doc, sort_keys=True, default=plain_json))
 
     def digest(self, seeds: Sequence[int]) -> str:
         return hashlib.sha256(json.dumps(self.fingerprint(seeds), sort_keys=True).encode()).hexdigest()[:16]
