@@ -318,7 +318,7 @@ def _cmc_fidelity_ctx(tmp_path, tokens, data):
     args = {"task": "emoji", "preset": "tiny-test", "names": ("be", "be_cmc", "cmc_final", "be_poly", "be_sum_of_max"),
             "reranker_overrides": {"poly": {"lr": 3e-2}, "sum_of_max": {"lr": 3e-2, "epochs": 1}},
             "k_extra": 20, "k_final": 20}
-    step = reproduce.Step("cmc_fidelity", "cmc", compare, reproduce.cmc_fidelity.run, args)
+    step = reproduce.Step("cmc_fidelity", "cmc", compare, reproduce.cmc_fidelity.run, args, options=("settings",))
     ctx = reproduce.Context(tmp_path, "cpu", (0, 1), False, lambda *a: None)
     cmc_fidelity._DATA[cmc_fidelity.data_key(step.resolved())] = (data, tokens)
     return ctx, step
@@ -366,6 +366,41 @@ def test_cmc_fidelity_is_opt_in_and_a_helping_lane_changes_no_number(tmp_path, t
     assert t.loc["CMC", "reranks"] == "top-20" and "of 2 seeds" in t.loc["poly-encoder", "CMC minus it, R@1"]
     sec = report_sections({"results": {"cmc_fidelity": helped}})
     assert len(sec) == 1 and "The reranker comparison" in sec[0] and "CMC over the top-20, the CE" not in sec[0]
+
+
+def test_cmc_fidelity_settings_run_beside_the_main_table(tmp_path, tokens):
+    """A setting of `cmc_fidelity` (issue 15: CMC over the fine-tuned BE) is one more unit per seed, trained from the
+    end by a helper, and one more compare over its own data; the report shows the settings side by side."""
+    from jsdlib.experiments import cmc_fidelity, reproduce
+    from jsdlib.experiments.report import report_sections
+    from jsdlib.experiments.tables import settings_table
+
+    data = {"train": toy(n=40, seed=0, tokens=tokens), "val": toy(n=12, seed=1, tokens=tokens),
+            "test": toy(n=12, seed=2, tokens=tokens)}
+    other = {"train": toy(n=40, seed=3), "val": toy(n=12, seed=4), "test": toy(n=12, seed=5)}
+    cmc.PRESETS["tiny-test"] = cfg(name="tiny-test", epochs=2, lr=1e-3, select_on="macro_unnorm", patience=1)
+    try:
+        ctx, step = _cmc_fidelity_ctx(tmp_path, tokens, data)
+        step.args["settings"] = {"finetuned_be": {"preset": "tiny-test", "be_kind": "finetuned"}}
+        step.args["names"] = ("be", "be_cmc", "cmc_final", "be_poly")
+        a = step.resolved()
+        cmc_fidelity._DATA[cmc_fidelity.data_key(a)] = (data, tokens)
+        cmc_fidelity._DATA[("emoji", "be", "finetuned")] = other
+        assert cmc_fidelity.units(ctx, a)[-2:] == [("finetuned_be", 0), ("finetuned_be", 1)]
+        assert reproduce.help_cmc_fidelity(ctx, step) == 6
+        assert (ctx.run_root("cmc_fidelity") / "finetuned_be" / "emoji-tiny-test-seed1").is_dir()
+        res = cmc_fidelity.run(ctx, a)
+    finally:
+        del cmc.PRESETS["tiny-test"]
+        cmc_fidelity.reset_cache()
+    st = res["settings"]["finetuned_be"]
+    assert st["be_kind"] == "finetuned" and st["names"] == ["be", "be_cmc", "cmc_final"]    # no comparison rerankers
+    assert (st["data"], st["train_data"], res["data"]) == ("toy5", "toy3", "toy2")         # its own BE lists
+    t = settings_table(res)
+    assert list(t.index) == ["frozen encoders, as-is BE (the table above)", "frozen encoders, fine-tuned BE"]
+    assert "of 2 seeds" in t.iloc[1]["gain over BE"] and t.iloc[1]["BE-CE R@1"] == "—"
+    sec = report_sections({"results": {"cmc_fidelity": res}})
+    assert "Fine-tuned encoders, and the fine-tuned BE" in sec[0]
 
 
 def test_compare_refuses_a_cross_encoder_of_another_config(tokens):

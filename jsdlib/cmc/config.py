@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 INPUT_SCALES = ("unit", "layernorm")
 SELECT_ON = ("micro_top1", "macro_unnorm")
-DIGEST_NEUTRAL = {"input_scale": "unit", "select_on": "micro_top1", "decay_groups": False, "patience": None}
+DIGEST_NEUTRAL = {"input_scale": "unit", "select_on": "micro_top1", "decay_groups": False, "patience": None,
+                  "encoder_lr": None, "warm_start": None}
+FINGERPRINT_NEUTRAL = {"encoder_lr": None, "warm_start": None}   # fields added after the committed runs
 
 
 @dataclass
@@ -42,6 +44,8 @@ class CMCConfig:
     select_on: str = "micro_top1"   # selection key: "micro_top1" or "macro_unnorm" (per-domain mean, the authors')
     decay_groups: bool = False      # True: no weight decay on biases and LayerNorm weights (the authors'; common.optim)
     patience: int | None = None     # early stopping: stop after this many epochs without a better val key (None: off)
+    encoder_lr: float | None = None  # finetuned variant: the encoders' lr (None: ``lr``, one lr for everything)
+    warm_start: str | None = None   # finetuned variant: the frozen-variant preset whose head (same seed) it starts from
     device: str | None = None       # execution only (not in the digest): None = "cuda" when torch sees one, else "cpu"
 
     def __post_init__(self):
@@ -53,6 +57,16 @@ class CMCConfig:
     def replace(self, **kw) -> "CMCConfig":
         """A copy with the fields ``kw`` changed."""
         return dataclasses.replace(self, **kw)
+
+    def identity(self) -> dict:
+        """The fields as a step fingerprint reads them (:func:`jsdlib.experiments.lanes.plain_json`): every field,
+        except that those of :data:`FINGERPRINT_NEUTRAL` are left out at their neutral value, so the committed runs
+        of the presets that do not use them stay current."""
+        d = dataclasses.asdict(self)
+        for k, neutral in FINGERPRINT_NEUTRAL.items():
+            if d[k] == neutral:
+                d.pop(k)
+        return d
 
     def digest(self) -> str:
         """12 hex digits of SHA-256 over every field but ``device`` (the run's identity for resume).
@@ -80,6 +94,13 @@ PRESETS = {
     # weight-decay groups; selection as cpu-frozen (top-64 of 300 fixed validation queries)
     "cpu-authors": CMCConfig(name="cpu-authors", lr=1e-4, epochs=8, patience=2, max_train_queries=None,
                              max_val_queries=300, eval_k=64, select_on="macro_unnorm", decay_groups=True),
+    # issue 15's finetuned-encoder CMC within a CPU budget: CMC's query and candidate encoders are copies of the BE's
+    # towers (its mean-pooled unit vectors), the head starts from the same seed's cpu-authors head (two stages: the
+    # head first on frozen vectors, then head and encoders together), the authors' lr 1e-5 for head and encoders,
+    # 300 training queries for 1 epoch (each step encodes 4 x 64 candidates with gradients: ~8 s on one thread)
+    "cpu-authors-ft": CMCConfig(name="cpu-authors-ft", encoders="finetuned", lr=1e-5, encoder_lr=1e-5, epochs=1,
+                                max_train_queries=300, max_val_queries=300, eval_k=64, select_on="macro_unnorm",
+                                decay_groups=True, warm_start="cpu-authors"),
     # the notebook's fast subset: 1,000 training queries, 3 epochs, CMC over the top-64 at validation
     "cpu-fast": CMCConfig(name="cpu-fast", epochs=3, max_train_queries=1000, eval_k=64),
 }

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.model import default_device, ffn_dim, pretrained_minilm
 from jsdlib.cmc.precision import DEFAULT_PRECISION, resolve_bf16
 from jsdlib.common.fit import FitConfig, Task, fit
+from jsdlib.common.io import atomic_write
 from jsdlib.common.optim import adamw
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
@@ -199,12 +201,14 @@ class CEConfig:
 
 
 def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, progress: bool = True,
-             log=print) -> dict:
+             log=print, run_dir=None) -> dict:
     """Train the CE with ``CE = -log softmax(s)_gold`` over ``[gold, n_candidates - 1 best-ranked others]``.
 
     Seeded (query subset, their order, head init, dropout), so a run is reproducible on one machine. Returns
     ``{"model", "train_time_s", "n_train_queries", "losses" (one per step), "loss_first", "loss_last"
-    (mean of the first / last 10 % of the steps), "config"}``.
+    (mean of the first / last 10 % of the steps), "config"}``. ``run_dir``: checkpoints after each epoch (a killed
+    run resumes; a finished one is only loaded) and ``losses.json`` (the per-step losses and the training time, so
+    a loaded run reports what its training did).
     """
     device = torch.device(cfg.device or default_device())
     with seeded(cfg.seed):
@@ -217,15 +221,31 @@ def train_ce(train: RerankData, cfg: CEConfig, ce: CrossEncoder | None = None, p
         opt = adamw(ce, task.params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
         sched = warmup_decay(opt, cfg.epochs * len(task.qidx), cfg.warmup_frac, rounding="nearest")
         res = fit(task, opt, sched, gen, FitConfig(cfg.epochs, cfg.grad_clip, device=str(device), global_rng=True),
-                  ident=f"ce:{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}", progress=progress,
-                  log=lambda *a: None, log_epochs=False, desc="ce")
-    losses = task.losses
+                  ident=f"ce:{json.dumps(dataclasses.asdict(cfg), sort_keys=True)}:{train.fingerprint()}",
+                  run_dir=run_dir, progress=progress, log=lambda *a: None, log_epochs=False, desc="ce")
+    losses, secs = _losses_record(run_dir, task.losses, res)
     n10 = max(1, len(losses) // 10)
     first, last = float(np.mean(losses[:n10])), float(np.mean(losses[-n10:]))
     log(f"ce: {len(task.qidx)} queries x {cfg.epochs} epoch(s), mean loss first/last 10%: {first:.3f} / {last:.3f} "
         f"(chance ln {cfg.n_candidates} = {math.log(cfg.n_candidates):.3f})")
-    return {"model": ce, "train_time_s": res["train_time_s"], "n_train_queries": len(task.qidx), "losses": losses,
+    return {"model": ce, "train_time_s": secs, "n_train_queries": len(task.qidx), "losses": losses,
             "loss_first": first, "loss_last": last, "config": dataclasses.asdict(cfg)}
+
+
+def _losses_record(run_dir, losses: list, res: dict) -> tuple[list, float]:
+    """(per-step losses, training seconds): this call's, written to ``run_dir/losses.json`` when it trained every
+    step; else (the run was found finished or resumed) the ones recorded there by the run that trained it."""
+    secs = float(sum(h.get("epoch_s", 0.0) for h in res["history"])) or float(res["train_time_s"])
+    if run_dir is None:
+        return losses, secs
+    path = Path(run_dir) / "losses.json"
+    if len(losses) == res["step"] and losses:
+        atomic_write(path, json.dumps({"losses": losses, "train_time_s": secs}))
+        return losses, secs
+    if path.is_file():
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        return rec["losses"], float(rec["train_time_s"])
+    return losses, secs
 
 
 def ce_query_loss(ce: nn.Module, data: RerankData, q: int, n_candidates: int) -> torch.Tensor:

@@ -106,19 +106,28 @@ class CMCHead(nn.Module):
         return torch.einsum("bd,bkd->bk", X[:, 0], X[:, 1:])   # s_k = q_out . c_k,out
 
 
-class TextEncoder(nn.Module):
-    """A MiniLM (BERT-style) text encoder with [CLS] pooling: ``encode(texts) -> (N, hidden)``.
+POOLINGS = ("cls", "mean_unit")
 
-    ``model`` defaults to the pretrained all-MiniLM-L6-v2 (:func:`pretrained_minilm`); ``tokenizer`` to MiniLM's with
-    the ZeSHEL markers kept whole (:func:`jsdlib.vlp.minilm.minilm_tokenizer`); tests pass a tiny random
-    ``transformers.BertModel``.
+
+class TextEncoder(nn.Module):
+    """A MiniLM (BERT-style) text encoder: ``encode(texts) -> (N, hidden)``.
+
+    ``pooling="cls"``: the raw [CLS] hidden state (the authors' CMC encoders, norm ~ sqrt(d)); ``"mean_unit"``:
+    ``normalize(mean_t h_t)`` over the attention mask, the pooling of jsdlib's bi-encoder (all-MiniLM-L6-v2 was
+    trained with it), so a CMC encoder copied from the BE starts from exactly the BE's vectors
+    (:meth:`CMC.from_biencoder`). ``model`` defaults to the pretrained all-MiniLM-L6-v2 (:func:`pretrained_minilm`);
+    ``tokenizer`` to MiniLM's with the ZeSHEL markers kept whole (:func:`jsdlib.vlp.minilm.minilm_tokenizer`);
+    tests pass a tiny random ``transformers.BertModel``.
     """
 
-    def __init__(self, model=None, tokenizer=None, max_len: int = 64):
+    def __init__(self, model=None, tokenizer=None, max_len: int = 64, pooling: str = "cls"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.bert = model if model is not None else pretrained_minilm()
         self.tokenizer = tokenizer if tokenizer is not None else minilm_tokenizer(markers=True)
         self.max_len = max_len
+        self.pooling = pooling
 
     @property
     def dim(self) -> int:
@@ -127,7 +136,11 @@ class TextEncoder(nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         t = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len,
                            return_tensors="pt").to(self.bert.device)
-        return self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state[:, 0]
+        h = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
+        if self.pooling == "cls":
+            return h[:, 0]
+        m = t["attention_mask"].unsqueeze(-1).to(h.dtype)                  # mean over real tokens, then unit norm
+        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch: int = 128, progress: bool = False) -> torch.Tensor:
@@ -164,6 +177,26 @@ class CMC(nn.Module):
         self.head = CMCHead(dim, dropout=dropout)
         self.query_encoder = query_encoder if encoders == "finetuned" else None
         self.candidate_encoder = candidate_encoder if encoders == "finetuned" else None
+
+    @classmethod
+    def from_biencoder(cls, be, head: "CMCHead | None" = None, dropout: float = 0.1) -> "CMC":
+        """A finetuned-variant CMC whose query / candidate encoders are copies of the bi-encoder ``be``'s towers
+        with its pooling (``"mean_unit"``) and tokenizer, so before training it reads exactly the frozen variant's
+        vectors; ``head``: a trained frozen-variant head to start from (its weights are copied), else a new one.
+
+        The CMC paper initialises CMC's encoders from the BE checkpoint; starting the head from a frozen-variant
+        head is jsdlib's two-stage schedule for a CPU budget (docs/fidelity.md).
+        """
+        import copy  # noqa: PLC0415
+
+        enc = [TextEncoder(copy.deepcopy(m), be.tokenizer, be.max_len, pooling="mean_unit")
+               for m in (be.query_encoder, be.cand_encoder)]
+        for e in enc:
+            e.bert.train()
+        model = cls(enc[0].dim, "finetuned", enc[0], enc[1], dropout=dropout)
+        if head is not None:
+            model.head.load_state_dict(head.state_dict())
+        return model
 
     def forward(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Scores (B, K) of query vectors ``q`` (B, d) and candidate vectors ``c`` (B, K, d) at ``input_scale``."""

@@ -21,7 +21,7 @@ from jsdlib.cmc.loss import cmc_loss, teacher_scores
 from jsdlib.cmc.model import CMC, default_device
 from jsdlib.cmc.rerank import validate_cmc
 from jsdlib.common.fit import FitConfig, Task, fit
-from jsdlib.common.optim import adamw
+from jsdlib.common.optim import adamw, decay_split
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 
@@ -54,6 +54,24 @@ def _check(train: RerankData, val: RerankData, cfg: CMCConfig, model: CMC | None
                                           or val.query_texts is None):
         raise ValueError("train_cmc: the finetuned variant needs query_texts and cand_texts in the data")
     return model
+
+
+def _optimizer(model: CMC, params: list, cfg: CMCConfig) -> torch.optim.AdamW:
+    """AdamW over ``params`` at ``cfg.lr``; the finetuned variant's encoders at ``cfg.encoder_lr`` when it is set (their
+    own parameter groups: decayed / not decayed as ``cfg.decay_groups`` says, :func:`jsdlib.common.optim.adamw`)."""
+    if cfg.encoder_lr is None or model.encoders != "finetuned":
+        return adamw(model, params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
+    enc = {id(p) for m in (model.query_encoder, model.candidate_encoder) for p in m.parameters()}
+    groups = []
+    for part, lr in (([p for p in params if id(p) not in enc], cfg.lr), ([p for p in params if id(p) in enc],
+                                                                          cfg.encoder_lr)):
+        if cfg.decay_groups:
+            decayed, plain = decay_split(model, part)
+            groups += [{"params": decayed, "lr": lr, "weight_decay": cfg.weight_decay},
+                       {"params": plain, "lr": lr, "weight_decay": 0.0}]
+        else:
+            groups.append({"params": part, "lr": lr, "weight_decay": cfg.weight_decay})
+    return torch.optim.AdamW(groups, lr=cfg.lr, eps=cfg.eps)
 
 
 def cmc_batch_loss(model: CMC, data: RerankData, qs: list[int], gen: torch.Generator, cfg: CMCConfig,
@@ -119,7 +137,7 @@ def train_cmc(train: RerankData, val: RerankData, cfg: CMCConfig, run_dir=None, 
         qidx = _training_queries(train, cfg)
         val = eval_subset(val, cfg.max_val_queries)
         task = CMCTask(model, train, val, cfg, qidx, device)
-        opt = adamw(model, task.params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
+        opt = _optimizer(model, task.params, cfg)
         sched = warmup_decay(opt, cfg.epochs * math.ceil(len(qidx) / cfg.batch_size), cfg.warmup_frac,
                              rounding="nearest")
         res = fit(task, opt, sched, generator(cfg.seed),

@@ -4,6 +4,8 @@ the comparison rerankers' (:func:`reranker_sweep`)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -62,7 +64,7 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     need_ce = any(x in names for x in ("be_ce", "be_cmc_ce"))
     ce, ce_info, cache = None, {}, PairCache()
     if need_ce:  # the expensive model: trained once (first seed) and shared by every CMC seed
-        ce_res = ce_result or train_first_ce(data["train"], ce_cfg, seeds, task, progress, log)
+        ce_res = ce_result or train_first_ce(data["train"], ce_cfg, seeds, task, progress, log, run_root)
         if ce_res["config"] != dataclasses.asdict(ce_cfg.replace(seed=seeds[0])):
             raise ValueError("compare: ce_result was trained with another config than ce_cfg (seed: the first seed)")
         ce = ce_res["model"]
@@ -79,9 +81,8 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
     per_seed, info = [], []
     for s in seeds:
         cfg = get_cmc_preset(preset, seed=s)
-        rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{s}"
         log(f"[{task}] seed {s}: training CMC ({cfg.encoders} encoders, preset {cfg.name})")
-        res = train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log)
+        res = cmc_run(task, data, cfg, run_root, progress, log)
         rerankers, extra_info = _train_rerankers(reranker_configs(kinds, cfg, reranker_overrides), data, tokens,
                                                  run_root, task, progress, log)
         log(f"[{task}] seed {s}: pipelines on {len(test)} test queries")
@@ -109,11 +110,48 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
                          for r in per_seed]}
 
 
+def cmc_run(task: str, data: dict, cfg, run_root=None, progress: bool = False, log=print) -> dict:
+    """CMC of ``cfg`` trained on ``data`` (or found finished) in ``run_root/{task}-{preset}-seed{seed}``.
+
+    The finetuned variant (preset ``cpu-authors-ft``, WordNet only: its encoders are text encoders) starts from
+    :func:`finetuned_start`."""
+    rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{cfg.seed}"
+    model = finetuned_start(task, data, cfg, run_root, progress, log) if cfg.encoders == "finetuned" else None
+    return train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log, model=model)
+
+
+def finetuned_start(task: str, data: dict, cfg, run_root=None, progress: bool = False, log=print):
+    """The finetuned-variant CMC before training: encoders copied from the as-is bi-encoder (the one that ranked
+    ``data``), and, when ``cfg.warm_start`` names a frozen preset, the head of that preset's run with the same seed
+    (trained first, or found finished, by :func:`cmc_run`)."""
+    if task != "wordnet" or not data["train"].name.endswith("be_asis"):
+        raise ValueError(f"the finetuned CMC variant needs text queries and candidates ranked by the as-is bi-encoder "
+                         f"(task 'wordnet'), not {task!r} / {data['train'].name!r}")
+    from jsdlib.cmc.model import CMC  # noqa: PLC0415
+    from jsdlib.retrieval.finetune import load_biencoder  # noqa: PLC0415
+
+    head = None
+    if cfg.warm_start is not None:
+        base = get_cmc_preset(cfg.warm_start, seed=cfg.seed, device=cfg.device)
+        if base.encoders != "frozen":
+            raise ValueError(f"warm_start must name a frozen-variant preset, not {cfg.warm_start!r}")
+        log(f"[{task}] seed {cfg.seed}: the {base.name} head the finetuned CMC starts from")
+        head = cmc_run(task, data, base, run_root, progress, log)["model"].head
+    with seeded(cfg.seed):
+        return CMC.from_biencoder(load_biencoder("asis"), head=head, dropout=cfg.dropout)
+
+
 def train_first_ce(train: RerankData, ce_cfg: CEConfig, seeds: Sequence[int], task: str, progress: bool = False,
-                   log=print) -> dict:
-    """The CE every seed of :func:`compare` shares: ``ce_cfg`` trained once, with the first seed."""
+                   log=print, run_root=None) -> dict:
+    """The CE every seed of :func:`compare` shares: ``ce_cfg`` trained once, with the first seed (in
+    ``run_root/{task}-ce-<config digest>``, when given: a finished one is only loaded)."""
+    cfg = ce_cfg.replace(seed=seeds[0])
+    rd = None
+    if run_root is not None:
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+        rd = Path(run_root) / f"{task}-ce-{digest}"
     log(f"[{task}] training the cross-encoder on {ce_cfg.max_train_queries} queries (seed {seeds[0]})")
-    return train_ce(train, ce_cfg.replace(seed=seeds[0]), progress=progress, log=log)
+    return train_ce(train, cfg, progress=progress, log=log, run_dir=rd)
 
 
 def trained_seconds(res: dict) -> float:

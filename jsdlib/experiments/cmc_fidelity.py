@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
+
+import torch
 
 from jsdlib.cmc.baselines import TokenStates
 from jsdlib.cmc.config import get_cmc_preset
@@ -21,9 +24,9 @@ from jsdlib.cmc.cross_encoder import CEConfig
 from jsdlib.cmc.data import eval_subset
 from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES
 from jsdlib.cmc.tasks import TASKS, load_task
-from jsdlib.cmc.train import train_cmc
-from jsdlib.experiments.cmc_compare import (_train_rerankers, compare, reranker_configs, reranker_texts,
+from jsdlib.experiments.cmc_compare import (_train_rerankers, cmc_run, compare, reranker_configs, reranker_texts,
                                             train_first_ce)
+from jsdlib.retrieval.finetune import load_biencoder
 from jsdlib.experiments.lanes import plain_json, share_units
 
 # The step's arguments to :func:`compare` (docs/fidelity.md, docs/decisions.md): CMC trained as the authors train it
@@ -37,7 +40,11 @@ SETTINGS = {"task": "wordnet", "preset": "cpu-authors", "names": PIPELINES + ("b
             "reranker_overrides": {"poly": {"lr": 1e-3},
                                    "sum_of_max": {"lr": 1e-3, "max_train_queries": 2000, "epochs": 5}},
             "k_extra": 64, "k_final": 64,
-            "ce_cfg": CEConfig(max_len=64, head="pooler", decay_groups=True, max_train_queries=4000)}
+            "ce_cfg": CEConfig(max_len=64, head="pooler", decay_groups=True, max_train_queries=4000),
+            # issue 15's two more WordNet settings, each a compare() beside the main one, sharing its CE: CMC with its
+            # own encoders fine-tuned (preset cpu-authors-ft), and the frozen-encoder CMC over the fine-tuned BE
+            "settings": {"finetuned_encoders": {"preset": "cpu-authors-ft", "be_kind": "asis"},
+                         "finetuned_be": {"preset": "cpu-authors", "be_kind": "finetuned"}}}
 _DATA: dict = {}     # per process: the task's splits and token states, loaded once for all its units
 
 
@@ -47,13 +54,21 @@ def kinds(a: dict) -> list[str]:
 
 
 def units(ctx, a: dict) -> list[tuple[str, int]]:
-    """``(model, seed)``: every CMC head first (the owner's), the rerankers after them (a helper's, from the end)."""
-    return [("cmc", s) for s in ctx.seeds] + [(k, s) for k in kinds(a) for s in ctx.seeds]
+    """``(model, seed)``: every CMC head first, then the CMC of each setting over the main step's BE (the finetuned
+    encoders start from those heads), the rerankers, and last the CMC of each setting over another BE (the owner
+    trains from the start, a helper from the end). ``(setting name, seed)`` is that setting's CMC for the seed."""
+    st = a.get("settings", {})
+    same = [n for n in st if st[n]["be_kind"] == "asis"]
+    return ([("cmc", s) for s in ctx.seeds] + [(n, s) for n in same for s in ctx.seeds]
+            + [(k, s) for k in kinds(a) for s in ctx.seeds]
+            + [(n, s) for n in st if n not in same for s in ctx.seeds])
 
 
 def unit_dir(ctx, a: dict, unit: tuple) -> tuple[Path, str]:
     """A unit's lock folder and the identity its marker must carry (the step's arguments, seeds and preset)."""
-    ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "preset": get_cmc_preset(a["preset"])},
+    presets = {n: get_cmc_preset(st["preset"]) for n, st in a.get("settings", {}).items()}
+    ident = hashlib.sha256(json.dumps({"args": a, "seeds": list(ctx.seeds), "preset": get_cmc_preset(a["preset"])}
+                                      | ({"setting_presets": presets} if presets else {}),
                                       sort_keys=True, default=plain_json).encode()).hexdigest()[:16]
     return ctx.run_root("cmc_fidelity") / "units" / f"{unit[0]}-seed{unit[1]}", ident
 
@@ -80,15 +95,33 @@ def task_data(a: dict, progress: bool = False) -> tuple[dict, TokenStates | None
     return _DATA[key]
 
 
+def setting_data(a: dict, name: str, progress: bool = False) -> dict:
+    """A setting's train / val / test splits: the main step's when its BE is the as-is one, else the task ranked by
+    the fine-tuned BE (trained first when it is not cached: ~3 min); cached per process."""
+    be_kind = a["settings"][name]["be_kind"]
+    if be_kind == "asis":
+        return task_data(a, progress)[0]
+    key = (a["task"], "be", be_kind)
+    if key not in _DATA:
+        load_biencoder(be_kind, progress=progress)   # trains and caches it if missing
+        _DATA[key] = {s: load_task(a["task"], s, progress=progress, be_kind=be_kind) for s in ("train", "val", "test")}
+    return _DATA[key]
+
+
 def train_unit(ctx, a: dict, unit: tuple) -> None:
     """Train one unit into the folder :func:`compare` reads it from."""
     model, seed = unit
-    data, tokens = task_data(a, ctx.progress)
-    cfg, root = get_cmc_preset(a["preset"], seed=seed), ctx.run_root("cmc_fidelity")
+    root = ctx.run_root("cmc_fidelity")
     ctx.log(f"cmc_fidelity: {model} seed {seed}")
+    if model in a.get("settings", {}):
+        st = a["settings"][model]
+        cmc_run(a["task"], setting_data(a, model, ctx.progress), get_cmc_preset(st["preset"], seed=seed),
+                setting_root(root, model), ctx.progress, ctx.log)
+        return
+    data, tokens = task_data(a, ctx.progress)
+    cfg = get_cmc_preset(a["preset"], seed=seed)
     if model == "cmc":
-        train_cmc(data["train"], data["val"], cfg, run_dir=Path(root) / f"{a['task']}-{cfg.name}-seed{seed}",
-                  progress=ctx.progress, log=ctx.log)
+        cmc_run(a["task"], data, cfg, root, ctx.progress, ctx.log)
     else:
         _train_rerankers(reranker_configs([model], cfg, a.get("reranker_overrides")), data, tokens, root, a["task"],
                          ctx.progress, ctx.log)
@@ -104,11 +137,53 @@ def run(ctx, a: dict) -> dict:
     units from the end; then the units left, then every pipeline (:func:`compare`, which finds each unit finished)."""
     data, tokens = task_data(a, ctx.progress)   # the units' data and token states: loaded once
     ce_cfg = a["ce_cfg"] or TASKS[a["task"]]["ce"]
-    ce = (train_first_ce(data["train"], ce_cfg, list(ctx.seeds), a["task"], ctx.progress, ctx.log)
+    ce = (train_first_ce(data["train"], ce_cfg, list(ctx.seeds), a["task"], ctx.progress, ctx.log,
+                         ctx.run_root("cmc_fidelity"))
           if {"be_ce", "be_cmc_ce"} & set(a["names"]) else None)
     work_units(ctx, a, helper=False)
-    return compare(seeds=list(ctx.seeds), run_root=ctx.run_root("cmc_fidelity"), progress=ctx.progress, log=ctx.log,
-                   **(a | {"data": data, "tokens": tokens, "ce_result": ce}))
+    root, main = ctx.run_root("cmc_fidelity"), {k: v for k, v in a.items() if k != "settings"}
+    res = compare(seeds=list(ctx.seeds), run_root=root, progress=ctx.progress, log=ctx.log,
+                  **(main | {"data": data, "tokens": tokens, "ce_result": ce}))
+    res["settings"] = {}
+    for name, st in a.get("settings", {}).items():
+        ctx.log(f"cmc_fidelity: setting {name}")
+        res["settings"][name] = compare(a["task"], list(ctx.seeds), preset=st["preset"],
+                                        names=[n for n in a["names"] if n in PIPELINES],
+                                        run_root=setting_root(root, name), n_eval=a.get("n_eval", -1),
+                                        ce_cfg=a["ce_cfg"], data=setting_data(a, name, ctx.progress),
+                                        progress=ctx.progress, log=ctx.log, k_final=a.get("k_final"),
+                                        ce_result=ce) | {"be_kind": st["be_kind"]}
+    return res
+
+
+def setting_root(root, name: str) -> Path:
+    """Where a setting's runs live: its own folder, except that the finetuned-encoder CMC shares the main step's
+    (its warm start is the main step's CMC head of the same seed)."""
+    return Path(root) if name == "finetuned_encoders" else Path(root) / name
+
+
+def pooling_validation(task: str = "wordnet", progress: bool = False) -> dict:
+    """How well the as-is MiniLM's two poolings rank on the task's validation split, each query's domain in full
+    (issue 15: which vectors the finetuned CMC's encoders start from; validation only). ``mean_unit``: the bi-encoder's
+    mean-pooled unit vectors; ``cls``: the raw [CLS] state the authors' encoders read (cosine ranking; its mean norm
+    is reported). R@k over each query's BE top-1024 list re-scored, which holds the whole domain on validation."""
+    from jsdlib.cmc.model import TextEncoder  # noqa: PLC0415
+    from jsdlib.common.metrics import list_ranks, success_at_k  # noqa: PLC0415
+
+    val = load_task(task, "val", progress=progress)
+    if not bool((val.valid.sum(1) < val.k).all()):
+        raise ValueError("pooling_validation: the validation lists must hold each query's whole domain")
+    out = {"task": task, "n_queries": len(val), "poolings": {}}
+    for pooling in ("mean_unit", "cls"):
+        enc = TextEncoder(pooling=pooling)
+        q, c = enc.encode(val.query_texts, progress=progress), enc.encode(val.cand_texts, progress=progress)
+        norm = float(q.norm(dim=1).mean())
+        q, c = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(c, dim=1)
+        s = torch.einsum("nd,nkd->nk", q, c[val.topk]).masked_fill(~val.valid, -math.inf)
+        ranked = torch.gather(val.topk, 1, torch.argsort(s, dim=1, descending=True, stable=True))
+        r = list_ranks(ranked, val.gold)
+        out["poolings"][pooling] = {f"R@{k}": success_at_k(r, k) for k in (1, 16, 64)} | {"mean_query_norm": norm}
+    return out
 
 
 def reset_cache() -> None:
@@ -116,4 +191,5 @@ def reset_cache() -> None:
     _DATA.clear()
 
 
-__all__ = ["SETTINGS", "kinds", "units", "unit_dir", "data_key", "task_data", "train_unit", "work_units", "run", "reset_cache"]
+__all__ = ["SETTINGS", "kinds", "units", "unit_dir", "data_key", "task_data", "setting_data", "setting_root", "train_unit",
+           "pooling_validation", "work_units", "run", "reset_cache"]

@@ -14,7 +14,7 @@ from jsdlib.common.metrics import format_table, report_rows
 from jsdlib.experiments.fidelity_report import fidelity_section, flops_match_section
 from jsdlib.experiments.jsd_compare import summary_rows
 from jsdlib.experiments.tables import (DASH, cmc_claims, cmc_table, jsd_claims, jsd_table1, jsd_table2, jsd_table3,
-                                       reranker_table, sweep_table, to_markdown)
+                                       reranker_table, settings_table, sweep_table, to_markdown)
 from jsdlib.index.bench import ratio_table
 
 
@@ -71,6 +71,16 @@ def report_sections(doc: dict, out=None) -> list[str]:
                 f"seeds {r.get('seeds')}.\n", to_markdown(cmc_table(r), "pipeline"),
                 "\n### The reranker comparison (the same lists, the same run)\n", to_markdown(reranker_table(r), "reranker"),
                 "\n### Claims checked on our numbers\n", to_markdown(cmc_claims({"wordnet": r}), "claim")]
+        if r.get("settings"):
+            ft = r["settings"].get("finetuned_encoders", {}).get("preset", {})
+            body += ["\n### Fine-tuned encoders, and the fine-tuned BE (the same test queries, seeds and CE)\n",
+                     (f"Fine-tuned encoders: preset {ft.get('name')}, CMC's query and candidate encoders copied from "
+                      f"the as-is BE and trained with the head (lr {ft.get('lr', 0):g}, encoders "
+                      f"{ft.get('encoder_lr') or ft.get('lr', 0):g}) on {ft.get('max_train_queries')} training "
+                      f"mentions for {ft.get('epochs')} epoch, starting from the same seed's {ft.get('warm_start')} "
+                      "head. Fine-tuned BE: the bi-encoder fine-tuned on the train domains ranks every split; CMC "
+                      "(frozen encoders, its vectors) and the CE rerank its lists.\n\n" if ft else "")
+                     + to_markdown(settings_table(r), "setting")]
         parts.append(_section("CMC as the authors ran it, and the reranker comparison (issue 15)", "\n".join(body),
                               "steps/cmc_fidelity.json"))
     if "cmc_speed" in res:

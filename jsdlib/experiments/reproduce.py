@@ -143,12 +143,15 @@ class Step:
     run: Callable[["Context", dict], dict] | None = None
     args: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    options: tuple = ()     # keys of ``args`` that ``fn`` does not take: the step's own (``run`` reads them)
 
     def resolved(self) -> dict:
-        """``fn``'s arguments with ``args`` bound and every default filled in (runtime ones left out)."""
-        bound = inspect.signature(self.fn).bind_partial(**self.args)
+        """``fn``'s arguments with ``args`` bound and every default filled in (runtime ones left out), plus the
+        step's own ``options`` as given (e.g. ``cmc_fidelity``'s ``settings``); any other unknown key fails."""
+        own = {k: v for k, v in self.args.items() if k in self.options}
+        bound = inspect.signature(self.fn).bind_partial(**{k: v for k, v in self.args.items() if k not in own})
         bound.apply_defaults()
-        return {k: v for k, v in bound.arguments.items() if k not in RUNTIME}
+        return {k: v for k, v in bound.arguments.items() if k not in RUNTIME} | own
 
     def fingerprint(self, seeds: Sequence[int]) -> dict:
         """What the step's result depends on, as JSON: the callee, its resolved arguments, the config, the seeds."""
@@ -296,7 +299,10 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              Step("cmc_fidelity", "CMC as the authors ran it, and the reranker comparison (WordNet, 3 seeds)",
                   cmc_compare, cmc_fidelity.run, cmc_fidelity.SETTINGS,
                   {"cmc_preset": cmc.get_cmc_preset(cmc_fidelity.SETTINGS["preset"]),
-                   "task_settings": cmc.TASKS["wordnet"]}),
+                   "task_settings": cmc.TASKS["wordnet"],
+                   "setting_presets": {n: cmc.get_cmc_preset(st["preset"])
+                                       for n, st in cmc_fidelity.SETTINGS["settings"].items()}},
+                  options=("settings",)),
              Step("jsd_fidelity", "JSD as the authors ran it, against the real D2S (3 seeds)", jsd_compare.fidelity,
                   _jsd_fidelity, {"cfg": COMPARE_CFG, "match": FIDELITY_MATCH},
                   {"units": fidelity.FIDELITY_UNITS, "epochs_compared": jsd_compare.sampling_variants(COMPARE_CFG),

@@ -275,6 +275,43 @@ def reranker_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+SETTING_ROWS = (("main", "frozen encoders, as-is BE (the table above)"),
+                ("finetuned_encoders", "fine-tuned encoders, as-is BE"),
+                ("finetuned_be", "frozen encoders, fine-tuned BE"))
+
+
+def _gain(r: dict, test: str) -> str:
+    """``+d (p; seeds ahead)`` of one pipeline test of a :func:`jsdlib.experiments.cmc_compare.compare` result."""
+    t = r.get("tests", {}).get(test)
+    if not t:
+        return DASH
+    ahead = sum(x["diff"] > 0 for x in t["per_seed"])
+    return f"{t['diff']:+.1f} (p {t['p']:.2g}; {ahead} of {len(t['per_seed'])} seeds)"
+
+
+def settings_table(result: dict) -> pd.DataFrame:
+    """``cmc_fidelity``'s three WordNet settings side by side (issue 15): the main run (frozen encoders over the as-is
+    BE), CMC with its own encoders fine-tuned, and the frozen-encoder CMC over the fine-tuned BE. Each setting is one
+    :func:`jsdlib.experiments.cmc_compare.compare` over the same 300 test queries and seeds with the same CE; the
+    gains are paired tests within a setting (pooled p; at how many seeds the first pipeline is ahead). ``val key``:
+    the selected epoch's validation macro unnormalised accuracy (mean over seeds)."""
+    rows = {}
+    for name, label in SETTING_ROWS:
+        r = result if name == "main" else result.get("settings", {}).get(name)
+        if not r:
+            continue
+        pl = r["pipelines"]
+        f = lambda n, k: f"{pl[n][k]['mean']:.1f} ± {pl[n][k]['std']:.1f}" if n in pl else DASH  # noqa: E731
+        keys = [i["val_key_history"][i["best_epoch"] - 1] for i in r.get("seed_info", []) if i.get("val_key_history")]
+        rows[label] = {"BE R@1 / R@16": f"{pl['be']['R@1']['mean']:.1f} / {pl['be']['R@16']['mean']:.1f}",
+                       "BE-CMC R@16": f("be_cmc", "R@16"), "gain over BE": _gain(r, "be_cmc_vs_be_R@16"),
+                       "BE-CE R@1": f("be_ce", "R@1"), "BE-CMC-CE R@1": f("be_cmc_ce", "R@1"),
+                       "gain over BE-CE": _gain(r, "be_cmc_ce_vs_be_ce_R@1"),
+                       f"CMC-final R@1 (top-{r.get('k_final')})": f("cmc_final", "R@1"),
+                       "val key": f"{np.mean(keys):.1f}" if keys else DASH}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def cmc_claims(results: dict, speed: dict | None = None, ref: pd.DataFrame | None = None) -> pd.DataFrame:
     """The CMC paper's claims, each next to its reference value and checked as an ordering on our numbers.
 
