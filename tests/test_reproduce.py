@@ -126,9 +126,25 @@ def test_committed_cmc_fidelity_table_is_the_step_as_configured(tmp_path):
     for t in ("be_cmc_vs_be_R@16", "be_cmc_ce_vs_be_ce_R@1", "cmc_final_vs_be_poly_R@1",
               "cmc_final_vs_be_sum_of_max_R@1"):
         assert len(r["tests"][t]["per_seed"]) == 3
-    from jsdlib.experiments.tables import reranker_table, to_markdown
+    from jsdlib.experiments.tables import reranker_table, settings_table, to_markdown
     readme = (ROOT / "README.md").read_text()
     assert to_markdown(reranker_table(r), "reranker") in readme             # the README's table is the JSON's
+    ft, fb = r["settings"]["finetuned_encoders"], r["settings"]["finetuned_be"]   # item 2: two more settings
+    assert ft["variant"] == "finetuned" and ft["preset"]["name"] == "cpu-authors-ft" and ft["data"] == r["data"]
+    assert fb["be_kind"] == "finetuned" and fb["data"] == "wordnet-test-be_finetuned" and fb["variant"] == "frozen"
+    for x in (ft, fb):                      # the same test queries, seeds and CE as the main table
+        assert (x["n_test_queries"], x["seeds"], x["k_final"]) == (r["n_test_queries"], r["seeds"], 64)
+        assert x["ce"]["train_time_s"] == r["ce"]["train_time_s"] and len(x["tests"]["be_cmc_vs_be_R@16"]["per_seed"]) == 3
+    assert ft["pipelines"]["be"] == r["pipelines"]["be"] | {"ms_per_query": ft["pipelines"]["be"]["ms_per_query"]}
+    assert to_markdown(settings_table(r), "setting") in readme
+    lrs = json.loads((ROOT / "notebooks" / "results" / "cmc_finetuned_lr_val.json").read_text())
+    best = max(lrs["rows"], key=lambda x: x["val_key"])                      # the preset's lr won on validation
+    assert (best["lr"], best["encoder_lr"]) == (ft["preset"]["lr"], ft["preset"]["encoder_lr"])
+    i0 = r["seed_info"][0]
+    assert lrs["warm_start_val_key"] == i0["val_key_history"][i0["best_epoch"] - 1] and lrs["seed"] == 0
+    assert ft["seed_info"][0]["val_key_history"] == [best["val_key"]]        # the same training as the probe's
+    pool = json.loads((ROOT / "notebooks" / "results" / "cmc_pooling_val.json").read_text())["poolings"]
+    assert all(pool["mean_unit"][k] > pool["cls"][k] for k in ("R@1", "R@16", "R@64"))   # why the BE's pooling
 
 
 def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):

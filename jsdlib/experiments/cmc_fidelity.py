@@ -2,6 +2,9 @@
 
 The step (issue 15: CMC as the authors ran it within a CPU budget, beside the paper's reranker comparison) trains,
 per seed, a CMC head and each comparison reranker (poly-encoder, sum-of-max): a unit is one of them for one seed.
+Its ``settings`` add two more WordNet runs of :func:`compare` over the same test queries, seeds and CE, each with one
+unit per seed: CMC with its own encoders fine-tuned (preset ``cpu-authors-ft``, warm-started from the same seed's
+head) and the frozen CMC over the fine-tuned bi-encoder.
 The step's owner trains the units from the first (every CMC head), a helper lane from the last (the rerankers);
 each unit holds a lock and leaves a marker naming what it trained (:func:`jsdlib.experiments.lanes.share_units`).
 Every run lands where :func:`jsdlib.experiments.cmc_compare.compare` looks for it (``OUT/runs/cmc_fidelity``),
@@ -170,9 +173,7 @@ def pooling_validation(task: str = "wordnet", progress: bool = False) -> dict:
     from jsdlib.cmc.model import TextEncoder  # noqa: PLC0415
     from jsdlib.common.metrics import list_ranks, success_at_k  # noqa: PLC0415
 
-    val = load_task(task, "val", progress=progress)
-    if not bool((val.valid.sum(1) < val.k).all()):
-        raise ValueError("pooling_validation: the validation lists must hold each query's whole domain")
+    val = load_task(task, "val", progress=progress)   # WordNet's val domains have <= 1,000 entities: whole lists
     out = {"task": task, "n_queries": len(val), "poolings": {}}
     for pooling in ("mean_unit", "cls"):
         enc = TextEncoder(pooling=pooling)
@@ -186,10 +187,34 @@ def pooling_validation(task: str = "wordnet", progress: bool = False) -> dict:
     return out
 
 
+def finetuned_lr_validation(lr_pairs, seed: int = 0, run_root=None, head_root=None, progress: bool = False,
+                            log=print) -> dict:
+    """The finetuned-encoder CMC's validation key at each ``(head lr, encoder lr)`` of ``lr_pairs`` (preset
+    ``cpu-authors-ft`` otherwise; validation only, no test number). Each run starts from the ``cpu-authors`` head of
+    ``seed`` in ``head_root`` (the step's run folder: trained there first when missing) and trains in its own folder
+    under ``run_root``."""
+    from jsdlib.cmc.train import train_cmc  # noqa: PLC0415
+    from jsdlib.experiments.cmc_compare import finetuned_start  # noqa: PLC0415
+
+    data = {s: load_task("wordnet", s, progress=progress) for s in ("train", "val")}
+    rows = []
+    for lr, enc_lr in lr_pairs:
+        cfg = get_cmc_preset("cpu-authors-ft", seed=seed, lr=lr, encoder_lr=enc_lr)
+        model = finetuned_start("wordnet", data, cfg, head_root, progress, log)
+        rd = None if run_root is None else Path(run_root) / f"ft-lr{lr:g}-enc{enc_lr:g}-seed{seed}"
+        res = train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log, model=model)
+        rows.append({"lr": lr, "encoder_lr": enc_lr, "val_key": res["best"].get("val_" + cfg.select_on),
+                     "val_acc": res["best"]["val_acc"], "train_time_s": res["train_time_s"]})
+        log(f"finetuned CMC lr {lr:g} / encoders {enc_lr:g}: val key {rows[-1]['val_key']:.2f}")
+    base = get_cmc_preset("cpu-authors-ft")
+    return {"task": "wordnet", "preset": base.name, "seed": seed, "select_on": base.select_on,
+            "n_train_queries": base.max_train_queries, "n_val_queries": base.max_val_queries, "rows": rows}
+
+
 def reset_cache() -> None:
     """Forget the per-process data (tests)."""
     _DATA.clear()
 
 
 __all__ = ["SETTINGS", "kinds", "units", "unit_dir", "data_key", "task_data", "setting_data", "setting_root", "train_unit",
-           "pooling_validation", "work_units", "run", "reset_cache"]
+           "pooling_validation", "finetuned_lr_validation", "work_units", "run", "reset_cache"]
