@@ -105,6 +105,8 @@ def test_finetuned_cmc_starts_from_the_frozen_head_of_its_seed(tmp_path, monkeyp
     assert all(torch.equal(a, b) for a, b in zip(again["model"].state_dict().values(), res["model"].state_dict().values()))
     with pytest.raises(ValueError, match="as-is bi-encoder"):
         cmc_compare.finetuned_start("emoji", data, cfg, tmp_path, log=log)
+    with pytest.raises(ValueError, match="frozen-variant preset"):               # a warm start must be a head
+        cmc_compare.finetuned_start("wordnet", data, cfg.replace(warm_start="tiny-ft"), tmp_path, log=log)
 
 
 def test_cross_encoder_run_folder_loads_a_finished_training(tmp_path):

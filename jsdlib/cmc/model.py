@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from jsdlib.cmc.config import INPUT_SCALES
 from jsdlib.cmc.precision import DEFAULT_PRECISION, fused_encoder_layer, resolve_bf16
 from jsdlib.common.paths import minilm_path
+from jsdlib.retrieval.biencoder import mean_pool
 from jsdlib.vlp.minilm import minilm_tokenizer
 from jsdlib.vlp.quiet import quiet_loading
 
@@ -139,8 +140,7 @@ class TextEncoder(nn.Module):
         h = self.bert(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
         if self.pooling == "cls":
             return h[:, 0]
-        m = t["attention_mask"].unsqueeze(-1).to(h.dtype)                  # mean over real tokens, then unit norm
-        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+        return torch.nn.functional.normalize(mean_pool(h, t["attention_mask"]), dim=-1)   # the BE's pooling
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch: int = 128, progress: bool = False) -> torch.Tensor:

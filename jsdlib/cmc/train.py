@@ -21,7 +21,7 @@ from jsdlib.cmc.loss import cmc_loss, teacher_scores
 from jsdlib.cmc.model import CMC, default_device
 from jsdlib.cmc.rerank import validate_cmc
 from jsdlib.common.fit import FitConfig, Task, fit
-from jsdlib.common.optim import adamw, decay_split
+from jsdlib.common.optim import adamw, param_groups
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, seeded
 
@@ -62,15 +62,9 @@ def _optimizer(model: CMC, params: list, cfg: CMCConfig) -> torch.optim.AdamW:
     if cfg.encoder_lr is None or model.encoders != "finetuned":
         return adamw(model, params, cfg.lr, cfg.eps, cfg.weight_decay, cfg.decay_groups)
     enc = {id(p) for m in (model.query_encoder, model.candidate_encoder) for p in m.parameters()}
-    groups = []
-    for part, lr in (([p for p in params if id(p) not in enc], cfg.lr), ([p for p in params if id(p) in enc],
-                                                                          cfg.encoder_lr)):
-        if cfg.decay_groups:
-            decayed, plain = decay_split(model, part)
-            groups += [{"params": decayed, "lr": lr, "weight_decay": cfg.weight_decay},
-                       {"params": plain, "lr": lr, "weight_decay": 0.0}]
-        else:
-            groups.append({"params": part, "lr": lr, "weight_decay": cfg.weight_decay})
+    head, encoders = [p for p in params if id(p) not in enc], [p for p in params if id(p) in enc]
+    groups = (param_groups(model, head, cfg.lr, cfg.weight_decay, cfg.decay_groups)
+              + param_groups(model, encoders, cfg.encoder_lr, cfg.weight_decay, cfg.decay_groups))
     return torch.optim.AdamW(groups, lr=cfg.lr, eps=cfg.eps)
 
 

@@ -25,15 +25,21 @@ def decay_split(module: nn.Module, params: Iterable[torch.Tensor]) -> tuple[list
     return [p for _, p in named if p.ndim >= 2], [p for _, p in named if p.ndim < 2]
 
 
+def param_groups(module: nn.Module, params: list, lr: float, weight_decay: float,
+                 decay_groups: bool = False) -> list[dict]:
+    """AdamW's parameter groups for ``params`` (trainable parameters of ``module``) at ``lr``: one group, or the two
+    groups of the module docstring when ``decay_groups``."""
+    if not decay_groups:
+        return [{"params": list(params), "lr": lr, "weight_decay": weight_decay}]
+    decayed, plain = decay_split(module, params)
+    return [{"params": decayed, "lr": lr, "weight_decay": weight_decay},
+            {"params": plain, "lr": lr, "weight_decay": 0.0}]
+
+
 def adamw(module: nn.Module, params: list, lr: float, eps: float, weight_decay: float,
           decay_groups: bool = False) -> torch.optim.AdamW:
-    """AdamW over ``params`` (trainable parameters of ``module``): one group, or the two groups of the module
-    docstring when ``decay_groups``."""
-    if not decay_groups:
-        return torch.optim.AdamW(params, lr=lr, eps=eps, weight_decay=weight_decay)
-    decayed, plain = decay_split(module, params)
-    return torch.optim.AdamW([{"params": decayed, "weight_decay": weight_decay},
-                              {"params": plain, "weight_decay": 0.0}], lr=lr, eps=eps)
+    """AdamW over ``params`` (trainable parameters of ``module``) in :func:`param_groups`."""
+    return torch.optim.AdamW(param_groups(module, params, lr, weight_decay, decay_groups), lr=lr, eps=eps)
 
 
-__all__ = ["decay_split", "adamw"]
+__all__ = ["decay_split", "param_groups", "adamw"]
