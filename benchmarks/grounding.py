@@ -2,7 +2,8 @@
 
     python benchmarks/grounding.py --standin CKPT --only pec pec-words --threads 1 &     # lane 1
     python benchmarks/grounding.py --standin CKPT --only pec-floor ... --threads 1 &     # lane 2
-    python benchmarks/grounding.py --standin CKPT --json benchmarks/results_grounding.json  # all, then the choice
+    python benchmarks/grounding.py --standin CKPT --json benchmarks/results_grounding.json --standin-metrics
+                                                                                        # all, then the choice
 
 (`--json` with `--only` writes the choice among the named candidates only; the JSON lists them.)
 
@@ -35,6 +36,22 @@ def table(res: dict) -> str:
             + f" | {t['sparse_R@1']:.1f} | {t['flops']:.2f} | {100 * tr['all']['specific']:.1f} ("
             + " / ".join(f"{100 * tr[s]['specific']:.1f}" for s in ("seen", "cross-style", "unseen")) + ") |")
     lines.append(f"\nrule: {res.get('why', '')}; chosen: {res.get('chosen')}")
+    lines += ["", f"test, the issue's acceptance columns (readable@{k} = any caption word in the top {k}, specific@{k} = "
+              "a word at most 10 test captions use)",
+              f"| candidate | seen readable@{k} (>= 98) | seen specific@{k} (>= 85) | cross-style specific@{k} (>= 60) "
+              f"| unseen readable@{k} (>= 30) | sparse R@1 | dense R@1 | sparse - dense (>= -1) | FLOPs (<= 5) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for n, r in res["rows"].items():
+        t = r["test"]
+        rd = t["readability"]
+        lines.append(f"| {n} | {100 * rd['seen']['readable']:.1f} | {100 * rd['seen']['specific']:.1f} | "
+                     f"{100 * rd['cross-style']['specific']:.1f} | {100 * rd['unseen']['readable']:.1f} | "
+                     f"{t['sparse_R@1']:.1f} | {t['dense_R@1']:.1f} | {t['sparse_R@1'] - t['dense_R@1']:+.1f} | "
+                     f"{t['flops']:.2f} |")
+    chosen = res["rows"].get(res.get("chosen"), {}).get("pinned")
+    if chosen:
+        lines += ["", f"the chosen model's top terms of the pinned images ({res['chosen']}):"]
+        lines += [f"- {n} ({p['split']}): {', '.join(p['terms'])}" for n, p in chosen.items()]
     return "\n".join(lines)
 
 
@@ -46,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--standin-metrics", action="store_true",
+                    help="also record the stand-in's own t2i R@1 per subset (val and test; jsdlib.vlp.standin_eval)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from jsdlib.common.integrity import safetensors_digest
@@ -64,7 +83,12 @@ def main(argv=None) -> int:
     styles = any(candidates(cfg)[n].get(TRAIN_SET) == "styles" for n in names)
     styles_fs = emoji_features(ckpt, progress=True, train_set="styles") if styles else None
     res = grounding(fs, cfg, names, run_root=root, progress=True, styles_fs=styles_fs)
-    res["standin"] = str(ckpt)
+    res["standin"], res["standin_digest"] = str(ckpt), safetensors_digest(ckpt)
+    if args.standin_metrics:
+        from jsdlib.vlp.standin_eval import standin_subset_metrics
+        res["standin_subsets"] = {s: standin_subset_metrics(ckpt, s, threads=args.threads) for s in ("val", "test")}
+        for s, rows in res["standin_subsets"].items():
+            print(f"stand-in t2i R@1 ({s}): " + ", ".join(f"{g} {r['R@1']:.1f}" for g, r in rows.items()))
     res["seconds"] = round(time.perf_counter() - start, 1)
     print(table(res))
     if args.json:

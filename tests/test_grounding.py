@@ -26,6 +26,10 @@ def test_candidates_change_only_their_knobs():
     fl = c["pec-flops-x30-words"]
     assert fl["regulariser"] == "flops" and fl["eta_t"] == pytest.approx(cfg.eta_t * 30)
     assert c["pec-floor-words-styles"][gr.TRAIN_SET] == "styles" and c["words"]["pec"] is False
+    assert c["pec-words-cw1"] == {"vocab_mask": "words", "caption_words_weight": 1.0, "caption_words_on": "image"}
+    assert c["pec-words-cw1-both-styles"] == {"vocab_mask": "words", "caption_words_weight": 1.0,
+                                              "caption_words_on": "both", gr.TRAIN_SET: "styles"}
+    assert len([n for n in c if "-cw" in n]) == len(gr.CAPTION_WORDS)
     for change in c.values():                  # every candidate is a valid config (train_set picks the features)
         cfg.replace(**{k: v for k, v in change.items() if k != gr.TRAIN_SET})
     with pytest.raises(ValueError, match="styles_fs"):
@@ -53,3 +57,17 @@ def test_choice_rule():
     assert tie["chosen"] == "x"                # equal readability: the higher R@1
     with pytest.raises(ValueError, match="unknown grounding candidate"):
         gr.grounding(None, get_preset("cpu-emoji"), ["nope"])
+
+
+def test_committed_grounding_run_follows_the_rule():
+    """benchmarks/results_grounding.json: every candidate of :func:`candidates` measured, and the choice is the
+    rule's over its rows."""
+    import json
+    from pathlib import Path
+    res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding.json").read_text())
+    cfg = get_preset("cpu-emoji", seed=0, pec=True)
+    assert set(res["rows"]) == set(gr.candidates(cfg))
+    for name, row in res["rows"].items():
+        assert row["change"] == gr.candidates(cfg)[name], name
+    assert gr.choose(res["rows"])["chosen"] == res["chosen"]
+    assert set(res["rows"][res["chosen"]]["pinned"]) == set(gr.PINNED_NAMES)

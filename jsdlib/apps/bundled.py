@@ -27,7 +27,9 @@ from typing import Sequence
 
 import torch
 
+from jsdlib.apps.readability import readability_of_vectors
 from jsdlib.common.io import write_json
+from jsdlib.data.emoji_styles import noto_subsets
 from jsdlib.data.split import concat_splits
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.jsd.features import emoji_features
@@ -61,13 +63,23 @@ def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: b
     save_jsd(res["model"], out, meta)
     model, _ = load_jsd(out)
     w1, w2 = cfg.w1, cfg.w2
-    meta["val"] = _summary(evaluate_model(model, fs.val, w1, w2))
-    meta["test"] = _summary(evaluate_model(model, fs.test, w1, w2))
+    for name, feats in (("val", fs.val), ("test", fs.test)):
+        meta[name] = _summary(evaluate_model(model, feats, w1, w2))
+        meta[name]["readability"] = _readability(model, feats, name, fs.vocab)
     save_jsd(model, out, meta)
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): test sparse R@1 {meta['test']['sparse']['R@1']:.1f}, "
         f"dense {meta['test']['dense']['R@1']:.1f}, integrated {meta['test']['integrated']['R@1']:.1f}; "
         f"terms q/d {meta['test']['terms_q']:.0f}/{meta['test']['terms_d']:.0f}")
     return meta
+
+
+def _readability(model, feats, split: str, vocab, k: int = 5) -> dict:
+    """``readable@k`` / ``specific@k`` of the split's image vectors, overall and per multi-style subset
+    (:func:`jsdlib.apps.readability.readability`; subsets: :func:`jsdlib.data.emoji_styles.noto_subsets`)."""
+    data = load_emoji(split)
+    read = readability_of_vectors(encode(model, feats)["Z_i"], vocab, [data.captions_of(i) for i in range(len(data))],
+                                  k=k, subsets=noto_subsets(split))
+    return {"k": k, **{g: {m: round(float(r[m]), 4) for m in ("readable", "specific")} for g, r in read.items()}}
 
 
 def _summary(ev: dict) -> dict:

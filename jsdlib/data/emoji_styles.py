@@ -42,7 +42,7 @@ from jsdlib.common.paths import REPO_ROOT
 from jsdlib.data.build_io import progress as progress_bar
 from jsdlib.data.build_io import remove_stale, sample_evenly, sha256_file, write_dataset_json
 from jsdlib.data.cldr import base_sequence, cldr_annotations, codepoints
-from jsdlib.data.karpathy import load_karpathy
+from jsdlib.data.karpathy import load_emoji, load_karpathy
 from jsdlib.data.paths import data_root
 from jsdlib.data.raster import SVG_RENDER_SIZE, render_file, save_png
 from jsdlib.data.styles_card import write_docs, write_licenses
@@ -139,6 +139,15 @@ def load(split: str = "test", style: str | None = None, check_images: bool = Tru
     if style is None:
         return data
     return data.subset([i for i, m in enumerate(data.image_meta) if m["style"] == style])
+
+
+def noto_subsets(split: str) -> list[str]:
+    """The subset label (seen / cross-style / unseen) of each image of the bundled Noto ``split``, in
+    :func:`jsdlib.data.karpathy.load_emoji`'s order (checked by file name)."""
+    noto, styles = load_emoji(split), load(split, style="noto", check_images=False)
+    if [Path(p).name for p in noto.image_paths] != [Path(p).name for p in styles.image_paths]:
+        raise ValueError(f"the multi-style set's Noto {split} split does not list the bundled {split} split's images")
+    return [m["subset"] for m in styles.image_meta]
 
 
 def main(argv=None) -> int:

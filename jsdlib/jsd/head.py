@@ -74,6 +74,14 @@ class SparseHead(nn.Module):
         z = log1p_relu(u @ self.E.T)                         # z = log(1 + ReLU(E u))
         return z * self.keep if self.masked else z
 
+    def logits(self, d: torch.Tensor) -> torch.Tensor:
+        """The pre-activation logits ``l = E LayerNorm(W_p d + b_p)`` (B, |V|), ``-inf`` at masked ids:
+        ``z = log(1 + ReLU(l))`` ranks terms in the order of ``l`` (:mod:`jsdlib.jsd.caption_words`)."""
+        if d.dim() != 2 or d.shape[1] != self.proj.in_features:
+            raise ValueError(f"SparseHead expects (batch, {self.proj.in_features}) dense vectors, got {tuple(d.shape)}")
+        l = self.norm(self.proj(d)) @ self.E.T
+        return l.masked_fill(self.keep == 0, float("-inf")) if self.masked else l
+
     def forward_active(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z[:, cols], cols)``: the same ``z`` restricted to the terms non-zero in at least one row.
 

@@ -21,7 +21,7 @@ SAMPLINGS = ("images", "captions")
 VOCAB_MASKS = ("none", "words", "content")   # jsdlib.jsd.words (kept here too: presets import nothing of jsdlib)
 # Fields added after runs were committed: at these values they are left out of the config's identity
 # (:meth:`JSDConfig.identity`), so the runs and reproduce steps that never use them keep their digests.
-DIGEST_NEUTRAL = {"vocab_mask": "none", "pec_floor": 0.0}
+DIGEST_NEUTRAL = {"vocab_mask": "none", "pec_floor": 0.0, "caption_words_weight": 0.0, "caption_words_on": "image"}
 
 
 @dataclass
@@ -79,6 +79,8 @@ class JSDConfig:
     pec: bool = False
     pec_decay_frac: float = 0.95
     pec_floor: float = 0.0             # issue 14: PEC's probability never falls below this (0: D2S's decay to 0)
+    caption_words_weight: float = 0.0  # issue 14: weight of the caption-word loss (jsdlib.jsd.caption_words)
+    caption_words_on: str = "image"    # its rows: "image" or "both" (captions too)
     # execution (not part of the digest)
     device: str = "cpu"
     amp: bool = True                   # fp16 autocast, only on CUDA
@@ -102,6 +104,8 @@ class JSDConfig:
             (self.d2s_tau > 0, "d2s_tau must be > 0"),
             (0 < self.pec_decay_frac <= 1, "pec_decay_frac must be in (0, 1]"),
             (0 <= self.pec_floor <= 1, "pec_floor must be in [0, 1]"),
+            (self.caption_words_weight >= 0, "caption_words_weight must be >= 0"),
+            (self.caption_words_on in ("image", "both"), "caption_words_on must be 'image' or 'both'"),
             (len(self.betas) == 2, "betas must be a pair"),
             (self.vocab_mask in VOCAB_MASKS, f"vocab_mask must be one of {VOCAB_MASKS}"),
         ]

@@ -10,6 +10,7 @@ optional sparsity budget, and resumable per-epoch checkpoints.
     D2S   loss = d2s_loss(S_s, cos(D_i, D_t), tau_d)   only the head, dense embeddings frozen (same module)
           :func:`train_d2s` with JSD's optimiser and schedule; :func:`train_d2s_own` with D2S's own recipe
     PEC   with probability p(epoch) = max(0, 1 - e / (0.95 E)), z_t <- z_t * 1[j in tokens(caption)]
+    words JSD + caption_words_weight * L_words (issue 14, a jsdlib addition: :mod:`jsdlib.jsd.caption_words`)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from jsdlib.common.hardware import cpu_bf16, keep_freed_memory
 from jsdlib.common.schedule import warmup_decay
 from jsdlib.common.seeding import generator, num_threads, seeded
 from jsdlib.jsd.batches import epoch_batches, steps_per_epoch
+from jsdlib.jsd.caption_words import CaptionWordTargets, caption_word_loss
 from jsdlib.jsd.evaluate import evaluate_model
 from jsdlib.jsd.losses import d2s_loss, dense_score, jsd_loss, reg_weight, sparse_score
 from jsdlib.jsd.model import JSDModel, build_model
@@ -94,6 +96,11 @@ class _SparseTask(Task):
                  precision: str, flops_band: tuple[float, float] | None = None, vocab=None):
         device = torch.device(cfg.device)
         self.cfg, self.feats_train, self.feats_val, self.ids = cfg, feats_train, feats_val, caption_token_ids
+        self.word_targets = None
+        if cfg.caption_words_weight > 0:     # issue 14's caption-word loss (jsdlib.jsd.caption_words)
+            if caption_token_ids is None or vocab is None:
+                raise ValueError("cfg.caption_words_weight > 0 needs caption_token_ids and vocab (FeatureSet's)")
+            self.word_targets = CaptionWordTargets(caption_token_ids, feats_train.caption_to_image, vocab)
         self.model = self.build(feats_train, cfg, E_init, special_ids, vocab).to(device)
         self.params = self.model.trainable()
         self.h_t, self.h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
@@ -182,10 +189,19 @@ class _JSDTask(_SparseTask):
         m, c = self.model, self.cfg
         d_t, d_i = m.dense_text(h_t), m.dense_image(h_i)
         z_t, z_i = self.sparse(d_t, d_i, caps, gen)
-        return jsd_loss(dense_score(d_i, d_t, m.tau), sparse_score(z_i, z_t), z_t, z_i,
-                        w1=c.w1, w2=c.w2, lam1=c.lam1, lam2=c.lam2, eta_t=self.eta(c.eta_t, step),
-                        eta_i=self.eta(c.eta_i, step), use_self_kd=c.self_kd, detach_teacher=c.detach_teacher,
-                        teacher_transpose_quirk=c.teacher_transpose_quirk, reg=c.regulariser)
+        loss, parts = jsd_loss(dense_score(d_i, d_t, m.tau), sparse_score(z_i, z_t), z_t, z_i,
+                               w1=c.w1, w2=c.w2, lam1=c.lam1, lam2=c.lam2, eta_t=self.eta(c.eta_t, step),
+                               eta_i=self.eta(c.eta_i, step), use_self_kd=c.self_kd, detach_teacher=c.detach_teacher,
+                               teacher_transpose_quirk=c.teacher_transpose_quirk, reg=c.regulariser)
+        if self.word_targets is not None:   # + caption_words_weight * L_words (jsdlib.jsd.caption_words)
+            w, c2i = self.word_targets, self.feats_train.caption_to_image
+            targets = [w.image(int(c2i[j])) for j in caps.tolist()]
+            d = d_i
+            if c.caption_words_on == "both":
+                targets, d = targets + [w.caption(j) for j in caps.tolist()], torch.cat([d_i, d_t])
+            parts["L_words"] = caption_word_loss(m.head.logits(d), targets)
+            loss = parts["loss"] = loss + c.caption_words_weight * parts["L_words"]
+        return loss, parts
 
 
 class _D2STask(_SparseTask):
