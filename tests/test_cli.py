@@ -107,3 +107,19 @@ def test_shared_options_are_declared_once_and_unknown_ones_are_refused(capsys):
     assert main(["jsd", "export", "--bogus", "1"]) == 2
     assert capsys.readouterr().err.startswith("jsdlib: jsd export: unrecognized arguments: --bogus 1")
     assert parse(["data", "build-emoji", "--out", "x", "--n-test", "3"]).options == ["--out", "x", "--n-test", "3"]
+
+
+def test_jsd_export_passes_the_grounding_options(monkeypatch, tmp_path):
+    """`jsdlib jsd export --train-set styles --caption-words 1 --vocab-mask words --standin CKPT`: the bundled recipe
+    the grounding rule chose (issue 14) reaches train_bundled_jsd as overrides, stand-in and training set."""
+    import jsdlib.cli.jsd as cli_jsd
+    seen = {}
+    monkeypatch.setattr(cli_jsd, "train_bundled_jsd", lambda out, **kw: seen.update(out=out, **kw))
+    out = tmp_path / "m.safetensors"
+    assert main(["jsd", "export", "--out", str(out), "--train-set", "styles", "--caption-words", "1",
+                 "--vocab-mask", "words", "--standin", "ck.safetensors", "--quiet"]) == 0
+    assert seen["train_set"] == "styles" and seen["standin"] == "ck.safetensors"
+    assert seen["caption_words_weight"] == 1.0 and seen["vocab_mask"] == "words" and seen["pec"] is True
+    seen.clear()
+    assert main(["jsd", "export", "--out", str(out), "--quiet"]) == 0
+    assert seen["train_set"] == "noto" and seen["standin"] is None and "caption_words_weight" not in seen

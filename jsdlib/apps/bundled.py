@@ -44,22 +44,26 @@ from jsdlib.vlp.standin import load_standin
 
 
 def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool = True, run_dir=None,
-                      progress: bool = True, log=print, **overrides) -> dict:
+                      progress: bool = True, log=print, standin=None, train_set: str = "noto", **overrides) -> dict:
     """Train JSD on the emoji features (``preset``, ``seed``), save it to ``out`` and record its metrics.
 
     The validation and test metrics stored in the metadata are measured on the *saved* model (reloaded), so a
     later ``load_jsd`` reproduces them exactly (``tests/test_bundled.py`` checks). ``overrides``: other preset fields
-    (e.g. ``vocab_mask="words"``).
+    (e.g. ``vocab_mask="words"``, ``caption_words_weight=1.0``). ``standin``: the stand-in checkpoint whose features
+    it trains on (default: the committed one); ``train_set="styles"``: every training style's images
+    (:func:`jsdlib.jsd.features.emoji_features`), validated and tested on the Noto splits as always.
     """
     cfg = get_preset(preset, seed=seed, pec=pec, **overrides)
-    fs = emoji_features(progress=progress)
+    fs = emoji_features(standin, progress=progress, train_set=train_set)
     res = train_jsd(fs.train, fs.val, cfg, run_dir=run_dir, progress=progress, E_init=fs.E_init,
                     special_ids=fs.special_ids, caption_token_ids=fs.caption_token_ids, log=log, vocab=fs.vocab)
     out = Path(out) if out is not None else JSD_ASSET
     meta = {"preset": cfg.name, "seed": seed, "best_epoch": res["best"]["epoch"], "epochs_run": res["epoch"],
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
             "vlp": fs.test.meta.get("model"), "vlp_weights": fs.test.meta.get("weights"),
-            "trained_on": "emoji train split (stand-in VLP pre-projection features); selected on val sparse R@1"}
+            "train_set": train_set,
+            "trained_on": (f"emoji {'multi-style ' if train_set == 'styles' else ''}train split (stand-in VLP "
+                           "pre-projection features); selected on val sparse R@1")}
     save_jsd(res["model"], out, meta)
     model, _ = load_jsd(out)
     w1, w2 = cfg.w1, cfg.w2

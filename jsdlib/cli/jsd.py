@@ -39,8 +39,11 @@ def cmd_jsd_compare(args) -> int:
 def cmd_jsd_export(args) -> int:
     check_output(args.out, "file", "--out")
     check_output(args.run_dir, "folder", "--run-dir")
+    overrides = {"vocab_mask": args.vocab_mask} if args.vocab_mask else {}
+    if args.caption_words:
+        overrides["caption_words_weight"] = args.caption_words
     train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
-                      progress=not args.quiet, **({"vocab_mask": args.vocab_mask} if args.vocab_mask else {}))
+                      progress=not args.quiet, standin=args.standin, train_set=args.train_set, **overrides)
     return 0
 
 
@@ -99,3 +102,8 @@ def add(sub) -> None:
                    help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
     x.add_argument("--run-dir", help="resumable run folder")
     x.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)
+    x.add_argument("--caption-words", type=float, default=None, metavar="WEIGHT",
+                   help="weight of the caption-word loss (jsdlib.jsd.caption_words; default: the preset's, 0)")
+    x.add_argument("--train-set", choices=("noto", "styles"), default="noto",
+                   help="train on the Noto training split (default) or every training style's images")
+    x.add_argument("--standin", default=None, help="stand-in VLP checkpoint (default: the committed one)")
