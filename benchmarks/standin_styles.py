@@ -34,11 +34,12 @@ CONFIGS = {
     "aug": {"min_scale": 0.5, "max_shift": 0.15},     # stronger crops and shifts
     "deep": {"layers": 8},                            # two more ViT blocks
     "wide": {"width": 256},                           # wider ViT (8 heads of 32)
+    "deep-long": {"layers": 8, "epochs": 60},         # deep for twice the epochs (its best epoch was 29 of 30)
 }
 
 
 def config(name: str, threads: int) -> StandinConfig:
-    return StandinConfig(train_set="styles", epochs=EPOCHS, threads=threads, **CONFIGS[name])
+    return StandinConfig(train_set="styles", threads=threads, **{"epochs": EPOCHS, **CONFIGS[name]})
 
 
 def train(name: str, work: Path, threads: int) -> dict:
