@@ -8,8 +8,9 @@ are ``z = log(1 + ReLU(l))``, monotone in ``l``, so the order of ``l`` is the or
     q_bw    = idf(w) / sum_{v in W_b} idf(v),      idf(w) = log(1 + N / df(w))
 
 ``W_b``: the content words of row ``b`` -- for an image, of all its captions; for a caption, its own -- i.e. the
-token ids that are words of 3+ letters and not stop words (:func:`jsdlib.jsd.words.is_word`), the same test the
-readability measure (:mod:`jsdlib.apps.readability`) uses. ``df(w)``: how many of the ``N`` training images have
+token ids that are words of 3+ letters and not stop words (:func:`jsdlib.jsd.words.is_word`; the ids that
+``vocab_mask_ids(vocab, "content")`` keeps), the same test the readability measure (:mod:`jsdlib.apps.readability`)
+uses. ``df(w)``: how many of the ``N`` training images have
 ``w`` among their caption words, so "octopus" weighs more than "skin" or "tone" (in a third of the emoji
 captions). The softmax runs over the whole vocabulary (masked ids excluded), so punctuation and word pieces are
 pushed down too. The trainer adds ``caption_words_weight * L_words`` for the image rows
@@ -18,12 +19,11 @@ pushed down too. The trainer adds ``caption_words_weight * L_words`` for the ima
 from __future__ import annotations
 
 import math
-
 from typing import Sequence
 
 import torch
 
-from jsdlib.jsd.words import is_word
+from jsdlib.jsd.words import vocab_mask_ids
 
 
 Target = tuple[torch.Tensor, torch.Tensor]     # (word ids, their weights q, summing to 1); both empty: no word
@@ -39,18 +39,8 @@ class CaptionWordTargets:
         if len(caption_token_ids) != len(caption_to_image):
             raise ValueError(f"CaptionWordTargets: {len(caption_token_ids)} token-id tensors for "
                              f"{len(caption_to_image)} captions")
-        ok: dict[int, bool] = {}
-
-        def words(ids) -> set[int]:
-            out = set()
-            for i in torch.as_tensor(ids).tolist():
-                if i not in ok:
-                    ok[i] = i not in vocab.special_ids and is_word(vocab.term(i))
-                if ok[i]:
-                    out.add(i)
-            return out
-
-        self.caption_words = [words(ids) for ids in caption_token_ids]
+        not_content = set(vocab_mask_ids(vocab, "content"))     # special ids and every term is_word rejects
+        self.caption_words = [set(torch.as_tensor(ids).tolist()) - not_content for ids in caption_token_ids]
         n_img = max((int(i) for i in caption_to_image), default=-1) + 1
         self.image_words: list[set[int]] = [set() for _ in range(n_img)]
         for c, i in enumerate(caption_to_image):
@@ -94,5 +84,6 @@ def caption_word_loss(logits: torch.Tensor, targets: Sequence[Target]) -> torch.
         idx[r, :len(ids)] = ids
     picked = logp.gather(1, idx.to(logp.device))
     return -(q.to(logp.device) * picked).sum(dim=1).mean()
+
 
 __all__ = ["CaptionWordTargets", "caption_word_loss"]

@@ -66,20 +66,22 @@ class SparseHead(nn.Module):
     def vocab_size(self) -> int:
         return self.E.shape[0]
 
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
-        """(B, dense_dim) -> (B, |V|) non-negative term weights."""
+    def _u(self, d: torch.Tensor) -> torch.Tensor:
+        """``u = LayerNorm(W_p d + b_p)`` of (B, dense_dim) dense vectors (checked)."""
         if d.dim() != 2 or d.shape[1] != self.proj.in_features:
             raise ValueError(f"SparseHead expects (batch, {self.proj.in_features}) dense vectors, got {tuple(d.shape)}")
-        u = self.norm(self.proj(d))                          # u = LayerNorm(W_p d + b_p)
+        return self.norm(self.proj(d))
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        """(B, dense_dim) -> (B, |V|) non-negative term weights."""
+        u = self._u(d)                                       # u = LayerNorm(W_p d + b_p)
         z = log1p_relu(u @ self.E.T)                         # z = log(1 + ReLU(E u))
         return z * self.keep if self.masked else z
 
     def logits(self, d: torch.Tensor) -> torch.Tensor:
         """The pre-activation logits ``l = E LayerNorm(W_p d + b_p)`` (B, |V|), ``-inf`` at masked ids:
         ``z = log(1 + ReLU(l))`` ranks terms in the order of ``l`` (:mod:`jsdlib.jsd.caption_words`)."""
-        if d.dim() != 2 or d.shape[1] != self.proj.in_features:
-            raise ValueError(f"SparseHead expects (batch, {self.proj.in_features}) dense vectors, got {tuple(d.shape)}")
-        l = self.norm(self.proj(d)) @ self.E.T
+        l = self._u(d) @ self.E.T
         return l.masked_fill(self.keep == 0, float("-inf")) if self.masked else l
 
     def forward_active(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,9 +92,7 @@ class SparseHead(nn.Module):
         uses it: the full ``E u`` is computed once without autograd and only the active columns are
         recomputed with it, which makes the backward pass (and ``S_s``) cost ~|active|/|V| of the dense one.
         """
-        if d.dim() != 2 or d.shape[1] != self.proj.in_features:
-            raise ValueError(f"SparseHead expects (batch, {self.proj.in_features}) dense vectors, got {tuple(d.shape)}")
-        u = self.norm(self.proj(d))
+        u = self._u(d)
         with torch.no_grad():   # E u^T (|V| x B) is ~1.5x faster than u E^T on CPU BLAS; same signs up to rounding
             active = (self.E @ u.T).amax(dim=1) > 0
             if self.masked:
