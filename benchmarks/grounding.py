@@ -7,6 +7,13 @@
 
 (`--json` with `--only` writes the choice among the named candidates only; the JSON lists them.)
 
+Candidates added later are measured without retraining the others: ``--merge benchmarks/results_grounding.json``
+keeps that file's rows, trains only the candidates it lacks (or ``--only``) and applies the rule to all of them;
+it refuses unless this stand-in's t2i R@1 per subset (val and test) equals the one recorded there::
+
+    python benchmarks/grounding.py --standin CKPT --merge benchmarks/results_grounding.json \
+        --json benchmarks/results_grounding.json
+
 Runs resume from ``--run-root`` (default ``.cache/grounding/<stand-in digest>``); the last call trains what is
 missing, measures every candidate on val and test, applies the rule and prints the table.
 """
@@ -55,6 +62,26 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def standin_metrics(ckpt: Path, threads: int) -> dict:
+    """The stand-in's own t2i R@1 per subset of the val and test splits (:mod:`jsdlib.vlp.standin_eval`)."""
+    from jsdlib.vlp.standin_eval import standin_subset_metrics
+    res = {s: standin_subset_metrics(ckpt, s, threads=threads) for s in ("val", "test")}
+    for s, rows in res.items():
+        print(f"stand-in t2i R@1 ({s}): " + ", ".join(f"{g} {r['R@1']:.1f}" for g, r in rows.items()))
+    return res
+
+
+def merge_base(path: Path, standin: dict) -> dict:
+    """An earlier ``--json`` whose rows may be kept: only if it was measured on a stand-in with the same t2i
+    metrics per subset as this one (the checkpoint's digest covers its metadata, timings included)."""
+    import json
+    old = json.loads(Path(path).read_text())
+    if old.get("standin_subsets") != standin:
+        raise SystemExit(f"--merge {path}: its stand-in's t2i metrics differ from this stand-in's; "
+                         f"recorded {old.get('standin_subsets')}, now {standin}")
+    return old
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--standin", type=Path, default=None, help="stand-in checkpoint (default: the committed one)")
@@ -63,13 +90,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="keep this earlier --json's rows (same stand-in) and train only the candidates it lacks")
     ap.add_argument("--standin-metrics", action="store_true",
                     help="also record the stand-in's own t2i R@1 per subset (val and test; jsdlib.vlp.standin_eval)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from jsdlib.common.integrity import safetensors_digest
     from jsdlib.common.io import write_json
-    from jsdlib.experiments.grounding import TRAIN_SET, candidates, grounding
+    from jsdlib.experiments.grounding import TRAIN_SET, candidates, choose, grounding
     from jsdlib.jsd.features import emoji_features
     from jsdlib.jsd.presets import get_preset
     from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT
@@ -77,18 +106,21 @@ def main(argv=None) -> int:
     ckpt = args.standin or DEFAULT_STANDIN_CHECKPOINT
     root = args.run_root or Path(".cache/grounding") / safetensors_digest(ckpt)[:12]
     start = time.perf_counter()
-    fs = emoji_features(ckpt, progress=True)
+    standin = standin_metrics(ckpt, args.threads) if (args.standin_metrics or args.merge) else None
     cfg = get_preset("cpu-emoji", seed=args.seed, pec=True, threads=args.threads)
-    names = args.only or list(candidates(cfg))
+    old = merge_base(args.merge, standin) if args.merge else {"rows": {}}
+    names = args.only or [n for n in candidates(cfg) if n not in old["rows"]]
+    fs = emoji_features(ckpt, progress=True)
     styles = any(candidates(cfg)[n].get(TRAIN_SET) == "styles" for n in names)
     styles_fs = emoji_features(ckpt, progress=True, train_set="styles") if styles else None
     res = grounding(fs, cfg, names, run_root=root, progress=True, styles_fs=styles_fs)
+    if args.merge:
+        kept = [n for n in candidates(cfg) if n in old["rows"] and n not in res["rows"]]
+        rows = {n: res["rows"].get(n) or old["rows"][n] for n in candidates(cfg) if n in res["rows"] or n in kept}
+        res.update(rows=rows, **choose(rows), merged={"file": str(args.merge), "kept_rows": kept})
     res["standin"], res["standin_digest"] = str(ckpt), safetensors_digest(ckpt)
-    if args.standin_metrics:
-        from jsdlib.vlp.standin_eval import standin_subset_metrics
-        res["standin_subsets"] = {s: standin_subset_metrics(ckpt, s, threads=args.threads) for s in ("val", "test")}
-        for s, rows in res["standin_subsets"].items():
-            print(f"stand-in t2i R@1 ({s}): " + ", ".join(f"{g} {r['R@1']:.1f}" for g, r in rows.items()))
+    if standin is not None:
+        res["standin_subsets"] = standin
     res["seconds"] = round(time.perf_counter() - start, 1)
     print(table(res))
     if args.json:

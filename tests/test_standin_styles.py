@@ -64,3 +64,26 @@ def test_subset_metrics_needs_style_labels():
     vlp = load_standin()
     with pytest.raises(ValueError, match="multi-style split"):
         subset_metrics(vlp.model, vlp.preprocess, vlp.tokenizer, load_emoji("test").subset(range(4)))
+
+
+def test_committed_styles_standin_is_the_chosen_configuration():
+    """jsdlib/assets/standin_styles.safetensors: benchmarks/standin_styles.py's ``deep`` configuration (chosen on
+    val, benchmarks/results_standin_styles.txt), trained on every training style and selected on the Noto val split."""
+    import json
+
+    from safetensors import safe_open
+
+    import runpy
+    from pathlib import Path
+
+    from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
+    config = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "standin_styles.py"))["config"]
+    info = json.loads(safe_open(str(STYLES_STANDIN_CHECKPOINT), "pt").metadata()["info"])
+    want = config("deep", threads=1)
+    assert {k: v for k, v in info["config"].items() if k != "threads"} == \
+        {k: v for k, v in want.__dict__.items() if k != "threads"}
+    hist = info["history"]
+    assert len(hist) == want.epochs and hist[info["best_epoch"] - 1]["val"] == info["best_val"]
+    assert info["best_val"]["R@1"] == max(r["val"]["R@1"] for r in hist if r["selectable"])
+    vlp = load_standin(STYLES_STANDIN_CHECKPOINT)          # integrity-checked (embedded and recorded digests)
+    assert len(vlp.model.visual.transformer.resblocks) == 8
