@@ -117,9 +117,12 @@ def test_jsd_export_passes_the_grounding_options(monkeypatch, tmp_path):
     monkeypatch.setattr(cli_jsd, "train_bundled_jsd", lambda out, **kw: seen.update(out=out, **kw))
     out = tmp_path / "m.safetensors"
     assert main(["jsd", "export", "--out", str(out), "--train-set", "styles", "--caption-words", "1",
-                 "--vocab-mask", "words", "--standin", "ck.safetensors", "--quiet"]) == 0
+                 "--vocab-mask", "words", "--standin", "ck.safetensors", "--epochs", "80", "--patience", "20",
+                 "--quiet"]) == 0
     assert seen["train_set"] == "styles" and seen["standin"] == "ck.safetensors"
+    assert seen["epochs"] == 80 and seen["patience"] == 20                  # pec-words-cw1-styles-e2x
     assert seen["caption_words_weight"] == 1.0 and seen["vocab_mask"] == "words" and seen["pec"] is True
     seen.clear()
     assert main(["jsd", "export", "--out", str(out), "--quiet"]) == 0
     assert seen["train_set"] == "noto" and seen["standin"] is None and "caption_words_weight" not in seen
+    assert "epochs" not in seen and "patience" not in seen

@@ -75,3 +75,27 @@ def test_committed_grounding_run_follows_the_rule():
         assert row["change"] == gr.candidates(cfg)[name], name
     assert gr.choose(res["rows"])["chosen"] == res["chosen"]
     assert set(res["rows"][res["chosen"]]["pinned"]) == set(gr.PINNED_NAMES)
+
+
+def test_grounding_on_the_committed_styles_standin():
+    """benchmarks/results_grounding_styles.json: the short list and the gap levers measured on the committed
+    four-style stand-in (jsdlib/assets/standin_styles.safetensors): its recorded t2i R@1 per subset are this
+    checkpoint's (within two queries' worth: kernels differ between CPUs), every row is a candidate of
+    :func:`candidates` with its change, and the choice is the rule's over the rows."""
+    import json
+    from pathlib import Path
+
+    from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
+    from jsdlib.vlp.standin_eval import standin_subset_metrics
+    res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding_styles.json").read_text())
+    assert Path(res["standin"]).name == STYLES_STANDIN_CHECKPOINT.name
+    cfg = get_preset("cpu-emoji", seed=0, pec=True)
+    cands = gr.candidates(cfg)
+    assert {gr.GAP_BASE, "pec"} | {f"{gr.GAP_BASE}-{n}" for n in gr.GAP_LEVERS} <= set(res["rows"]) <= set(cands)
+    for name, row in res["rows"].items():
+        assert row["change"] == cands[name], name
+    assert gr.choose(res["rows"])["chosen"] == res["chosen"]
+    for split in ("val", "test"):
+        got = standin_subset_metrics(STYLES_STANDIN_CHECKPOINT, split, threads=2)
+        for subset, row in res["standin_subsets"][split].items():
+            assert got[subset]["R@1"] == pytest.approx(row["R@1"], abs=1.0), (split, subset)

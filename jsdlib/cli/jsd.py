@@ -42,6 +42,7 @@ def cmd_jsd_export(args) -> int:
     overrides = {"vocab_mask": args.vocab_mask} if args.vocab_mask else {}
     if args.caption_words:
         overrides["caption_words_weight"] = args.caption_words
+    overrides |= {k: v for k, v in (("epochs", args.epochs), ("patience", args.patience)) if v is not None}
     train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
                       progress=not args.quiet, standin=args.standin, train_set=args.train_set, **overrides)
     return 0
@@ -107,3 +108,6 @@ def add(sub) -> None:
     x.add_argument("--train-set", choices=("noto", "styles"), default="noto",
                    help="train on the Noto training split (default) or every training style's images")
     x.add_argument("--standin", default=None, help="stand-in VLP checkpoint (default: the committed one)")
+    x.add_argument("--epochs", type=positive_int, default=None, help="default: the preset's (cpu-emoji: 40)")
+    x.add_argument("--patience", type=positive_int, default=None,
+                   help="early-stopping patience in epochs (default: the preset's, cpu-emoji: 10)")
