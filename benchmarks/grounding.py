@@ -115,8 +115,9 @@ def main(argv=None) -> int:
     styles_fs = emoji_features(ckpt, progress=True, train_set="styles") if styles else None
     res = grounding(fs, cfg, names, run_root=root, progress=True, styles_fs=styles_fs)
     if args.merge:
-        kept = [n for n in candidates(cfg) if n in old["rows"] and n not in res["rows"]]
-        rows = {n: res["rows"].get(n) or old["rows"][n] for n in candidates(cfg) if n in res["rows"] or n in kept}
+        rows = {n: res["rows"][n] if n in res["rows"] else old["rows"][n]
+                for n in candidates(cfg) if n in res["rows"] or n in old["rows"]}
+        kept = [n for n in rows if n not in res["rows"]]
         res.update(rows=rows, **choose(rows), merged={"file": str(args.merge), "kept_rows": kept})
     res["standin"], res["standin_digest"] = str(ckpt), safetensors_digest(ckpt)
     if standin is not None:

@@ -99,3 +99,18 @@ def test_grounding_on_the_committed_styles_standin():
         got = standin_subset_metrics(STYLES_STANDIN_CHECKPOINT, split, threads=2)
         for subset, row in res["standin_subsets"][split].items():
             assert got[subset]["R@1"] == pytest.approx(row["R@1"], abs=1.0), (split, subset)
+
+
+def test_merge_refuses_rows_measured_on_another_standin(tmp_path):
+    """benchmarks/grounding.py --merge: an earlier run's rows are reused only when its recorded stand-in metrics are
+    this stand-in's; otherwise a clear error names both."""
+    import json
+    import runpy
+    from pathlib import Path
+    merge_base = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "grounding.py"))["merge_base"]
+    metrics = {"val": {"noto": {"R@1": 59.1}}, "test": {"noto": {"R@1": 61.1}}}
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"rows": {"pec": {}}, "standin_subsets": metrics}))
+    assert merge_base(old, metrics)["rows"] == {"pec": {}}
+    with pytest.raises(SystemExit, match="stand-in's t2i metrics differ"):
+        merge_base(old, {"val": {"noto": {"R@1": 59.7}}, "test": metrics["test"]})
