@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## The main job on the bundled default: every experiment of the CPU course -> results/report.md, results.json
-## (57 minutes for the committed run on a 2-core AVX2 machine from an empty cache, two lanes of one thread;
+## (83 minutes for the committed run on a 2-core machine from an empty cache, two lanes of one thread;
 ## resumable: a second run reuses every finished step).
 run: setup
 	$(BIN)/jsdlib reproduce --preset cpu --out results
@@ -90,4 +90,4 @@ notebooks: setup
 
 ## Retrain the stand-in VLP and overwrite the committed checkpoint.
 standin: setup
-	$(BIN)/jsdlib vlp train-standin --out jsdlib/assets/standin_vlp.safetensors
+	$(BIN)/jsdlib vlp train-standin --out jsdlib/assets/standin_styles.safetensors

@@ -4,8 +4,9 @@
 
 For each k: the share of test images whose top-k terms contain one of their caption words (``readable``) and
 a *specific* one (used by at most ``--max-images`` test images' captions; ``specific`` over the images that
-have one, ``specific_all`` over every image), overall and by the set's ``unseen_concept`` flag
-(:func:`jsdlib.apps.readability.readability`). Writes the table to stdout; no file.
+have one, ``specific_all`` over every image), overall and per multi-style subset of the Noto test images (seen /
+cross-style / unseen, :func:`jsdlib.data.emoji_styles.noto_subsets`; :func:`jsdlib.apps.readability.readability`).
+Writes the table to stdout; no file.
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from jsdlib.apps import bundled
     from jsdlib.apps.readability import readability
+    from jsdlib.data.emoji_styles import noto_subsets
 
     start = time.perf_counter()
     search = bundled.EmojiSearch("test")
     captions = [search.split.captions_of(i) for i in range(len(search))]
-    subsets = ["unseen concept" if m["unseen_concept"] else "seen concept" for m in search.split.image_meta]
+    subsets = noto_subsets("test")
     print("| k | images | n | readable % | specific % (n with one) | specific_all % |")
     print("|---|---|---|---|---|---|")
     for k in args.ks:

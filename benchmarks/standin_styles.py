@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from jsdlib.common.io import write_json
-from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT
+from jsdlib.vlp.standin import NOTO_STANDIN_CHECKPOINT
 from jsdlib.vlp.standin_eval import standin_subset_metrics
 from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
@@ -59,8 +59,8 @@ def _row(name: str, ckpt: Path, threads: int, info: dict) -> dict:
 def report(work: Path, threads: int) -> dict:
     from safetensors import safe_open
     rows = []
-    committed = json.loads(safe_open(str(DEFAULT_STANDIN_CHECKPOINT), "pt").metadata()["info"])
-    rows.append(_row("committed (Noto only)", DEFAULT_STANDIN_CHECKPOINT, threads,
+    committed = json.loads(safe_open(str(NOTO_STANDIN_CHECKPOINT), "pt").metadata()["info"])
+    rows.append(_row("committed (Noto only)", NOTO_STANDIN_CHECKPOINT, threads,
                      {"config": committed["config"], "best_epoch": committed["best_epoch"]}))
     missing = []
     for name in CONFIGS:

@@ -110,8 +110,9 @@ def test_shared_options_are_declared_once_and_unknown_ones_are_refused(capsys):
 
 
 def test_jsd_export_passes_the_grounding_options(monkeypatch, tmp_path):
-    """`jsdlib jsd export --train-set styles --caption-words 1 --vocab-mask words --standin CKPT`: the bundled recipe
-    the grounding rule chose (issue 14) reaches train_bundled_jsd as overrides, stand-in and training set."""
+    """`jsdlib jsd export --train-set styles --caption-words 1 --vocab-mask words --standin CKPT`: every option
+    reaches train_bundled_jsd as an override of BUNDLED_RECIPE (the grounding rule's choice, issue 14), a given 0
+    included; without options nothing is overridden."""
     import jsdlib.cli.jsd as cli_jsd
     seen = {}
     monkeypatch.setattr(cli_jsd, "train_bundled_jsd", lambda out, **kw: seen.update(out=out, **kw))
@@ -124,5 +125,10 @@ def test_jsd_export_passes_the_grounding_options(monkeypatch, tmp_path):
     assert seen["caption_words_weight"] == 1.0 and seen["vocab_mask"] == "words" and seen["pec"] is True
     seen.clear()
     assert main(["jsd", "export", "--out", str(out), "--quiet"]) == 0
-    assert seen["train_set"] == "noto" and seen["standin"] is None and "caption_words_weight" not in seen
-    assert "epochs" not in seen and "patience" not in seen
+    # no option given: nothing overridden, so train_bundled_jsd takes BUNDLED_RECIPE (its defaults)
+    assert seen["standin"] is None and seen["pec"] is True
+    assert not {"train_set", "caption_words_weight", "vocab_mask", "epochs", "patience"} & set(seen)
+    seen.clear()
+    assert main(["jsd", "export", "--out", str(out), "--train-set", "noto", "--caption-words", "0", "--vocab-mask",
+                 "none", "--quiet"]) == 0        # the recipe before issue 14, option by option
+    assert seen["train_set"] == "noto" and seen["caption_words_weight"] == 0 and seen["vocab_mask"] == "none"

@@ -76,10 +76,14 @@ def test_committed_styles_standin_is_the_chosen_configuration():
     import runpy
     from pathlib import Path
 
-    from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
+    from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT, STYLES_STANDIN_CHECKPOINT
+    from jsdlib.vlp.train_standin import COMMITTED_STANDIN, StandinConfig
+
+    assert DEFAULT_STANDIN_CHECKPOINT == STYLES_STANDIN_CHECKPOINT     # the course's default since issue 14
     config = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "standin_styles.py"))["config"]
     info = json.loads(safe_open(str(STYLES_STANDIN_CHECKPOINT), "pt").metadata()["info"])
     want = config("deep", threads=1)
+    assert want == StandinConfig(threads=1, **COMMITTED_STANDIN)   # what `jsdlib vlp train-standin` retrains
     assert {k: v for k, v in info["config"].items() if k != "threads"} == \
         {k: v for k, v in want.__dict__.items() if k != "threads"}
     hist = info["history"]

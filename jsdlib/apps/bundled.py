@@ -1,17 +1,25 @@
 """The committed, ready-to-use models of the CPU course, and a small search object over the emoji set.
 
 ``jsdlib/assets/jsd_cpu_emoji.safetensors`` is a JSD model (:class:`jsdlib.jsd.model.JSDModel`: the two final
-projections, the shared sparse head and tau) trained by :func:`train_bundled_jsd` on the stand-in VLP's features
-of the bundled emoji training split, preset ``cpu-emoji`` **with probabilistic expansion control** (PEC, as in
-D2S: captions masked to their own tokens with a probability decaying 1 -> 0), seed 0, model selection on the
-validation split. PEC is what keeps the terms *words*: trained without it (``--no-pec``), this small setup turns
-the vocabulary into a latent code (an image of a dog face gets "lucky", "staff", "hail"; notebook 03). With PEC
-the vectors are also sparser (about 14 terms per caption, 20 per image, against 53 / 94) at a small R@1 cost.
+projections, the shared sparse head and tau) trained by :func:`train_bundled_jsd` on the four-style stand-in VLP's
+features, preset ``cpu-emoji`` with :data:`BUNDLED_RECIPE`, seed 0, model selection on the Noto validation split:
+
+- **probabilistic expansion control** (PEC, as in D2S: captions masked to their own tokens with a probability
+  decaying 1 -> 0). PEC is what keeps the terms *words*: trained without it (``--no-pec``), this small setup turns
+  the vocabulary into a latent code (an image of a dog face gets "lucky", "staff", "hail"; notebook 03);
+- a **whole-word vocabulary** (``vocab_mask="words"``, :mod:`jsdlib.jsd.words`: no punctuation, symbols, word
+  pieces, digits or special tokens among the terms);
+- the **caption-word loss** (:mod:`jsdlib.jsd.caption_words`, weight 1: each image's head output ranks the content
+  words of its captions first) and training on **every training style's images** (Noto, Twemoji, Fluent flat and
+  modern), for 80 epochs (patience 20).
+
+The recipe is the one issue 14's grounding search chose on validation (``benchmarks/grounding.py``,
+``benchmarks/results_grounding_styles.txt``: ``pec-words-cw1-styles-e2x``).
 Later notebooks and the quickstart load it instead of training (``load_jsd``). The head's ``E`` (|V| x e =
 30,522 x 384) is stored in float16 to halve the file; everything else in float32. The file *is* the model: the
 numbers in its metadata are computed from the saved (float16-``E``) weights after saving.
 
-    jsdlib jsd export --out jsdlib/assets/jsd_cpu_emoji.safetensors      # retrain and overwrite (~2 min)
+    jsdlib jsd export --out jsdlib/assets/jsd_cpu_emoji.safetensors      # retrain and overwrite (~20 min)
 
 :class:`EmojiSearch` wires the stand-in VLP and the bundled JSD model into text -> image search over one emoji
 split: ``search`` ranks by the sparse score ``z_t . z_i``, the dense score ``d_t . d_i / tau`` or the integrated
@@ -43,16 +51,25 @@ from jsdlib.vlp.projection import pre_projection, tokenize
 from jsdlib.vlp.standin import load_standin
 
 
+# The committed model's recipe on top of the ``cpu-emoji`` preset with PEC (the module docstring); ``train_set`` is
+# not a preset field (the features it trains on)
+BUNDLED_RECIPE = {"train_set": "styles", "vocab_mask": "words", "caption_words_weight": 1.0, "epochs": 80,
+                  "patience": 20}
+
+
 def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool = True, run_dir=None,
-                      progress: bool = True, log=print, standin=None, train_set: str = "noto", **overrides) -> dict:
+                      progress: bool = True, log=print, standin=None, **overrides) -> dict:
     """Train JSD on the emoji features (``preset``, ``seed``), save it to ``out`` and record its metrics.
 
     The validation and test metrics stored in the metadata are measured on the *saved* model (reloaded), so a
     later ``load_jsd`` reproduces them exactly (``tests/test_bundled.py`` checks). ``overrides``: other preset fields
-    (e.g. ``vocab_mask="words"``, ``caption_words_weight=1.0``). ``standin``: the stand-in checkpoint whose features
-    it trains on (default: the committed one); ``train_set="styles"``: every training style's images
-    (:func:`jsdlib.jsd.features.emoji_features`), validated and tested on the Noto splits as always.
+    replacing :data:`BUNDLED_RECIPE`'s (e.g. ``vocab_mask=None``, ``epochs=40``); ``standin``: the stand-in
+    checkpoint whose features it trains on (default: the committed one); ``train_set``: ``"styles"`` (every
+    training style's images, :func:`jsdlib.jsd.features.emoji_features`) or ``"noto"``, validated and tested on the
+    Noto splits as always.
     """
+    overrides = BUNDLED_RECIPE | overrides
+    train_set = overrides.pop("train_set")
     cfg = get_preset(preset, seed=seed, pec=pec, **overrides)
     fs = emoji_features(standin, progress=progress, train_set=train_set)
     res = train_jsd(fs.train, fs.val, cfg, run_dir=run_dir, progress=progress, E_init=fs.E_init,

@@ -39,12 +39,11 @@ def cmd_jsd_compare(args) -> int:
 def cmd_jsd_export(args) -> int:
     check_output(args.out, "file", "--out")
     check_output(args.run_dir, "folder", "--run-dir")
-    overrides = {"vocab_mask": args.vocab_mask} if args.vocab_mask else {}
-    if args.caption_words:
-        overrides["caption_words_weight"] = args.caption_words
-    overrides |= {k: v for k, v in (("epochs", args.epochs), ("patience", args.patience)) if v is not None}
+    given = {"vocab_mask": args.vocab_mask, "caption_words_weight": args.caption_words, "epochs": args.epochs,
+             "patience": args.patience, "train_set": args.train_set}
     train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
-                      progress=not args.quiet, standin=args.standin, train_set=args.train_set, **overrides)
+                      progress=not args.quiet, standin=args.standin,
+                      **{k: v for k, v in given.items() if v is not None})
     return 0
 
 
@@ -95,19 +94,21 @@ def add(sub) -> None:
     w.add_argument("--epochs", type=positive_int)
     w.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)
     w.add_argument("--png", help="save the R@1-vs-FLOPs plot here")
-    x = command(j, "export", "train the bundled JSD model (cpu-emoji, seed 0) and write its checkpoint",
+    x = command(j, "export", "train the bundled JSD model (cpu-emoji + PEC and jsdlib.apps.bundled.BUNDLED_RECIPE, "
+                             "seed 0) and write its checkpoint",
                 cmd_jsd_export, shared=("seed", "threads", "quiet"))
     x.add_argument("--out", default=None, help="default: jsdlib/assets/jsd_cpu_emoji.safetensors (the committed one)")
     x.add_argument("--preset", default="cpu-emoji")
     x.add_argument("--no-pec", action="store_true",
                    help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
     x.add_argument("--run-dir", help="resumable run folder")
-    x.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)
+    x.add_argument("--vocab-mask", choices=VOCAB_MASKS, help="mask non-word terms in the sparse head: none, words "
+                   "(punctuation, symbols, word pieces, digits, special tokens; the bundled recipe's) or content")
     x.add_argument("--caption-words", type=float, default=None, metavar="WEIGHT",
-                   help="weight of the caption-word loss (jsdlib.jsd.caption_words; default: the preset's, 0)")
-    x.add_argument("--train-set", choices=("noto", "styles"), default="noto",
-                   help="train on the Noto training split (default) or every training style's images")
+                   help="weight of the caption-word loss (jsdlib.jsd.caption_words; the bundled recipe's: 1, 0: off)")
+    x.add_argument("--train-set", choices=("noto", "styles"), default=None,
+                   help="train on every training style's images (the bundled recipe's) or the Noto training split")
     x.add_argument("--standin", default=None, help="stand-in VLP checkpoint (default: the committed one)")
-    x.add_argument("--epochs", type=positive_int, default=None, help="default: the preset's (cpu-emoji: 40)")
+    x.add_argument("--epochs", type=positive_int, default=None, help="default: the bundled recipe's, 80")
     x.add_argument("--patience", type=positive_int, default=None,
-                   help="early-stopping patience in epochs (default: the preset's, cpu-emoji: 10)")
+                   help="early-stopping patience in epochs (default: the bundled recipe's, 20)")

@@ -8,7 +8,7 @@ import os
 from jsdlib.cli.options import command
 from jsdlib.common.cliargs import UserError, check_output, positive_int
 from jsdlib.experiments.reproduce import CPU_STEPS, OPT_IN_STEPS, PAPER_DATA, check_paper_data, check_paper_inputs, run
-from jsdlib.vlp.train_standin import StandinConfig, train_standin
+from jsdlib.vlp.train_standin import COMMITTED_STANDIN, StandinConfig, train_standin
 
 
 def cmd_reproduce(args) -> int:
@@ -22,9 +22,9 @@ def cmd_reproduce(args) -> int:
     if args.retrain_standin:
         if args.preset != "cpu":
             raise UserError("--retrain-standin belongs to the cpu preset")
-        standin = Path(args.out) / "standin_vlp.safetensors"
+        standin = Path(args.out) / "standin_styles.safetensors"
         if not standin.is_file():
-            train_standin(StandinConfig(), out=standin, run_dir=Path(args.out) / "runs" / "standin",
+            train_standin(StandinConfig(**COMMITTED_STANDIN), out=standin, run_dir=Path(args.out) / "runs" / "standin",
                           progress=not args.quiet)
     run(args.out, preset=args.preset, only=args.only, seeds=args.seeds, data_dir=args.data, standin=standin,
         projection=args.projection, word_embeddings=args.word_embeddings, progress=not args.quiet,
@@ -49,7 +49,7 @@ def add(sub) -> None:
                     help="cpu preset: run the training steps in this many parallel lanes, each with its share of "
                          "--threads (default: 2 where there are 2+ cores; 1 = one step after the other)")
     rp.add_argument("--retrain-standin", action="store_true", help="retrain the stand-in VLP instead of loading "
-                                                                   "the committed checkpoint (~10 min)")
+                                                                   "the committed checkpoint (~40 min on 2 cores)")
     rp.add_argument("--data", help="paper presets: folder with the released features and Karpathy JSON")
     rp.add_argument("--projection", help="paper presets: the VLP's final projection weights (W_t, b_t, W_v, b_v)")
     rp.add_argument("--word-embeddings", help="paper presets: the text tower's word embeddings (|V| x e)")

@@ -1,9 +1,10 @@
-"""``jsdlib vlp train-standin``: (re)train the stand-in VLP (MiniLM + small ViT) on the emoji train split."""
+"""``jsdlib vlp train-standin``: (re)train the stand-in VLP (MiniLM + small ViT); defaults: the committed stand-in's
+configuration (``jsdlib.vlp.train_standin.COMMITTED_STANDIN``: every training style of the multi-style emoji set)."""
 from __future__ import annotations
 
 from jsdlib.cli.options import command, group
 from jsdlib.common.cliargs import check_output, positive_float, positive_int
-from jsdlib.vlp.train_standin import StandinConfig, train_standin
+from jsdlib.vlp.train_standin import COMMITTED_STANDIN, StandinConfig, train_standin
 
 
 def cmd_train_standin(args) -> int:
@@ -12,7 +13,7 @@ def cmd_train_standin(args) -> int:
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": args.threads,
              "train_set": args.train_set, "patch_size": args.patch_size, "width": args.width, "layers": args.layers,
              "min_scale": args.min_scale, "max_shift": args.max_shift}
-    cfg = StandinConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    cfg = StandinConfig(seed=args.seed, **COMMITTED_STANDIN | {k: v for k, v in given.items() if v is not None})
     result = train_standin(cfg, out=args.out, run_dir=args.run_dir, resume=not args.no_resume,
                            progress=not args.quiet)
     best = result["best"]
@@ -26,15 +27,15 @@ def add(sub) -> None:
                 cmd_train_standin, shared=("seed", "threads", "quiet"))
     t.add_argument("--out", help="checkpoint to write (default: the package's committed checkpoint)")
     t.add_argument("--run-dir", help="resumable state (default: under the jsdlib cache)")
-    t.add_argument("--epochs", type=positive_int, default=None)
+    t.add_argument("--epochs", type=positive_int, default=None, help="default 30 (the committed stand-in's)")
     t.add_argument("--batch-size", type=positive_int, default=None)
     t.add_argument("--lr", type=positive_float, default=None)
     t.add_argument("--train-set", choices=("noto", "styles"), default=None,
-                   help="noto: the bundled Noto train split (default); styles: every training style of "
-                        "data/emoji_styles (Noto, Twemoji, Fluent flat/modern); both validate on the Noto val split")
+                   help="styles (default): every training style of data/emoji_styles (Noto, Twemoji, Fluent flat/modern); "
+                        "noto: the bundled Noto train split; both validate on the Noto val split")
     t.add_argument("--patch-size", type=positive_int, default=None, help="ViT patch size (default 16; 64 px images)")
     t.add_argument("--width", type=positive_int, default=None, help="ViT width (default 192)")
-    t.add_argument("--layers", type=positive_int, default=None, help="ViT depth (default 6)")
+    t.add_argument("--layers", type=positive_int, default=None, help="ViT depth (default 8, the committed stand-in's)")
     t.add_argument("--min-scale", type=positive_float, default=None,
                    help="augmentation: smallest crop area kept (default 0.7)")
     t.add_argument("--max-shift", type=float, default=None, help="augmentation: largest shift, image fraction (0.1)")

@@ -62,6 +62,7 @@ from jsdlib import cmc
 from jsdlib.apps.emoji_index import emoji_vectors
 from jsdlib.experiments.cmc_compare import compare as cmc_compare
 from jsdlib.common import hardware
+from jsdlib.common.integrity import file_sha256
 from jsdlib.common.io import write_json
 from jsdlib.common.runlock import finished, run_lock
 from jsdlib.common.metrics import evaluate_split
@@ -69,6 +70,7 @@ from jsdlib.data.karpathy import load_emoji
 from jsdlib.experiments import cmc_fidelity, fidelity, jsd_compare
 from jsdlib.experiments.lanes import plain_json, run_pending_in_lanes, saved_step
 from jsdlib.jsd.features import FeatureSet, emoji_features
+from jsdlib.jsd.io import JSD_ASSET
 from jsdlib.jsd.matching import OWN_RECIPE_IN_BAND, OWN_RECIPE_START
 from jsdlib.experiments.paper_inputs import (  # noqa: F401 (PAPER_DATA, MissingDataError: re-exported)
     PAPER_DATA, MissingDataError, _word_embeddings, check_paper_data, check_paper_inputs)
@@ -85,8 +87,8 @@ OPT_IN_STEPS = ("jsd_fidelity", "cmc_fidelity")     # cpu steps run only when as
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 1.1, "jsd_compare": 3890.2, "jsd_sweep": 2830.8, "search": 21.7, "cmc_wordnet": 2126.1,
-                    "cmc_emoji": 538.7, "cmc_speed": 69.6,
+EXPECTED_SECONDS = {"dense": 0.3, "jsd_compare": 3471.3, "jsd_sweep": 1763.6, "search": 32.8, "cmc_wordnet": 3077.7,
+                    "cmc_emoji": 575.6, "cmc_speed": 65.6,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), whose last invocation
                     # reused the trainings of two interrupted ones; a run from scratch costs more (README)
                     "jsd_fidelity": 2580.1,
@@ -124,6 +126,9 @@ FIDELITY_MATCH = {"tol": 0.15, "max_probes": 5}
 MAIN_JSD_METHODS = ("dense_original", "d2s_matched", "jsd_sparse", "jsd_dense", "jsd_integrated_authors",
                     "jsd_integrated", "jsd_no_kd", "jsd_frozen_final")
 MAIN_MATCH = {"tol": 0.15, "max_probes": 5, "start": 0.72, "select_in_band": True}
+# cpu steps that read the stand-in VLP or the bundled JSD model: their fingerprints carry both files' sha256, so a
+# results folder made with other weights (e.g. the first stand-in, before issue 14) is recomputed, not reused
+WEIGHT_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_emoji", "jsd_fidelity")
 HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity", "cmc_fidelity": "help_cmc_fidelity"}   # steps a free lane can help with
 
 
@@ -263,7 +268,7 @@ def _search(ctx: Context, a: dict) -> dict:
             rows += index.benchmark_backends(index.corpus_of_size(docs, n), queries,
                                                   workdir=Path(tmp) / str(n), log=ctx.log, **a)
     return {"rows": rows, "sizes": list(SEARCH_SIZES), "queries": len(queries),
-            "model": "bundled JSD (cpu-emoji + PEC)"}
+            "model": "bundled JSD (cpu-emoji + PEC, whole-word vocabulary, caption-word loss, four styles)"}
 
 
 def _cmc(ctx: Context, a: dict) -> dict:
@@ -380,6 +385,12 @@ def environment() -> dict:
             "cpu_bf16": hardware.native_bf16()}  # whether bf16-requesting steps ran bf16 autocast
 
 
+def weight_digests(standin=None) -> dict:
+    """sha256 of the stand-in VLP (``standin`` or the committed one) and of the bundled JSD model."""
+    return {"standin": file_sha256(standin or vlp_models.DEFAULT_STANDIN_CHECKPOINT),
+            "bundled_jsd": file_sha256(JSD_ASSET)}
+
+
 def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
         data_dir=None, standin=None, projection=None, word_embeddings=None, progress: bool = True,
         log=print, random_projection: bool = False, steps: Sequence[Step] | None = None, workers: int = 1,
@@ -399,13 +410,12 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
         steps = (cpu_steps(only) if preset == "cpu"
                  else paper_steps(preset, data_dir, projection, word_embeddings, random_projection))
     steps = list(steps)
+    for s in (s for s in steps if preset == "cpu" and s.name in WEIGHT_STEPS):
+        s.config["weights"] = weight_digests(standin)
     if lanes_ok:
         run_pending_in_lanes(out, steps, seeds, standin, workers, EXPECTED_SECONDS, expected_trainings(seeds), progress,
                              log)
     ctx = Context(out, preset, tuple(seeds), progress, log, {"standin": standin})
-    if standin is not None:
-        for s in steps:
-            s.config["standin"] = str(standin)
     results, timing = {}, {}
     cost = {s.name: round(EXPECTED_SECONDS.get(s.name, 60.0)) for s in steps}
     bar = tqdm(total=sum(cost.values()), unit="s", disable=not progress,

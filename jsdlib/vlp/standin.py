@@ -18,11 +18,13 @@ from jsdlib.vlp.openclip import VLP, _open_clip, register_model_config
 from jsdlib.vlp.quiet import quiet_loading
 
 STANDIN_NAME = "jsd-standin-minilm-vit"
-DEFAULT_STANDIN_CHECKPOINT = ASSETS / "standin_vlp.safetensors"
 # issue 14: the stronger stand-in, trained on every training style of the multi-style emoji set (the "deep"
-# configuration of benchmarks/standin_styles.py, chosen on val); the course moves onto it once everything
-# downstream has rerun on it (README, "A stand-in trained on four art styles")
+# configuration of benchmarks/standin_styles.py, chosen on val; README, "A stand-in trained on four art styles"),
+# the course's default since 2026-12-03
 STYLES_STANDIN_CHECKPOINT = ASSETS / "standin_styles.safetensors"
+DEFAULT_STANDIN_CHECKPOINT = STYLES_STANDIN_CHECKPOINT
+# the course's stand-in before issue 14 (Noto images only, 6 ViT blocks, 80 epochs): kept for the comparisons
+NOTO_STANDIN_CHECKPOINT = ASSETS / "standin_vlp.safetensors"
 TRAINABLE_PREFIXES = ("visual.", "text.proj.", "logit_scale")   # trained and saved; the rest is MiniLM
 
 
@@ -89,7 +91,7 @@ def load_standin(checkpoint: str | Path | None = None) -> VLP:
     return VLP(model, preprocess, tokenizer, STANDIN_NAME, str(path), fingerprint, arch)
 
 
-__all__ = ["STANDIN_NAME", "DEFAULT_STANDIN_CHECKPOINT", "standin_config", "register_standin", "standin_state_dict",
+__all__ = ["STANDIN_NAME", "DEFAULT_STANDIN_CHECKPOINT", "NOTO_STANDIN_CHECKPOINT", "standin_config", "register_standin", "standin_state_dict",
            "build_standin", "save_standin", "load_standin"]
 
 # the trainer moved to jsdlib.vlp.train_standin (imported last: it imports this module)

@@ -86,8 +86,9 @@ plt.show()
 # %% [markdown]
 # Each shared term is one of three kinds: a **caption word** (a word of the image's own captions), an
 # **expansion** word (a real word that no caption of the image uses, learned from similar images), or a
-# **non-word** (punctuation or a word piece such as "-e", which the head is free to use as a latent code).
-# The next cell sorts the score's parts into these kinds; notebook 03 reads these vectors properly.
+# **non-word** (punctuation or a word piece such as "-e", which a head is free to use as a latent code; the
+# bundled model's head is masked to whole words, so this part is zero here). The next cell sorts the score's parts
+# into these kinds; notebook 03 reads these vectors properly.
 
 # %%
 parts = search.explain(QUERY, top, k=10_000)
@@ -100,6 +101,7 @@ main = max(kinds, key=kinds.get)
 print(f"the largest part comes from {main}s ({100 * kinds[main] / sparse_score:.0f} % of the score); "
       f"non-words give {100 * kinds['non-word'] / sparse_score:.0f} %")
 assert abs(sum(kinds.values()) - sparse_score) < 1e-3 * max(1, sparse_score)
+assert kinds["non-word"] == 0 and search.meta["config"]["vocab_mask"] == "words"    # the mask at work
 
 # %% [markdown]
 # ## 3. Link a mention to its WordNet sense: bi-encoder, then CMC

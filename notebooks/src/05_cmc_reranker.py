@@ -259,7 +259,7 @@ assert abs(float(loss) - by_hand) < 1e-6
 # images of a split for every caption. CMC's vectors are JSD's dense vectors `d_t` (captions) and `d_i` (images),
 # 256-d: the retriever's own embedding space, as CMC's encoders start from the BE checkpoint; the variant is
 # **frozen encoders, head only**. CMC trains on the train split (JSD has seen those caption-image pairs in its own
-# training, so the retriever's train rankings are nearly right, see the next output), selects the epoch on
+# training, so its top-1 on the training captions is higher than on test, see the next output), selects the epoch on
 # validation accuracy (top-1 over the retriever's top 64) and reranks the test split's top K. The fast path here:
 # 1,000 training captions, 3 epochs, K = 64 (the three-seed tables of section 6: the preset printed there).
 
@@ -270,7 +270,7 @@ for s, dd in data.items():
 train_top1 = cmc.top1_accuracy(data["train"].topk, data["train"].gold)
 test_top1 = cmc.top1_accuracy(data["test"].topk, data["test"].gold)
 print(f"JSD's own top-1 on the training captions: {train_top1:.1f} % (on test: {test_top1:.1f} %)")
-assert train_top1 > test_top1 + 20      # JSD was trained on these very pairs: its train rankings are nearly right
+assert train_top1 > test_top1 + 5       # JSD was trained on these very pairs
 
 # %% [markdown]
 # The next cells train CMC and rerank: training results, whose digits depend on the CPU's kernels (and on bf16
@@ -295,12 +295,12 @@ with torch.no_grad():
 top_p_cmc = float(torch.softmax(s_tr.float(), -1).max(1).values.mean())
 top_p_be = float(torch.softmax(tr.teacher_scale * tr.scores[i, :64].float(), -1).max(1).values.mean())
 print(f"largest probability in a training top-64 list (mean of 200): retriever {top_p_be:.3f}, CMC {top_p_cmc:.2f}")
-# measured (fp32, AVX2): loss [23.6, 15.7, 9.8] (CE 0.86 0.85 0.91, KL 29.3 19.4 12.0); val accuracy fp32
-# [52.3, 51.5, 51.4] (AMX and AVX2 machines alike), CMC's eval forward in bf16 [52.3, 51.7, 51.4]; top-p 0.035 / 0.81
-assert len(val_acc) == cfg_fast.epochs and all(abs(a - 52.0) < 2.5 for a in val_acc)
-assert all(abs(x - m) < 0.15 * m for x, m in zip(loss, (23.6, 15.7, 9.8)))
+# measured (fp32, 2026-12-03, AVX-512 and with ATEN_CPU_CAPABILITY=avx2 alike): loss [0.807, 0.718, 0.716]
+# (CE 1.38 1.22 1.29, KL 0.66 0.59 0.57); val accuracy [59.9, 60.2, 60.3]; top-p 0.652 / 0.79
+assert len(val_acc) == cfg_fast.epochs and all(abs(a - 60.1) < 2.5 for a in val_acc)
+assert all(abs(x - m) < 0.15 * m for x, m in zip(loss, (0.807, 0.718, 0.716)))
 assert res["best"]["epoch"] == 1 + int(np.argmax(val_acc))
-assert top_p_be < 0.06 and top_p_cmc > 0.5
+assert abs(top_p_be - 0.652) < 0.05 and abs(top_p_cmc - 0.79) < 0.1
 
 # %% [markdown]
 # The training curve (`jsdlib.apps.viz.cmc_training_curves`): left the training loss `0.2 CE + 0.8 KL` per
@@ -313,23 +313,26 @@ plt.show()
 
 # %%
 kl_share = [0.8 * h["kl"] / h["loss"] for h in hist]
-falls = all(b < a for a, b in zip(loss, loss[1:]))
+lower = loss[-1] < loss[0]
 flat = max(val_acc) - min(val_acc) < 2
+flat_teacher = top_p_be < 0.06
 print(f"{len(hist)} epochs; the epoch kept is the one with the highest val accuracy: "
       f"{'holds' if res['best']['epoch'] == 1 + int(np.argmax(val_acc)) else 'does not hold'}")
-print(f"the training loss falls every epoch: {'holds' if falls else 'does not hold'}")
-print(f"0.8 KL is over 90 % of the loss at every epoch: {'holds' if min(kl_share) > 0.9 else 'does not hold'}")
+print(f"the training loss ends lower than it starts: {'holds' if lower else 'does not hold'}")
+print(f"0.8 KL is most of the loss (over half) at every epoch: {'holds' if min(kl_share) > 0.5 else 'does not hold'}")
 print(f"the validation accuracy stays within 2 points over the epochs: {'holds' if flat else 'does not hold'}")
-print(f"the retriever's distribution over a top-64 list is nearly flat (largest probability < 0.06), CMC's is "
-      f"peaked (> 0.5): {'holds' if top_p_be < 0.06 and top_p_cmc > 0.5 else 'does not hold'}")
-assert falls and min(kl_share) > 0.9 and flat
+print(f"the retriever's distribution over a top-64 list is nearly flat (largest probability < 0.06): "
+      f"{'holds' if flat_teacher else 'does not hold'}; CMC's is peaked (> 0.5): {'holds' if top_p_cmc > 0.5 else 'does not hold'}")
+assert lower and min(kl_share) > 0.5 and flat and not flat_teacher and top_p_cmc > 0.5
 
 # %% [markdown]
-# How to read the curve: the KL term makes up nearly all of the loss, because CMC's scores (dot products of
-# layer-normalised vectors) give a peaked softmax while the retriever's scores give a nearly flat one. The fall
-# of the loss is CMC moving its distribution toward the retriever's. That changes the scores' spread, not
-# necessarily which candidate comes first, and the validation key only looks at the first. A falling loss is no
-# sign of a rising accuracy here.
+# How to read the curve: the loss mixes two terms, `0.2 CE` (CMC's softmax against the gold candidate) and
+# `0.8 KL` (CMC's softmax over a list against the retriever's, the teacher). The size of the KL term depends on
+# how far apart the two distributions are: the cell above printed the largest probability in a list for each.
+# With the bundled JSD model the retriever's integrated scores are already peaked, so the teacher and the
+# student differ less than with a flat teacher, and the loss starts low. A falling loss is CMC moving its
+# distribution toward the targets; that changes the scores' spread, not necessarily which candidate comes first,
+# and the validation key only looks at the first. A falling loss is no sign of a rising accuracy.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -337,15 +340,14 @@ assert falls and min(kl_share) > 0.9 and flat
 out = cmc.run_pipelines(data["test"], res["model"], None, k=64, k_ce=16, names=("be", "be_cmc", "cmc_final"))
 keys = ("R@1", "R@4", "R@16", "R@64", "MRR@10", "acc_unnorm", "acc_norm")
 print(metrics.format_table({n: {k: out[n][k] for k in keys} for n in out}, name_header="pipeline (fast subset)"))
-# measured: BE-CMC R@1 52.1 and CMC-final R@1 52.7 against the BE's 52.3 in fp32; 52.8 and 52.6 with CMC's eval
-# forward in bf16
+# measured (fp32, 2026-12-03): BE-CMC R@1 60.6 and CMC-final R@1 61.0 against the BE's 63.0
 gap = out["be_cmc"]["R@1"] - out["be"]["R@1"]
-assert abs(out["be"]["R@1"] - test_top1) < 0.05 and abs(gap) < 3 and abs(out["cmc_final"]["R@1"] - out["be"]["R@1"]) < 3
+assert abs(out["be"]["R@1"] - test_top1) < 0.05 and abs(gap) < 5 and abs(out["cmc_final"]["R@1"] - out["be"]["R@1"]) < 5
 
 # %%
-# CMC stays within a few points of the retriever: it has little to learn from training rankings that are already
-# nearly right (JSD was trained on these very pairs)
-print(f"BE-CMC's R@1 stays within 3 points of the retriever's: {'holds' if abs(gap) < 3 else 'does not hold'}")
+# how BE-CMC compares with the retriever it reranks (JSD was trained on these very pairs: it ranks them well already)
+print(f"BE-CMC's R@1 stays within 5 points of the retriever's: {'holds' if abs(gap) < 5 else 'does not hold'}; "
+      f"above it: {'holds' if gap > 0 else 'does not hold'}")
 # what each row's acc_norm is over: the captions whose gold is among the candidates the last stage reranked
 # (a set fixed by the retriever's top-n_reranked, so these counts do not depend on the training run)
 n_fast = {n: sum(d["n_in"] for d in out[n]["per_domain"].values()) for n in out}
@@ -370,7 +372,7 @@ assert all(abs(out[n]["acc_unnorm"] - out[n]["R@1"]) < 1e-9 for n in out)      #
 # input embedding (500 queries), MiniLM reading the image's top JSD terms as text, and a small fusion transformer
 # over MiniLM's query tokens and the image (`cmc.ImageCrossEncoder`; 2,000 queries, and all 5,270 x 3 epochs,
 # 16 minutes). Reranking the JSD top-16 of 300 validation captions, their R@1 was 3-8 %, against 6.25 % for a
-# random order and 50 % for the retriever itself. A reranker at chance is no baseline, so `cmc.TASKS` leaves
+# random order and about 50 % for the retriever itself (the JSD model of the first stand-in, when those CEs were tried). A reranker at chance is no baseline, so `cmc.TASKS` leaves
 # those rows out for emoji; `jsdlib cmc compare --task emoji --with-ce` still runs them.
 
 # %%
@@ -477,12 +479,13 @@ assert ce_learned and mean(wn, "be_ce", "R@1") > mean(wn, "be", "R@1") + 10
 assert list(held["wordnet"].values()) == [True, True, False, True]
 assert list(held["emoji"].values()) == [False, False]
 assert "be_ce" not in em["pipelines"] and em["ce"]["skipped"]
-assert t_em["be_cmc_vs_be_R@16"]["diff"] < 0 and t_em["be_cmc_vs_be_R@16"]["p"] < 0.05
+assert t_em["be_cmc_vs_be_R@16"]["diff"] <= 0 and t_em["be_cmc_vs_be_R@64"]["diff"] <= 0
 
 # %% [markdown]
 # Why, where the cell above shows it: on WordNet CMC puts more golds into the top 16, but the CE does not turn
-# them into a higher acc_unnorm, so aim (2) is not shown on this data. On emoji CMC lowers R@16 and R@64: it
-# learns from JSD's rankings of its own training pairs, which are nearly right (section 5), so it never sees the
+# them into a higher acc_unnorm, so aim (2) is not shown on this data. On emoji CMC does not raise R@16 or R@64
+# (by how much it moves them, and the p-value, are printed above): it learns from JSD's rankings of its own
+# training pairs, which JSD ranks well already (section 5 prints its top-1 on them), so it rarely sees the
 # retriever's test-time mistakes it would have to fix (`jsdlib cmc compare --crossfit K` trains it on cross-fitted
 # lists instead; [../docs/fidelity.md](../docs/fidelity.md), row "emoji training lists"). Section 8 trains the
 # WordNet CMC the way the authors' code does, and checks both aims again.
