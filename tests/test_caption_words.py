@@ -35,6 +35,12 @@ def test_targets_keep_content_words_union_per_image_and_weigh_rare_words_up():
     assert t.caption(0)[0].tolist() == [ID["dog"]] and len(t.image(2)[0]) == 0
     with pytest.raises(ValueError, match="token-id tensors"):
         CaptionWordTargets(ids, [0, 0, 1], v)
+    # q="uniform": the same words, each weighing 1 / |W_b|
+    u = CaptionWordTargets(ids, [0, 0, 1, 2], v, q="uniform")
+    ids0u, q0u = u.image(0)
+    assert ids0u.tolist() == ids0.tolist() and q0u.tolist() == [0.5, 0.5] and u.caption(2)[1].tolist() == [1.0]
+    with pytest.raises(ValueError, match="q must be 'idf' or 'uniform'"):
+        CaptionWordTargets(ids, [0, 0, 1, 2], v, q="tf")
 
 
 def test_loss_is_the_weighted_cross_entropy():
@@ -80,6 +86,12 @@ def test_config_identity_and_validation():
         base.replace(caption_words_weight=-1.0)
     with pytest.raises(ValueError, match="caption_words_on"):
         base.replace(caption_words_on="text")
+    # caption_words_q: left out of the identity at "idf" (earlier runs keep their digests), in it otherwise
+    assert "caption_words_q" not in base.identity()
+    cw = base.replace(caption_words_weight=1.0)
+    assert cw.digest() != cw.replace(caption_words_q="uniform").digest()
+    with pytest.raises(ValueError, match="caption_words_q"):
+        base.replace(caption_words_q="tf")
 
 
 def _word_ids(feats):

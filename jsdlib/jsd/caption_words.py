@@ -5,16 +5,19 @@ With the head's pre-activation logits ``l = E u`` (:meth:`jsdlib.jsd.head.Sparse
 are ``z = log(1 + ReLU(l))``, monotone in ``l``, so the order of ``l`` is the order of the top terms)::
 
     L_words = mean_b  - sum_{w in W_b}  q_bw  log softmax(l_b)_w                (rows with W_b empty left out)
-    q_bw    = idf(w) / sum_{v in W_b} idf(v),      idf(w) = log(1 + N / df(w))
+    q_bw    = idf(w) / sum_{v in W_b} idf(v),      idf(w) = log(1 + N / df(w))     (q="idf", the default)
+    q_bw    = 1 / |W_b|                                                               (q="uniform")
 
 ``W_b``: the content words of row ``b`` -- for an image, of all its captions; for a caption, its own -- i.e. the
 token ids that are words of 3+ letters and not stop words (:func:`jsdlib.jsd.words.is_word`; the ids that
 ``vocab_mask_ids(vocab, "content")`` keeps), the same test the readability measure (:mod:`jsdlib.apps.readability`)
 uses. ``df(w)``: how many of the ``N`` training images have
 ``w`` among their caption words, so "octopus" weighs more than "skin" or "tone" (in a third of the emoji
-captions). The softmax runs over the whole vocabulary (masked ids excluded), so punctuation and word pieces are
-pushed down too. The trainer adds ``caption_words_weight * L_words`` for the image rows
-(``caption_words_on="image"``) or for the caption and image rows (``"both"``).
+captions); ``q="uniform"`` weighs every word of ``W_b`` alike, so the words that tell variants apart
+("medium", "dark", "woman") are not pushed down (a lever on the sparse - dense gap of seen concepts). The softmax
+runs over the whole vocabulary (masked ids excluded), so punctuation and word pieces are pushed down too. The
+trainer adds ``caption_words_weight * L_words`` for the image rows (``caption_words_on="image"``) or for the caption
+and image rows (``"both"``).
 """
 from __future__ import annotations
 
@@ -32,10 +35,15 @@ Target = tuple[torch.Tensor, torch.Tensor]     # (word ids, their weights q, sum
 class CaptionWordTargets:
     """``W`` and ``q`` (module docstring) of every training caption (:meth:`caption`) and image (:meth:`image`).
 
-    ``caption_token_ids``: one id tensor per caption; ``caption_to_image``: each caption's image index.
+    ``caption_token_ids``: one id tensor per caption; ``caption_to_image``: each caption's image index;
+    ``q``: the word weights, ``"idf"`` or ``"uniform"``.
     """
 
-    def __init__(self, caption_token_ids: Sequence[torch.Tensor], caption_to_image: Sequence[int], vocab):
+    def __init__(self, caption_token_ids: Sequence[torch.Tensor], caption_to_image: Sequence[int], vocab,
+                 q: str = "idf"):
+        if q not in ("idf", "uniform"):
+            raise ValueError(f"CaptionWordTargets: q must be 'idf' or 'uniform', got {q!r}")
+        self.q = q
         if len(caption_token_ids) != len(caption_to_image):
             raise ValueError(f"CaptionWordTargets: {len(caption_token_ids)} token-id tensors for "
                              f"{len(caption_to_image)} captions")
@@ -55,7 +63,7 @@ class CaptionWordTargets:
 
     def _target(self, ws: set[int]) -> Target:
         ids = sorted(ws)
-        q = torch.tensor([self.idf[w] for w in ids], dtype=torch.float32)
+        q = torch.tensor([self.idf[w] if self.q == "idf" else 1.0 for w in ids], dtype=torch.float32)
         return torch.tensor(ids, dtype=torch.long), (q / q.sum() if len(ids) else q)
 
     def caption(self, c: int) -> Target:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 
 SAMPLINGS = ("images", "captions")
+CAPTION_WORD_QS = ("idf", "uniform")           # jsdlib.jsd.caption_words (its target weights q)
 VOCAB_MASKS = ("none", "words", "content")   # jsdlib.jsd.words (kept here too: presets import nothing of jsdlib)
 # Fields added after runs were committed: at these values they are left out of the config's identity
 # (:meth:`JSDConfig.identity`), so the runs and reproduce steps that never use them keep their digests.
-DIGEST_NEUTRAL = {"vocab_mask": "none", "pec_floor": 0.0, "caption_words_weight": 0.0, "caption_words_on": "image"}
+DIGEST_NEUTRAL = {"vocab_mask": "none", "pec_floor": 0.0, "caption_words_weight": 0.0, "caption_words_on": "image",
+                  "caption_words_q": "idf"}
 
 
 @dataclass
@@ -81,6 +83,7 @@ class JSDConfig:
     pec_floor: float = 0.0             # issue 14: PEC's probability never falls below this (0: D2S's decay to 0)
     caption_words_weight: float = 0.0  # issue 14: weight of the caption-word loss (jsdlib.jsd.caption_words)
     caption_words_on: str = "image"    # its rows: "image" or "both" (captions too)
+    caption_words_q: str = "idf"       # its word weights q: "idf" or "uniform" (jsdlib.jsd.caption_words)
     # execution (not part of the digest)
     device: str = "cpu"
     amp: bool = True                   # fp16 autocast, only on CUDA
@@ -106,6 +109,7 @@ class JSDConfig:
             (0 <= self.pec_floor <= 1, "pec_floor must be in [0, 1]"),
             (self.caption_words_weight >= 0, "caption_words_weight must be >= 0"),
             (self.caption_words_on in ("image", "both"), "caption_words_on must be 'image' or 'both'"),
+            (self.caption_words_q in CAPTION_WORD_QS, f"caption_words_q must be one of {CAPTION_WORD_QS}"),
             (len(self.betas) == 2, "betas must be a pair"),
             (self.vocab_mask in VOCAB_MASKS, f"vocab_mask must be one of {VOCAB_MASKS}"),
         ]

@@ -100,7 +100,8 @@ class _SparseTask(Task):
         if cfg.caption_words_weight > 0:     # issue 14's caption-word loss (jsdlib.jsd.caption_words)
             if caption_token_ids is None or vocab is None:
                 raise ValueError("cfg.caption_words_weight > 0 needs caption_token_ids and vocab (FeatureSet's)")
-            self.word_targets = CaptionWordTargets(caption_token_ids, feats_train.caption_to_image, vocab)
+            self.word_targets = CaptionWordTargets(caption_token_ids, feats_train.caption_to_image, vocab,
+                                                   q=cfg.caption_words_q)
         self.model = self.build(feats_train, cfg, E_init, special_ids, vocab).to(device)
         self.params = self.model.trainable()
         self.h_t, self.h_i = feats_train.text.to(device).float(), feats_train.image.to(device).float()
