@@ -122,11 +122,15 @@ def test_jsd_export_passes_the_grounding_options(monkeypatch, tmp_path):
                  "--quiet"]) == 0
     assert seen["train_set"] == "styles" and seen["standin"] == "ck.safetensors"
     assert seen["epochs"] == 80 and seen["patience"] == 20                  # pec-words-cw1-styles-e2x
-    assert seen["caption_words_weight"] == 1.0 and seen["vocab_mask"] == "words" and seen["pec"] is True
+    assert seen["caption_words_weight"] == 1.0 and seen["vocab_mask"] == "words" and seen["pec"] is None
     seen.clear()
     assert main(["jsd", "export", "--out", str(out), "--quiet"]) == 0
-    # no option given: nothing overridden, so train_bundled_jsd takes BUNDLED_RECIPE (its defaults)
-    assert seen["standin"] is None and seen["pec"] is True
+    # no option given: nothing overridden, so train_bundled_jsd takes BUNDLED_RECIPE (its defaults; PEC off)
+    assert seen["standin"] is None and seen["pec"] is None
+    for flag, pec in (("--pec", True), ("--no-pec", False)):
+        seen.clear()
+        assert main(["jsd", "export", "--out", str(out), flag, "--quiet"]) == 0 and seen["pec"] is pec
+    assert main(["jsd", "export", "--out", str(out), "--pec", "--no-pec"]) == 2
     assert not {"train_set", "caption_words_weight", "vocab_mask", "epochs", "patience"} & set(seen)
     seen.clear()
     assert main(["jsd", "export", "--out", str(out), "--train-set", "noto", "--caption-words", "0", "--vocab-mask",

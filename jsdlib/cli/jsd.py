@@ -41,7 +41,7 @@ def cmd_jsd_export(args) -> int:
     check_output(args.run_dir, "folder", "--run-dir")
     given = {"vocab_mask": args.vocab_mask, "caption_words_weight": args.caption_words, "epochs": args.epochs,
              "patience": args.patience, "train_set": args.train_set}
-    train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=not args.no_pec, run_dir=args.run_dir,
+    train_bundled_jsd(args.out, preset=args.preset, seed=args.seed, pec=args.pec, run_dir=args.run_dir,
                       progress=not args.quiet, standin=args.standin,
                       **{k: v for k, v in given.items() if v is not None})
     return 0
@@ -94,13 +94,16 @@ def add(sub) -> None:
     w.add_argument("--epochs", type=positive_int)
     w.add_argument("--vocab-mask", choices=VOCAB_MASKS, help=VOCAB_MASK_HELP)
     w.add_argument("--png", help="save the R@1-vs-FLOPs plot here")
-    x = command(j, "export", "train the bundled JSD model (cpu-emoji + PEC and jsdlib.apps.bundled.BUNDLED_RECIPE, "
+    x = command(j, "export", "train the bundled JSD model (cpu-emoji and jsdlib.apps.bundled.BUNDLED_RECIPE, "
                              "seed 0) and write its checkpoint",
                 cmd_jsd_export, shared=("seed", "threads", "quiet"))
     x.add_argument("--out", default=None, help="default: jsdlib/assets/jsd_cpu_emoji.safetensors (the committed one)")
     x.add_argument("--preset", default="cpu-emoji")
-    x.add_argument("--no-pec", action="store_true",
-                   help="train without probabilistic expansion control (terms become a latent code; see notebook 03)")
+    pec = x.add_mutually_exclusive_group()
+    pec.add_argument("--pec", dest="pec", action="store_const", const=True, default=None,
+                     help="train with probabilistic expansion control (the bundled recipe: without; notebook 03)")
+    pec.add_argument("--no-pec", dest="pec", action="store_const", const=False,
+                     help="train without probabilistic expansion control (the bundled recipe's setting)")
     x.add_argument("--run-dir", help="resumable run folder")
     x.add_argument("--vocab-mask", choices=VOCAB_MASKS, help="mask non-word terms in the sparse head: none, words "
                    "(punctuation, symbols, word pieces, digits, special tokens; the bundled recipe's) or content")

@@ -87,8 +87,8 @@ OPT_IN_STEPS = ("jsd_fidelity", "cmc_fidelity")     # cpu steps run only when as
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 0.3, "jsd_compare": 3471.3, "jsd_sweep": 1763.6, "search": 32.8, "cmc_wordnet": 3077.7,
-                    "cmc_emoji": 575.6, "cmc_speed": 65.6,
+EXPECTED_SECONDS = {"dense": 0.3, "jsd_compare": 3471.3, "jsd_sweep": 1763.6, "search": 24.1, "cmc_wordnet": 3077.7,
+                    "cmc_emoji": 506.0, "cmc_speed": 65.6,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), whose last invocation
                     # reused the trainings of two interrupted ones; a run from scratch costs more (README)
                     "jsd_fidelity": 2580.1,
@@ -126,9 +126,10 @@ FIDELITY_MATCH = {"tol": 0.15, "max_probes": 5}
 MAIN_JSD_METHODS = ("dense_original", "d2s_matched", "jsd_sparse", "jsd_dense", "jsd_integrated_authors",
                     "jsd_integrated", "jsd_no_kd", "jsd_frozen_final")
 MAIN_MATCH = {"tol": 0.15, "max_probes": 5, "start": 0.72, "select_in_band": True}
-# cpu steps that read the stand-in VLP or the bundled JSD model: their fingerprints carry both files' sha256, so a
-# results folder made with other weights (e.g. the first stand-in, before issue 14) is recomputed, not reused
+# cpu steps that read the stand-in VLP (and the BUNDLED_STEPS the bundled JSD model): their fingerprints carry the
+# files' sha256, so results made with other weights (e.g. before issue 14) are recomputed, not reused
 WEIGHT_STEPS = ("dense", "jsd_compare", "jsd_sweep", "search", "cmc_emoji", "jsd_fidelity")
+BUNDLED_STEPS = ("search", "cmc_emoji")
 HELPERS = {"jsd_sweep": "help_sweep", "jsd_fidelity": "help_fidelity", "cmc_fidelity": "help_cmc_fidelity"}   # steps a free lane can help with
 
 
@@ -385,10 +386,10 @@ def environment() -> dict:
             "cpu_bf16": hardware.native_bf16()}  # whether bf16-requesting steps ran bf16 autocast
 
 
-def weight_digests(standin=None) -> dict:
-    """sha256 of the stand-in VLP (``standin`` or the committed one) and of the bundled JSD model."""
-    return {"standin": file_sha256(standin or vlp_models.DEFAULT_STANDIN_CHECKPOINT),
-            "bundled_jsd": file_sha256(JSD_ASSET)}
+def weight_digests(standin=None, bundled: bool = True) -> dict:
+    """sha256 of the stand-in VLP (``standin`` or the committed one) and, with ``bundled``, of the bundled JSD model."""
+    return ({"standin": file_sha256(standin or vlp_models.DEFAULT_STANDIN_CHECKPOINT)}
+            | ({"bundled_jsd": file_sha256(JSD_ASSET)} if bundled else {}))
 
 
 def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
@@ -411,7 +412,7 @@ def run(out, preset: str = "cpu", only: Sequence[str] | None = None, seeds: Sequ
                  else paper_steps(preset, data_dir, projection, word_embeddings, random_projection))
     steps = list(steps)
     for s in (s for s in steps if preset == "cpu" and s.name in WEIGHT_STEPS):
-        s.config["weights"] = weight_digests(standin)
+        s.config["weights"] = weight_digests(standin, bundled=s.name in BUNDLED_STEPS)
     if lanes_ok:
         run_pending_in_lanes(out, steps, seeds, standin, workers, EXPECTED_SECONDS, expected_trainings(seeds), progress,
                              log)

@@ -282,7 +282,7 @@ else:
     print("40-epoch JSD and D2S trained here and checked against the committed result: rerun with JSDLIB_FULL=1")
 
 # %% [markdown]
-# ## 6. Expansion control (PEC): the recipe of the bundled model
+# ## 6. Expansion control (PEC), and the recipe of the bundled model
 #
 # Trained as above, nothing asks a sparse term to *mean* what its word means: the contrastive and distillation
 # losses only ask that `z_t . z_i` ranks the right image first, and L1 only asks for few active terms. So the
@@ -295,8 +295,10 @@ else:
 #
 # for 0-based epoch $e$ of $E$: every batch is masked at the start, none after 95 % of the epochs. The images
 # are never masked. To match a masked caption, an image must put weight on that caption's words, which is
-# what makes the image terms of notebook 03 readable. PEC is on for the model that notebooks 00 and 03-05 load
-# (`jsdlib.apps.bundled`, `JSDConfig.pec=True`); `jsdlib.jsd.train.pec_probability` is the schedule.
+# what made the image terms of the first bundled model readable (`JSDConfig.pec=True`;
+# `jsdlib.jsd.train.pec_probability` is the schedule). The model that notebooks 00 and 03-05 load now reaches
+# readable terms by two other means (below) and is trained *without* PEC: with those two, the grounding search
+# (on validation) left PEC off. The last cell of this section prints what PEC changes on that recipe.
 
 # %%
 E_ = cfg.epochs
@@ -328,9 +330,9 @@ print("its weights on the caption's own tokens:", {t: round(w, 2) for t, w in ow
 assert set((z_cap * mask).nonzero().flatten().tolist()) <= set(ids.tolist())
 
 # %% [markdown]
-# PEC is one of four changes the bundled model makes to the `cpu-emoji` recipe
-# (`jsdlib.apps.bundled.BUNDLED_RECIPE`, chosen on validation by `benchmarks/grounding.py`). The
-# other three are jsdlib's, in neither paper:
+# The bundled model changes the `cpu-emoji` recipe in four ways (`jsdlib.apps.bundled.BUNDLED_RECIPE`, chosen on
+# validation by `benchmarks/grounding.py` among PEC schedules, masks, regularisers and the L1 weight). The
+# first three are jsdlib's, in neither paper:
 #
 # - a **whole-word vocabulary** (`vocab_mask="words"`): the head's dimensions for punctuation, symbols, word pieces,
 #   digits and special tokens are masked to zero (notebook 03, section 6);
@@ -338,18 +340,19 @@ assert set((z_cap * mask).nonzero().flatten().tolist()) <= set(ids.tolist())
 #   and $W$ the content words of its captions,
 #   $L_\text{words} = -\sum_{w \in W} q_w \log \mathrm{softmax}(l)_w$, $q_w \propto \mathrm{idf}(w)$, so a rare
 #   word such as "octopus" counts more than "tone";
-# - training on the **four training styles' pictures** (notebook 01), for 80 epochs instead of 40.
+# - training on the **four training styles' pictures** (notebook 01), for 80 epochs instead of 40;
+# - **half the L1 weights** ($\eta_t, \eta_i$ = 0.005, 0.0015), and PEC off.
 #
-# What PEC does to the terms and their cost, same recipe and seed, with and without it: the bundled model (PEC)
-# and the same recipe trained without PEC (its summary is committed in `results/terms_nopec_cpu-emoji.json`,
-# written by `jsdlib.apps.bundled.write_nopec_report`; notebook 03 reads its image terms side by side).
+# What PEC does to the terms and their cost, same recipe and seed, with and without it: the bundled model (no PEC)
+# and the same recipe trained with PEC (its summary is committed in `results/terms_pec_cpu-emoji.json`, written by
+# `jsdlib.apps.bundled.write_pec_report`; notebook 03 reads its image terms side by side).
 
 # %%
 bundled_meta = bundled.EmojiSearch("test").meta
-nopec = json.loads((Path("results") / "terms_nopec_cpu-emoji.json").read_text())["model"]["test"]
-pec_row = bundled_meta["test"]
-for label, t in (("without PEC", nopec), ("with PEC (bundled)", pec_row)):
-    print(f"{label:19s}: sparse R@1 {t['sparse']['R@1']:.1f}, terms per caption {t['terms_q']:.0f}, "
+pec_row = json.loads((Path("results") / "terms_pec_cpu-emoji.json").read_text())["model"]["test"]
+nopec = bundled_meta["test"]
+for label, t in (("without PEC (bundled)", nopec), ("with PEC", pec_row)):
+    print(f"{label:21s}: sparse R@1 {t['sparse']['R@1']:.1f}, terms per caption {t['terms_q']:.0f}, "
           f"per image {t['terms_d']:.0f}, FLOPs {t['flops']:.2f}")
 print(f"PEC changes sparse R@1 by {pec_row['sparse']['R@1'] - nopec['sparse']['R@1']:+.1f} points, terms per image "
       f"by x{pec_row['terms_d'] / nopec['terms_d']:.2f}, FLOPs by x{pec_row['flops'] / nopec['flops']:.2f}")

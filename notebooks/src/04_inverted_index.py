@@ -189,10 +189,10 @@ print(f"hybrid FLOPs per pair: {hybrid.flops:.1f} (256 dense + {res.flops:.1f} s
 # The curves come from the `jsd_sweep` step of the course's main job (`jsdlib reproduce --preset cpu`, in
 # `results/reproduce_cpu/results.json`): JSD, D2S and D2S + PEC, each at L1 scale x0.3, x1, x3 and x10 (the
 # scale multiplies the preset's L1 weights `eta_t`, `eta_i`), one seed. Notebook 06 (section 5) reads the same
-# rows, so the two notebooks show the same numbers. That step trains no JSD + PEC curve. The one JSD + PEC
-# model is the **bundled model** searched above: the `cpu-emoji` recipe of the JSD x1 point, seed 0, with PEC on
-# and the changes that make its terms words (`jsdlib.apps.bundled.BUNDLED_RECIPE`: the whole-word mask, the
-# caption-word loss, the four training styles' pictures, 80 epochs). It is the star, a single point, not on the
+# rows, so the two notebooks show the same numbers. The **bundled model** searched above is the star: the
+# `cpu-emoji` recipe of the JSD points, seed 0, at L1 scale x0.5, without PEC, with the changes that make its terms
+# words (`jsdlib.apps.bundled.BUNDLED_RECIPE`: the whole-word mask, the caption-word loss, the four training
+# styles' pictures, 80 epochs). It is a single point, not on the
 # curves' footing (it trained on more pictures): its test R@1 and FLOPs are stored in its metadata and section 4
 # measured them again on this index.
 
@@ -213,14 +213,14 @@ def series_name(r):
 fig = viz.r1_vs_flops(rows, split="test", figsize=(7, 4))
 ax = fig.axes[0]
 ax.scatter([bundled["flops"]], [bundled["R@1"]], marker="*", s=260, color="black", zorder=5,
-           label="bundled model (JSD + PEC + word mask + caption words, L1 x1)")
+           label="bundled model (JSD + word mask + caption words, L1 x0.5)")
 ax.legend(fontsize=8, loc="lower right")
 plt.show()
 for r in sorted(rows, key=lambda r: (series_name(r), r["scale"])):
     print(f"{series_name(r):9s} L1 x{r['scale']:<4g} test R@1 {r['test_R@1']:5.1f}  "
           f"FLOPs {r['test_flops']:6.2f}  terms q/d {r['test_terms_q']:5.1f}/{r['test_terms_d']:5.1f}")
-print(f"{'bundled':9s} L1 x1    test R@1 {bundled['R@1']:5.1f}  FLOPs {bundled['flops']:6.2f}  "
-      f"terms q/d {es.meta['test']['terms_q']:5.1f}/{es.meta['test']['terms_d']:5.1f}  (JSD + PEC, its metadata)")
+print(f"{'bundled':9s} L1 x0.5  test R@1 {bundled['R@1']:5.1f}  FLOPs {bundled['flops']:6.2f}  "
+      f"terms q/d {es.meta['test']['terms_q']:5.1f}/{es.meta['test']['terms_d']:5.1f}  (JSD, its metadata)")
 # the same numbers as notebook 06's sweep table, and the bundled point is what section 4 measured on this index
 t06 = tables.sweep_table(sweep)
 assert all(t06.loc[f"{r['method']}{' +PEC' if r['pec'] else ''} L1 x{r['scale']:g}", "test_R@1"]
@@ -231,8 +231,9 @@ from jsdlib.apps.bundled import BUNDLED_RECIPE
 
 preset = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(get_preset("cpu-emoji")).items()}
 differs = {k for k, v in es.meta["config"].items() if k in preset and v != preset[k]}
-# JSD x1 and the star: PEC and the bundled recipe apart
-assert differs <= {"pec", "seed"} | set(BUNDLED_RECIPE) and sweep["seed"] == es.meta["seed"] == 0
+# the JSD points and the star: the bundled recipe apart (its L1 weights are the x0.5 scale's)
+assert differs <= {"seed"} | set(BUNDLED_RECIPE) and sweep["seed"] == es.meta["seed"] == 0
+assert (es.meta["config"]["eta_t"], es.meta["config"]["eta_i"]) == (preset["eta_t"] * 0.5, preset["eta_i"] * 0.5)
 print("the bundled model differs from the JSD x1 point in:", ", ".join(sorted(differs)),
       f"and trains on the {es.meta['train_set']} split")
 
@@ -283,7 +284,7 @@ dominating = [f"{series_name(r)} x{r['scale']:g}" for r in rows
 print(f"sweep points no more costly and no less accurate than the bundled model "
       f"(R@1 {bundled['R@1']:.1f}, FLOPs {bundled['flops']:.2f}): {', '.join(dominating) or 'none'}")
 jsd1 = next(r for r in rows if series_name(r) == "JSD" and r["scale"] == 1.0)
-print(f"JSD at L1 x1 -> the bundled recipe (PEC, word mask, caption words, four styles; seed 0): FLOPs "
+print(f"JSD at L1 x1 -> the bundled recipe (L1 x0.5, word mask, caption words, four styles; seed 0): FLOPs "
       f"{jsd1['test_flops']:.2f} -> {bundled['flops']:.2f}, test R@1 {jsd1['test_R@1']:.1f} -> {bundled['R@1']:.1f}")
 assert best_under("JSD", float("inf")) is not None and best_under("D2S", 0.0) is None
 
