@@ -48,8 +48,8 @@ def test_load_errors(tmp_path):
 
 def test_committed_model_is_the_bundled_recipe():
     """Issue 14: the committed model is cpu-emoji with BUNDLED_RECIPE (grounding's choice on validation,
-    pec-words-cw1-styles-e2x-nopec-l1x0.5: no PEC, half the L1 weights), trained on the committed four-style
-    stand-in's features."""
+    pec-words-cw1-styles-e4x-nopec-l1x0.5: no PEC, half the L1 weights, 160 epochs), trained on the committed
+    four-style stand-in's features."""
     from jsdlib.experiments.grounding import GAP_BASE, GAP_LEVERS, candidates
 
     _, meta = load_jsd()
@@ -61,12 +61,12 @@ def test_committed_model_is_the_bundled_recipe():
     # fields added to JSDConfig after the export (DIGEST_NEUTRAL) read as their neutral value
     from jsdlib.jsd.presets import DIGEST_NEUTRAL
     assert DIGEST_NEUTRAL | meta["config"] == json.loads(json.dumps(cfg.__dict__))
-    chosen = candidates(get_preset("cpu-emoji", seed=0, pec=True))[f"{GAP_BASE}-e2x-nopec-l1x0.5"]
-    assert "e2x-nopec-l1x0.5" in GAP_LEVERS
+    chosen = candidates(get_preset("cpu-emoji", seed=0, pec=True))[f"{GAP_BASE}-e4x-nopec-l1x0.5"]
+    assert "e4x-nopec-l1x0.5" in GAP_LEVERS
     assert chosen == recipe | {"caption_words_on": "image", "train_set": "styles"}
     # the rule's choice in the committed grounding run is this recipe
     doc = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding_styles.json").read_text())
-    assert doc["chosen"] == f"{GAP_BASE}-e2x-nopec-l1x0.5"
+    assert doc["chosen"] == f"{GAP_BASE}-e4x-nopec-l1x0.5"
     assert meta["vlp_weights"] == "jsdlib/assets/standin_styles.safetensors"
 
 

@@ -8,7 +8,7 @@ features, preset ``cpu-emoji`` with :data:`BUNDLED_RECIPE`, seed 0, model select
   pieces, digits or special tokens among the terms);
 - the **caption-word loss** (:mod:`jsdlib.jsd.caption_words`, weight 1: each image's head output ranks the content
   words of its captions first) and training on **every training style's images** (Noto, Twemoji, Fluent flat and
-  modern), for 80 epochs (patience 20);
+  modern), for 160 epochs (patience 40; it stopped after 125, best epoch 85);
 - **half the preset's L1 weights** (``eta_t, eta_i`` = 0.005, 0.0015) and **no probabilistic expansion control**
   (PEC, as in D2S: captions masked to their own tokens with a probability decaying 1 -> 0). Before the word mask and
   the caption-word loss, PEC was what kept the terms words (without it a dog face got "lucky", "staff", "hail");
@@ -16,12 +16,12 @@ features, preset ``cpu-emoji`` with :data:`BUNDLED_RECIPE`, seed 0, model select
   (:func:`write_pec_report` trains the same recipe with PEC for notebooks 02 and 03).
 
 The recipe is the one issue 14's grounding search chose on validation (``benchmarks/grounding.py``,
-``benchmarks/results_grounding_styles.txt``: ``pec-words-cw1-styles-e2x-nopec-l1x0.5``).
+``benchmarks/results_grounding_styles.txt``: ``pec-words-cw1-styles-e4x-nopec-l1x0.5``).
 Later notebooks and the quickstart load it instead of training (``load_jsd``). The head's ``E`` (|V| x e =
 30,522 x 384) is stored in float16 to halve the file; everything else in float32. The file *is* the model: the
 numbers in its metadata are computed from the saved (float16-``E``) weights after saving.
 
-    jsdlib jsd export --out jsdlib/assets/jsd_cpu_emoji.safetensors      # retrain and overwrite (~20 min)
+    jsdlib jsd export --out jsdlib/assets/jsd_cpu_emoji.safetensors      # retrain and overwrite (~45 min)
 
 :class:`EmojiSearch` wires the stand-in VLP and the bundled JSD model into text -> image search over one emoji
 split: ``search`` ranks by the sparse score ``z_t . z_i``, the dense score ``d_t . d_i / tau`` or the integrated
@@ -56,7 +56,7 @@ from jsdlib.vlp.standin import load_standin
 # The committed model's recipe on top of the ``cpu-emoji`` preset (the module docstring): L1 weights half the
 # preset's (0.01, 0.003); ``train_set`` is not a preset field (the features it trains on)
 BUNDLED_RECIPE = {"train_set": "styles", "pec": False, "vocab_mask": "words", "caption_words_weight": 1.0,
-                  "epochs": 80, "patience": 20, "eta_t": 0.005, "eta_i": 0.0015}
+                  "epochs": 160, "patience": 40, "eta_t": 0.005, "eta_i": 0.0015}
 
 
 def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: bool | None = None, run_dir=None,
@@ -226,7 +226,7 @@ def write_pec_report(path, model_path=None, captions: Sequence[str] = ("dog face
     """The bundled recipe trained with the *other* PEC setting (PEC on: the recipe has it off), summarised for
     notebooks 02 and 03 (a 24 MB second checkpoint is not committed): its recorded metrics and the top terms of a few
     emoji. ``model_path``: a checkpoint from ``jsdlib jsd export --pec --out PATH``; without it one is trained first
-    (80 epochs, about 30 minutes on 2 cores; ``run_dir`` makes that training resumable)."""
+    (up to 160 epochs, about 50 minutes on 2 cores; ``run_dir`` makes that training resumable)."""
     with tempfile.TemporaryDirectory() as tmp:
         if model_path is None:
             model_path = Path(tmp) / "jsd_other_pec.safetensors"

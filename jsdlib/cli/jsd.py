@@ -112,6 +112,6 @@ def add(sub) -> None:
     x.add_argument("--train-set", choices=("noto", "styles"), default=None,
                    help="train on every training style's images (the bundled recipe's) or the Noto training split")
     x.add_argument("--standin", default=None, help="stand-in VLP checkpoint (default: the committed one)")
-    x.add_argument("--epochs", type=positive_int, default=None, help="default: the bundled recipe's, 80")
+    x.add_argument("--epochs", type=positive_int, default=None, help="default: the bundled recipe's, 160")
     x.add_argument("--patience", type=positive_int, default=None,
-                   help="early-stopping patience in epochs (default: the bundled recipe's, 20)")
+                   help="early-stopping patience in epochs (default: the bundled recipe's, 40)")

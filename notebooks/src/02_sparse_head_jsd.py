@@ -340,7 +340,7 @@ assert set((z_cap * mask).nonzero().flatten().tolist()) <= set(ids.tolist())
 #   and $W$ the content words of its captions,
 #   $L_\text{words} = -\sum_{w \in W} q_w \log \mathrm{softmax}(l)_w$, $q_w \propto \mathrm{idf}(w)$, so a rare
 #   word such as "octopus" counts more than "tone";
-# - training on the **four training styles' pictures** (notebook 01), for 80 epochs instead of 40;
+# - training on the **four training styles' pictures** (notebook 01), for up to 160 epochs instead of 40 (patience 40);
 # - **half the L1 weights** ($\eta_t, \eta_i$ = 0.005, 0.0015), and PEC off.
 #
 # What PEC does to the terms and their cost, same recipe and seed, with and without it: the bundled model (no PEC)

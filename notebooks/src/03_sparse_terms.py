@@ -215,7 +215,7 @@ assert read["seen"]["specific"] > read["cross-style"]["specific"] > 0.5 > read["
 # The same recipe trained *with* PEC (same preset, same seed, the same mask and caption-word loss) shows what PEC
 # would add on top of them. That model is not committed (it would be a second 24 MB file); its summary is, in
 # `results/terms_pec_cpu-emoji.json` (written by `jsdlib.apps.bundled.write_pec_report`; `JSDLIB_FULL=1`
-# retrains it, about 30 minutes).
+# retrains it, about 50 minutes).
 
 # %%
 import json

@@ -192,7 +192,7 @@ print(f"hybrid FLOPs per pair: {hybrid.flops:.1f} (256 dense + {res.flops:.1f} s
 # rows, so the two notebooks show the same numbers. The **bundled model** searched above is the star: the
 # `cpu-emoji` recipe of the JSD points, seed 0, at L1 scale x0.5, without PEC, with the changes that make its terms
 # words (`jsdlib.apps.bundled.BUNDLED_RECIPE`: the whole-word mask, the caption-word loss, the four training
-# styles' pictures, 80 epochs). It is a single point, not on the
+# styles' pictures, up to 160 epochs). It is a single point, not on the
 # curves' footing (it trained on more pictures): its test R@1 and FLOPs are stored in its metadata and section 4
 # measured them again on this index.
 
