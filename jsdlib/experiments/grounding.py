@@ -56,7 +56,8 @@ CAPTION_WORDS = ((0.3, "image", False, 1.0), (1.0, "image", False, 1.0), (1.0, "
 # at half) and uniform caption-word weights q (idf pushes down the words that tell seen variants apart: "dark");
 # then, on the chosen e2x-nopec-l1x0.5 (its val sparse R@1 still rising and FLOPs still falling at epoch 80), twice
 # the epochs again
-_E2X = lambda cfg: {"epochs": cfg.epochs * 2, "patience": cfg.patience * 2}  # noqa: E731
+_EX = lambda n: lambda cfg: {"epochs": cfg.epochs * n, "patience": cfg.patience * n}  # noqa: E731
+_E2X = _EX(2)
 _L1X = lambda s: lambda cfg: {"eta_t": cfg.eta_t * s, "eta_i": cfg.eta_i * s}  # noqa: E731
 _L1X03 = _L1X(0.3)
 GAP_LEVERS = {"lam2x2": lambda cfg: {"lam2": cfg.lam2 * 2}, "lam2x4": lambda cfg: {"lam2": cfg.lam2 * 4},
@@ -65,8 +66,7 @@ GAP_LEVERS = {"lam2x2": lambda cfg: {"lam2": cfg.lam2 * 2}, "lam2x4": lambda cfg
               "e2x-l1x0.1": lambda cfg: _E2X(cfg) | _L1X(0.1)(cfg),
               "e2x-nopec-l1x0.5": lambda cfg: _E2X(cfg) | _L1X(0.5)(cfg) | {"pec": False},
               "e2x-l1x0.3-qflat": lambda cfg: _E2X(cfg) | _L1X03(cfg) | {"caption_words_q": "uniform"},
-              "e4x-nopec-l1x0.5": lambda cfg: {"epochs": cfg.epochs * 4, "patience": cfg.patience * 4}
-              | _L1X(0.5)(cfg) | {"pec": False}}
+              "e4x-nopec-l1x0.5": lambda cfg: _EX(4)(cfg) | _L1X(0.5)(cfg) | {"pec": False}}
 GAP_BASE = "pec-words-cw1-styles"
 K = 5
 PINNED_NAMES = ("dog face", "cat face", "octopus", "birthday cake", "red apple")   # issue 14's pinned images
