@@ -15,6 +15,7 @@ from jsdlib.cmc.config import CMCConfig
 from jsdlib.cmc.data import RerankData
 from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, pipeline_tests, run_pipelines
 from jsdlib.cmc.rerank import top1_accuracy
+from jsdlib.experiments import cmc_compare
 from jsdlib.experiments.cmc_compare import compare
 
 KEY_TOKENS = 6   # query tokens that carry the gold's key (sum-of-max's score range grows with them)
@@ -388,7 +389,8 @@ def test_cmc_fidelity_settings_run_beside_the_main_table(tmp_path, tokens):
         cmc_fidelity._DATA[("emoji", "be", "finetuned")] = other
         assert cmc_fidelity.units(ctx, a)[-2:] == [("finetuned_be", 0), ("finetuned_be", 1)]
         assert reproduce.help_cmc_fidelity(ctx, step) == 6
-        assert (ctx.run_root("cmc_fidelity") / "finetuned_be" / "emoji-tiny-test-seed1").is_dir()
+        assert (ctx.run_root("cmc_fidelity") / "finetuned_be" /
+                f"emoji-tiny-test-seed1-{cmc_compare.folder_key(other)}").is_dir()
         res = cmc_fidelity.run(ctx, a)
     finally:
         del cmc.PRESETS["tiny-test"]

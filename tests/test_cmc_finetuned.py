@@ -95,7 +95,7 @@ def test_finetuned_cmc_starts_from_the_frozen_head_of_its_seed(tmp_path, monkeyp
     cfg = get_cmc_preset("tiny-ft", seed=1)
     start = cmc_compare.finetuned_start("wordnet", data, cfg, tmp_path, log=log)
     frozen = cmc_compare.cmc_run("wordnet", data, get_cmc_preset("tiny-frozen", seed=1), tmp_path, log=log)["model"]
-    assert (tmp_path / "wordnet-tiny-frozen-seed1" / "best.pt").is_file()
+    assert (tmp_path / f"wordnet-tiny-frozen-seed1-{cmc_compare.folder_key(data)}" / "best.pt").is_file()
     assert all(torch.equal(a, b) for a, b in zip(start.head.state_dict().values(), frozen.head.state_dict().values()))
     res = cmc_compare.cmc_run("wordnet", data, cfg, tmp_path, log=log)
     assert res["variant"] == "finetuned" and len(res["history"]) == 1
@@ -103,6 +103,11 @@ def test_finetuned_cmc_starts_from_the_frozen_head_of_its_seed(tmp_path, monkeyp
     assert not torch.equal(moved, be.query_encoder.embeddings.word_embeddings.weight)   # the BE itself is untouched
     again = cmc_compare.cmc_run("wordnet", data, cfg, tmp_path, log=log)
     assert all(torch.equal(a, b) for a, b in zip(again["model"].state_dict().values(), res["model"].state_dict().values()))
+    # other data (the lists of a re-exported model), same root: a new folder, not the old data's refused checkpoint
+    swapped = {"train": va, "val": tr}
+    assert cmc_compare.folder_key(swapped) != cmc_compare.folder_key(data)
+    cmc_compare.cmc_run("wordnet", swapped, get_cmc_preset("tiny-frozen", seed=1), tmp_path, log=log)
+    assert (tmp_path / f"wordnet-tiny-frozen-seed1-{cmc_compare.folder_key(swapped)}" / "best.pt").is_file()
     with pytest.raises(ValueError, match="as-is bi-encoder"):
         cmc_compare.finetuned_start("emoji", data, cfg, tmp_path, log=log)
     with pytest.raises(ValueError, match="frozen-variant preset"):               # a warm start must be a head

@@ -110,12 +110,21 @@ def compare(task: str, seeds: Sequence[int], preset: str = "cpu-frozen", names: 
                          for r in per_seed]}
 
 
+def folder_key(data: dict) -> str:
+    """8 hex digits naming the training data of a run folder: SHA-256 over the train and val sets' fingerprints.
+
+    Part of every reranker run folder's name, so that new data (the emoji lists of a re-exported bundled JSD model)
+    trains in a new folder instead of meeting the old data's checkpoints there (which ``fit`` refuses)."""
+    return hashlib.sha256(f"{data['train'].fingerprint()}:{data['val'].fingerprint()}".encode()).hexdigest()[:8]
+
+
 def cmc_run(task: str, data: dict, cfg, run_root=None, progress: bool = False, log=print) -> dict:
-    """CMC of ``cfg`` trained on ``data`` (or found finished) in ``run_root/{task}-{preset}-seed{seed}``.
+    """CMC of ``cfg`` trained on ``data`` (or found finished) in ``run_root/{task}-{preset}-seed{seed}-{data key}``
+    (:func:`folder_key`).
 
     The finetuned variant (preset ``cpu-authors-ft``, WordNet only: its encoders are text encoders) starts from
     :func:`finetuned_start`."""
-    rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{cfg.seed}"
+    rd = None if run_root is None else Path(run_root) / f"{task}-{cfg.name}-seed{cfg.seed}-{folder_key(data)}"
     model = finetuned_start(task, data, cfg, run_root, progress, log) if cfg.encoders == "finetuned" else None
     return train_cmc(data["train"], data["val"], cfg, run_dir=rd, progress=progress, log=log, model=model)
 
@@ -144,11 +153,13 @@ def finetuned_start(task: str, data: dict, cfg, run_root=None, progress: bool = 
 def train_first_ce(train: RerankData, ce_cfg: CEConfig, seeds: Sequence[int], task: str, progress: bool = False,
                    log=print, run_root=None) -> dict:
     """The CE every seed of :func:`compare` shares: ``ce_cfg`` trained once, with the first seed (in
-    ``run_root/{task}-ce-<config digest>``, when given: a finished one is only loaded)."""
+    ``run_root/{task}-ce-<digest of the config and the training set>``, when given: a finished one is only
+    loaded)."""
     cfg = ce_cfg.replace(seed=seeds[0])
     rd = None
     if run_root is not None:
-        digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True) + train.fingerprint()
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         rd = Path(run_root) / f"{task}-ce-{digest}"
     log(f"[{task}] training the cross-encoder on {ce_cfg.max_train_queries} queries (seed {seeds[0]})")
     return train_ce(train, cfg, progress=progress, log=log, run_dir=rd)
@@ -200,7 +211,8 @@ def _train_rerankers(cfgs: dict, data: dict, tokens, run_root, task: str, progre
     ``({kind: model}, seed-info fields)``."""
     models, info = {}, {}
     for kind, cfg in cfgs.items():
-        rd = None if run_root is None else Path(run_root) / f"{task}-{kind}-{cfg.name}-seed{cfg.seed}"
+        rd = None if run_root is None else (Path(run_root) /
+                                            f"{task}-{kind}-{cfg.name}-seed{cfg.seed}-{folder_key(data)}")
         log(f"[{task}] seed {cfg.seed}: training the {kind} reranker (lr {cfg.lr:g})")
         with seeded(cfg.seed):
             model = make_reranker(kind, data["train"], tokens)
