@@ -155,3 +155,4 @@ def test_sparse_dense_gap_by_subset_adds_up():
     assert rows["all"]["dense"] == pytest.approx(meta["test"]["dense"]["R@1"], abs=0.2)
     assert sum(rows[s]["images"] for s in ("seen", "cross-style", "unseen")) == rows["all"]["images"] == 500
     assert all(r["gap"] == r["sparse"] - r["dense"] for r in rows.values())
+    assert all(r["ci"][0] < r["gap"] < r["ci"][1] for r in rows.values())    # the interval holds the difference

@@ -150,6 +150,24 @@ def test_paired_test(method):
     assert S.paired_test(a, a + 0.1 + rng.normal(0, 0.05, 200), method=method, n_boot=2000) < 0.01
 
 
+def test_bootstrap_ci_covers_the_mean_and_clusters_widen_it():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.3, 1.0, 400)
+    lo, hi = S.bootstrap_ci(d, n_boot=4000)
+    se = d.std(ddof=1) / np.sqrt(d.size)                        # the normal interval: mean +- 1.96 se
+    assert lo < d.mean() < hi and (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.1)
+    assert S.bootstrap_ci(d, n_boot=4000) == (lo, hi)            # seeded
+    pairs = np.repeat(d[:200], 2)                                 # every value twice: one cluster per pair
+    naive = S.bootstrap_ci(pairs, n_boot=4000)
+    clustered = S.bootstrap_ci(pairs, np.repeat(np.arange(200), 2), n_boot=4000)
+    assert (clustered[1] - clustered[0]) > 1.3 * (naive[1] - naive[0])   # ~sqrt(2) wider: 200 draws, not 400
+    assert S.bootstrap_ci([1.0, 1.0, 1.0], n_boot=50) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="one label per value"):
+        S.bootstrap_ci(d, groups=[0, 1])
+    with pytest.raises(ValueError, match="level"):
+        S.bootstrap_ci(d, level=1.0)
+
+
 def test_paired_test_edge_cases():
     assert S.paired_test([1, 0, 1], [0, -1, 0], method="t") == 0.0  # constant non-zero difference
     assert S.paired_test([1, 2], [1, 2], method="bootstrap", n_boot=10) == 1.0

@@ -54,6 +54,37 @@ def paired_test(a, b, method: str = "t", n_boot: int = 10000, seed: int = 0) -> 
     raise ValueError(f"unknown method {method!r}; use 't' or 'bootstrap'")
 
 
+def bootstrap_ci(d, groups=None, level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of paired per-query differences ``d`` (e.g. sparse hit minus dense
+    hit per caption).
+
+    ``groups`` (one label per query, e.g. ``caption_to_image``): a cluster bootstrap that resamples whole groups,
+    since the captions of one image are not independent draws; each resample's mean is ``sum d / count`` over the
+    drawn groups. Returns ``(lo, hi)``: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the resampled
+    means.
+    """
+    d = _as_float64(d)
+    if d.ndim != 1 or d.size == 0 or np.isnan(d).any():
+        raise ValueError(f"bootstrap_ci needs a non-empty 1-D array without NaN, got shape {d.shape}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"bootstrap_ci needs 0 < level < 1 and n_boot >= 1, got {level}, {n_boot}")
+    if groups is None:
+        sums, counts = d, np.ones_like(d)
+    else:
+        g = np.asarray(groups)
+        if g.shape != d.shape:
+            raise ValueError(f"groups must give one label per value: {g.shape} != {d.shape}")
+        _, inv = np.unique(g, return_inverse=True)
+        sums, counts = np.bincount(inv, weights=d), np.bincount(inv).astype(np.float64)
+    rng, n = np.random.default_rng(seed), sums.size
+    step, means = max(1, _CHUNK_ELEMENTS // n), []
+    for lo in range(0, n_boot, step):
+        idx = rng.integers(0, n, size=(min(step, n_boot - lo), n))
+        means.append(sums[idx].sum(axis=1) / counts[idx].sum(axis=1))
+    qs = np.quantile(np.concatenate(means), [(1 - level) / 2, (1 + level) / 2])
+    return float(qs[0]), float(qs[1])
+
+
 def _as_float64(x) -> np.ndarray:
     """numpy float64 of an array, a list or a torch tensor (no torch import here)."""
     if hasattr(x, "detach"):  # torch tensor (bfloat16 has no numpy dtype)
@@ -61,4 +92,4 @@ def _as_float64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-__all__ = ["mean_std", "paired_test"]
+__all__ = ["bootstrap_ci", "mean_std", "paired_test"]
