@@ -123,8 +123,8 @@ print("bi-encoder top 3:", [t for t, _ in res["be"]], "| gold at rank", res["be_
 
 # %% [markdown]
 # CMC's scores of the top candidates are large and close together (print them), so their last digits, and the
-# order behind the first place, depend on the CPU (bf16 where the CPU has it natively, fp32 elsewhere): the next
-# cell's output is not compared, only its claim is checked.
+# order behind the first place, depend on the CPU's fp32 kernels (AVX2 vs AVX-512; bf16, where asked for, moves
+# them more): the next cell's output is not compared, only its claim is checked.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

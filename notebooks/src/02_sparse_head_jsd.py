@@ -6,14 +6,14 @@
 # matrices of JSD (dense, sparse, integrated) and its loss — InfoNCE on each, self-distillation from the
 # integrated score into both, L1 with a quadratic warm-up; one training step computed by hand and by the
 # library; how SPLADE's max pooling over tokens differs from JSD's one-vector head; training and its curves;
-# D2S's expansion control (PEC), the recipe of the model that notebooks 00 and 03-05 load; and the comparison
+# D2S's expansion control (PEC) and what it does to terms and FLOPs (the model that notebooks 00 and 03-05 load
+# is trained without it: section 6 shows the same recipe with and without PEC); and the comparison
 # with the dense original, D2S and the two ablations, seed by seed.
 #
 # **Time:** about 2 minutes on a 2-core laptop CPU (one short JSD training run; the 40-epoch runs and the
 # three-seed table are read from the committed result of the course's main job, `jsdlib reproduce`, in
 # `results/reproduce_cpu/` (the same file notebook 06 reads); `JSDLIB_FULL=1` trains JSD and D2S for 40 epochs
-# here: the main job spent 41 + 31 minutes on the comparison and the sweep, side by side on one thread each of
-# a 2-core laptop CPU).
+# here, as long as the main job's `jsd_compare` step, whose time notebook 06 prints).
 # **Needs:** notebook 01's stand-in VLP (committed; its features are cached on first use).
 #
 # Paper: Song et al., *Sparse and Dense Retrievers Learn Better Together: Joint Sparse-Dense Optimization
@@ -199,7 +199,8 @@ print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
 # **3-epoch schedule** (same preset, warm-ups scaled with it) to show what training does, and reads the
 # 40-epoch runs from the committed `jsdlib jsd compare` result; `JSDLIB_FULL=1` trains JSD and D2S for the
 # full 40 epochs here and checks them against that result. Three epochs do not bring the vectors down to the
-# sparsity budget (the trainer says so and keeps the last epoch); the 40-epoch runs below meet it.
+# sparsity budget (the trainer says so and keeps the last epoch); the 40-epoch runs below meet it on validation,
+# where it is applied.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -368,7 +369,8 @@ assert pec_row["terms_d"] < nopec["terms_d"] and pec_row["flops"] < nopec["flops
 # do. The p-value is the chance of a mean difference at least this large if the two systems were equally good.
 # The committed p pools 3 seeds x 1,000 captions as 3,000 independent pairs; a seed's own training draw is not
 # independent across its captions, so the pooled p is too small. At how many seeds each ordering holds is printed beside it.
-# (`JSDLIB_FULL=1` retrains the comparison here, about 40 minutes, and shows it without writing any file.)
+# (`JSDLIB_FULL=1` retrains the comparison here, as long as the main job's `jsd_compare` step that notebook 06 times,
+# and shows it without writing any file.)
 
 # %%
 if FULL:
@@ -409,7 +411,7 @@ assert gap > 0 and best in ("jsd_integrated", "jsd_dense")
 # select over all its epochs can jump between neighbouring L1 weights. A search that finds no weight within 15 % in
 # five probes keeps its closest probe and says so (the report's match table lists every probe). D2S here is D2S's loss under JSD's
 # training recipe; D2S in its own recipe is in [docs/fidelity.md](../docs/fidelity.md) and `make fidelity`. The paper's headline, JSD sparse as accurate as the dense original, is the
-# first row: with at most 64 terms per caption, the sparse vectors are measured against 256-d dense ones, and
+# row `JSD sparse >= dense original`: with at most 64 terms per caption, the sparse vectors are measured against 256-d dense ones, and
 # the dense model was trained on this very training split.
 
 # %% [markdown]

@@ -7,9 +7,8 @@
 # interactive explorer (pick an image, type a query, see the matched terms); split a score into its terms to
 # answer "why did this image match"; meet **expansion terms** (words no caption contains); special and
 # sub-word tokens that leak in (and the flag that masks them); sparsity at a glance; how the terms change
-# from the initialisation to the trained head; what expansion control (PEC) does — without it, the terms on
-# this small CPU setup are vocabulary slots used as latent dimensions, not the captions' words — and where
-# the sparse retriever fails.
+# from the initialisation to the trained head; what expansion control (PEC) adds to a model whose terms are
+# already words (the bundled model is trained without it); and where the sparse retriever fails.
 #
 # **Time:** about 1 minute on a laptop CPU (no training: the bundled JSD model is loaded; `JSDLIB_FULL=1`
 # also trains D2S with and without PEC for the side-by-side of section 8: two runs of up to 40 epochs, about
@@ -247,9 +246,9 @@ print("PEC " + ("adds caption words to these images' top terms" if hits["with PE
       + f"at sparse R@1 {t_p['sparse']['R@1'] - t_b['sparse']['R@1']:+.1f}")
 
 # %% [markdown]
-# With the word mask and the caption-word loss, the model without PEC names these images (the counts above);
-# the bundled model before issue 14, PEC alone on the Noto pictures, did not without it ("lucky, staff, hail" for
-# the dog face). Here PEC's visible effect is sparsity, at the sparse R@1 difference printed above.
+# With the word mask and the caption-word loss, the model without PEC already names these images (the counts
+# above), so here PEC's visible effect is sparsity, at the sparse R@1 difference printed above. Without the mask
+# and that loss, a head's terms are latent slots rather than words (section 8, plain D2S, with `JSDLIB_FULL=1`).
 
 # %% [markdown]
 # ## 6. Special and sub-word tokens, and the mask that keeps them out

@@ -116,7 +116,7 @@ plt.show()
 # %%
 acc = np.zeros(n_docs)
 touched = 0
-for j, qj in zip(q.indices, q.data):            # a loop over the query's ~50 terms, not over postings
+for j, qj in zip(q.indices, q.data):            # a loop over the query's active terms, not over postings
     ids, w = idx.postings(j)
     acc[ids] += float(qj) * w.astype(np.float64)
     touched += len(ids)

@@ -295,8 +295,8 @@ with torch.no_grad():
 top_p_cmc = float(torch.softmax(s_tr.float(), -1).max(1).values.mean())
 top_p_be = float(torch.softmax(tr.teacher_scale * tr.scores[i, :64].float(), -1).max(1).values.mean())
 print(f"largest probability in a training top-64 list (mean of 200): retriever {top_p_be:.3f}, CMC {top_p_cmc:.2f}")
-# measured (2026-12-04, AVX-512 with native bf16, the bundled e4x model): loss 0.8, 0.7, 0.7 (CE 1.36 1.23 1.23,
-# KL 0.7 0.6 0.6); val accuracy [60.2, 60.6, 60.5]; top-p 0.639 / 0.82 (the two models before it: 60.1 and 60.9)
+# measured on one machine: loss 0.8, 0.7, 0.7 (CE 1.36 1.23 1.23, KL 0.7 0.6 0.6); val accuracy 60.2, 60.6, 60.5;
+# top-p 0.639 / 0.82. The bounds below leave room for other CPUs' kernels (the output is not compared)
 assert len(val_acc) == cfg_fast.epochs and all(abs(a - 60.1) < 2.5 for a in val_acc)
 assert all(abs(x - m) < 0.15 * m for x, m in zip(loss, (0.807, 0.718, 0.716)))
 assert res["best"]["epoch"] == 1 + int(np.argmax(val_acc))
@@ -340,7 +340,7 @@ assert lower and min(kl_share) > 0.5 and flat and not flat_teacher and top_p_cmc
 out = cmc.run_pipelines(data["test"], res["model"], None, k=64, k_ce=16, names=("be", "be_cmc", "cmc_final"))
 keys = ("R@1", "R@4", "R@16", "R@64", "MRR@10", "acc_unnorm", "acc_norm")
 print(metrics.format_table({n: {k: out[n][k] for k in keys} for n in out}, name_header="pipeline (fast subset)"))
-# measured (fp32, 2026-12-03): BE-CMC R@1 60.6 and CMC-final R@1 61.0 against the BE's 63.0
+# measured on one machine (fp32): BE-CMC R@1 60.6 and CMC-final R@1 60.1 against the BE's 63.1
 gap = out["be_cmc"]["R@1"] - out["be"]["R@1"]
 assert abs(out["be"]["R@1"] - test_top1) < 0.05 and abs(gap) < 5 and abs(out["cmc_final"]["R@1"] - out["be"]["R@1"]) < 5
 

@@ -380,8 +380,8 @@ except reproduce.MissingDataError as e:
 
 # %% [markdown]
 # With the data on a GPU machine: `jsdlib reproduce --preset blip-coco --data DIR --projection PROJ.safetensors
-# --word-embeddings E.safetensors --out results/blip-coco` (about 4 hours per run on one RTX-3090-class GPU,
-# resumable). The report then has the paper's column and ours on **the same data**, and the numbers themselves
+# --word-embeddings E.safetensors --out results/blip-coco` (resumable; the paper reports about 4 hours per run on
+# one RTX-3090-class GPU; we have not run it). The report then has the paper's column and ours on **the same data**, and the numbers themselves
 # can be compared.
 #
 # ## Exercises
