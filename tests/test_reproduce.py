@@ -176,13 +176,9 @@ def test_committed_fidelity_table_shares_the_comparisons_jsd_runs(tmp_path):
         row = next((ln for ln in readme.splitlines() if ln.startswith("| ") and " | ".join(cells) in ln), None)
         shown |= {row} - {None}
     assert len(shown) == 6
-    # same weights (stand-in and bundled model) as the main job's comparison: then its JSD rows are that table's, seed
-    # by seed. The committed fidelity run predates the course's move onto the four-style stand-in (issue 14) and the
-    # weights in the fingerprint: until `make fidelity` reruns on it, this part is an expected failure, said aloud.
+    # the same stand-in as the main job's comparison, today's: then its JSD rows are that table's, seed by seed
     weights = main["steps"]["jsd_compare"]["config"].get("weights")
-    if fid["steps"]["jsd_fidelity"]["config"].get("weights") != weights:
-        assert weights == reproduce.weight_digests(bundled=False)   # the main job's run is on today's stand-in
-        pytest.xfail("make fidelity's committed run was made on the first (Noto-only) stand-in; rerun it")
+    assert fid["steps"]["jsd_fidelity"]["config"].get("weights") == weights == reproduce.weight_digests(bundled=False)
     for n in ("jsd_sparse", "jsd_dense", "dense_original"):
         assert r["methods"][n]["per_seed"] == [
             {k: v for k, v in ps.items() if k in r["methods"][n]["per_seed"][0]}
