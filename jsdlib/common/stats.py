@@ -42,15 +42,9 @@ def paired_test(a, b, method: str = "t", n_boot: int = 10000, seed: int = 0) -> 
     if method == "bootstrap":
         if n_boot < 1:
             raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-        rng = np.random.default_rng(seed)
-        n, obs = d.size, d.mean()
-        step = max(1, _CHUNK_ELEMENTS // n)
-        extreme = 0
-        for lo in range(0, n_boot, step):
-            m = min(step, n_boot - lo)
-            means = d[rng.integers(0, n, size=(m, n))].mean(axis=1)
-            extreme += int(np.sum(np.abs(means - obs) >= abs(obs)))
-        return float((extreme + 1) / (n_boot + 1))
+        obs = d.mean()
+        means = _resampled_means(d, np.ones_like(d), n_boot, np.random.default_rng(seed))
+        return float((int(np.sum(np.abs(means - obs) >= abs(obs))) + 1) / (n_boot + 1))
     raise ValueError(f"unknown method {method!r}; use 't' or 'bootstrap'")
 
 
@@ -76,13 +70,20 @@ def bootstrap_ci(d, groups=None, level: float = 0.95, n_boot: int = 10000, seed:
             raise ValueError(f"groups must give one label per value: {g.shape} != {d.shape}")
         _, inv = np.unique(g, return_inverse=True)
         sums, counts = np.bincount(inv, weights=d), np.bincount(inv).astype(np.float64)
-    rng, n = np.random.default_rng(seed), sums.size
+    means = _resampled_means(sums, counts, n_boot, np.random.default_rng(seed))
+    qs = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(qs[0]), float(qs[1])
+
+
+def _resampled_means(sums: np.ndarray, counts: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """``n_boot`` bootstrap means: each draws ``len(sums)`` units with replacement and returns
+    ``sum sums / sum counts`` over them (one value per unit: counts of 1), ~4M draws at a time."""
+    n = sums.size
     step, means = max(1, _CHUNK_ELEMENTS // n), []
     for lo in range(0, n_boot, step):
         idx = rng.integers(0, n, size=(min(step, n_boot - lo), n))
         means.append(sums[idx].sum(axis=1) / counts[idx].sum(axis=1))
-    qs = np.quantile(np.concatenate(means), [(1 - level) / 2, (1 + level) / 2])
-    return float(qs[0]), float(qs[1])
+    return np.concatenate(means)
 
 
 def _as_float64(x) -> np.ndarray:
