@@ -14,6 +14,11 @@ it refuses unless this stand-in's t2i R@1 per subset (val and test) equals the o
     python benchmarks/grounding.py --standin CKPT --merge benchmarks/results_grounding.json \
         --json benchmarks/results_grounding.json
 
+Other seeds of a candidate: ``--seed N --only NAME --json seedN.json`` trains it (its own ``--run-root``), and
+``--merge FILE --seed-runs seed1.json seed2.json --json FILE`` adds their rows as ``NAME-seedN`` (refused unless
+they ran on the merged file's stand-in, by digest), applies the rule to every row and prints the recipe over seeds
+(:func:`jsdlib.experiments.grounding.seed_summary`).
+
 Runs resume from ``--run-root`` (default ``.cache/grounding/<stand-in digest>``); the last call trains what is
 missing, measures every candidate on val and test, applies the rule and prints the table.
 """
@@ -55,11 +60,23 @@ def table(res: dict) -> str:
                      f"{100 * rd['cross-style']['specific']:.1f} | {100 * rd['unseen']['readable']:.1f} | "
                      f"{t['sparse_R@1']:.1f} | {t['dense_R@1']:.1f} | {t['sparse_R@1'] - t['dense_R@1']:+.1f} | "
                      f"{t['flops']:.2f} |")
+    for base, summ in res.get("seed_summary", {}).items():
+        lines += ["", f"{base} over seeds {summ['seeds']} (mean ± std; each seed's value in brackets)",
+                  "| split | sparse R@1 | dense R@1 | sparse - dense | FLOPs |", "|---|---|---|---|---|"]
+        lines += [f"| {split} | " + " | ".join(_seed_cell(summ[split][k], k) for k in ("sparse_R@1", "dense_R@1", "gap",
+                                                                                   "flops")) + " |"
+                  for split in ("val", "test")]
     chosen = res["rows"].get(res.get("chosen"), {}).get("pinned")
     if chosen:
         lines += ["", f"the chosen model's top terms of the pinned images ({res['chosen']}):"]
         lines += [f"- {n} ({p['split']}): {', '.join(p['terms'])}" for n, p in chosen.items()]
     return "\n".join(lines)
+
+
+def _seed_cell(c: dict, key: str) -> str:
+    fmt = {"gap": "+.1f", "flops": ".2f"}.get(key, ".1f")
+    return (f"{c['mean']:{fmt}} ± {c['std']:{fmt.lstrip('+')}} ("
+            + ", ".join(f"{v:{fmt}}" for v in c["values"]) + ")")
 
 
 def standin_metrics(ckpt: Path, threads: int) -> dict:
@@ -82,6 +99,24 @@ def merge_base(path: Path, standin: dict) -> dict:
     return old
 
 
+def seed_rows(paths, digest) -> dict:
+    """The rows of ``--json`` files written by runs with ``--seed N`` (N > 0), named ``NAME-seedN``; refused unless
+    each ran on the stand-in with ``digest`` (the merged file's)."""
+    import json
+
+    from jsdlib.experiments.grounding import seed_row_name
+    rows = {}
+    for p in paths:
+        doc = json.loads(Path(p).read_text())
+        if doc.get("seed", 0) == 0:
+            raise SystemExit(f"--seed-runs {p}: a seed-0 run; its rows belong in the merged file itself")
+        if doc.get("standin_digest") != digest:
+            raise SystemExit(f"--seed-runs {p}: trained on another stand-in (digest {doc.get('standin_digest')}, "
+                             f"the merged file's {digest})")
+        rows.update({seed_row_name(n, doc["seed"]): r for n, r in doc["rows"].items()})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--standin", type=Path, default=None, help="stand-in checkpoint (default: the committed one)")
@@ -94,11 +129,16 @@ def main(argv=None) -> int:
                     help="keep this earlier --json's rows (same stand-in) and train only the candidates it lacks")
     ap.add_argument("--standin-metrics", action="store_true",
                     help="also record the stand-in's own t2i R@1 per subset (val and test; jsdlib.vlp.standin_eval)")
+    ap.add_argument("--seed-runs", type=Path, nargs="+", default=[],
+                    help="with --merge: --json files of runs with another --seed; their rows join as NAME-seedN")
     args = ap.parse_args(argv)
+    if args.seed_runs and not args.merge:
+        ap.error("--seed-runs needs --merge (the file whose rows they join)")
     torch.set_num_threads(args.threads)
     from jsdlib.common.integrity import safetensors_digest
     from jsdlib.common.io import write_json
-    from jsdlib.experiments.grounding import TRAIN_SET, candidates, choose, grounding
+    from jsdlib.experiments.grounding import (TRAIN_SET, candidates, choose, grounding, seed_row_name,
+                                              seed_summary)
     from jsdlib.jsd.features import emoji_features
     from jsdlib.jsd.presets import get_preset
     from jsdlib.vlp.standin import DEFAULT_STANDIN_CHECKPOINT
@@ -109,16 +149,25 @@ def main(argv=None) -> int:
     standin = standin_metrics(ckpt, args.threads) if (args.standin_metrics or args.merge) else None
     cfg = get_preset("cpu-emoji", seed=args.seed, pec=True, threads=args.threads)
     old = merge_base(args.merge, standin) if args.merge else {"rows": {}}
-    names = args.only or [n for n in candidates(cfg) if n not in old["rows"]]
-    fs = emoji_features(ckpt, progress=True)
-    styles = any(candidates(cfg)[n].get(TRAIN_SET) == "styles" for n in names)
-    styles_fs = emoji_features(ckpt, progress=True, train_set="styles") if styles else None
-    res = grounding(fs, cfg, names, run_root=root, progress=True, styles_fs=styles_fs)
+    extra = seed_rows(args.seed_runs, old.get("standin_digest"))
+    names = args.only or [n for n in candidates(cfg) if seed_row_name(n, args.seed) not in old["rows"]]
+    if names:
+        fs = emoji_features(ckpt, progress=True)
+        styles = any(candidates(cfg)[n].get(TRAIN_SET) == "styles" for n in names)
+        styles_fs = emoji_features(ckpt, progress=True, train_set="styles") if styles else None
+        res = grounding(fs, cfg, names, run_root=root, progress=True, styles_fs=styles_fs)
+        res["rows"] = {seed_row_name(n, args.seed): r for n, r in res["rows"].items()}
+    else:
+        res = {"rows": {}, "seed": args.seed}
     if args.merge:
-        rows = {n: res["rows"][n] if n in res["rows"] else old["rows"][n]
-                for n in candidates(cfg) if n in res["rows"] or n in old["rows"]}
-        kept = [n for n in rows if n not in res["rows"]]
-        res.update(rows=rows, **choose(rows), merged={"file": str(args.merge), "kept_rows": kept})
+        rows = {**old["rows"], **extra, **res["rows"]}
+        kept = [n for n in old["rows"] if n not in res["rows"]]
+        res.update({k: old[k] for k in ("k", "flops_max", "r1_slack", "preset") if k in old})
+        res.update(rows=rows, **choose(rows), merged={"file": str(args.merge), "kept_rows": kept,
+                                                      "seed_runs": [str(p) for p in args.seed_runs]})
+    summary = seed_summary(res["rows"])
+    if summary:
+        res["seed_summary"] = summary
     res["standin"], res["standin_digest"] = str(ckpt), safetensors_digest(ckpt)
     if standin is not None:
         res["standin_subsets"] = standin

@@ -91,10 +91,12 @@ def test_grounding_on_the_committed_styles_standin():
     assert Path(res["standin"]).name == STYLES_STANDIN_CHECKPOINT.name
     cfg = get_preset("cpu-emoji", seed=0, pec=True)
     cands = gr.candidates(cfg)
-    assert {gr.GAP_BASE, "pec"} | {f"{gr.GAP_BASE}-{n}" for n in gr.GAP_LEVERS} <= set(res["rows"]) <= set(cands)
-    for name, row in res["rows"].items():
-        assert row["change"] == cands[name], name
+    assert {gr.GAP_BASE, "pec"} | {f"{gr.GAP_BASE}-{n}" for n in gr.GAP_LEVERS} <= set(res["rows"])
+    for name, row in res["rows"].items():          # every row a candidate, or a candidate at another seed
+        base, _ = gr.split_seed(name)
+        assert base in cands and row["change"] == cands[base], name
     assert gr.choose(res["rows"])["chosen"] == res["chosen"]
+    assert res.get("seed_summary", {}) == json.loads(json.dumps(gr.seed_summary(res["rows"])))
     for split in ("val", "test"):
         got = standin_subset_metrics(STYLES_STANDIN_CHECKPOINT, split, threads=2)
         for subset, row in res["standin_subsets"][split].items():
@@ -114,3 +116,41 @@ def test_merge_refuses_rows_measured_on_another_standin(tmp_path):
     assert merge_base(old, metrics)["rows"] == {"pec": {}}
     with pytest.raises(SystemExit, match="stand-in's t2i metrics differ"):
         merge_base(old, {"val": {"noto": {"R@1": 59.7}}, "test": metrics["test"]})
+
+
+def _seed_row(val, test):
+    return {s: {"sparse_R@1": r[0], "dense_R@1": r[1], "flops": r[2]} for s, r in (("val", val), ("test", test))}
+
+
+def test_seed_rows_and_their_summary():
+    assert gr.seed_row_name("pec-words", 0) == "pec-words" and gr.seed_row_name("pec-words", 2) == "pec-words-seed2"
+    for name in ("pec", "pec-words-cw1-styles-e4x-nopec-l1x0.5", "x-seed", "x-seedy"):
+        assert gr.split_seed(gr.seed_row_name(name, 3)) == (name, 3) and gr.split_seed(name) == (name, 0)
+    with pytest.raises(ValueError, match="seed must be"):
+        gr.seed_row_name("pec", -1)
+    rows = {"a": _seed_row((60, 61, 2.0), (61, 62, 2.1)), "a-seed1": _seed_row((58, 60, 3.0), (60, 63, 3.1)),
+            "a-seed2": _seed_row((59, 59, 4.0), (62, 61, 4.1)), "b": _seed_row((50, 50, 1.0), (50, 50, 1.0))}
+    summ = gr.seed_summary(rows)
+    assert set(summ) == {"a"} and summ["a"]["seeds"] == [0, 1, 2]     # "b" has one seed: no summary
+    gap = summ["a"]["test"]["gap"]
+    assert gap["values"] == [-1, -3, 1] and gap["mean"] == pytest.approx(-1.0) and gap["std"] == pytest.approx(2.0)
+    assert summ["a"]["val"]["sparse_R@1"]["mean"] == pytest.approx(59.0)
+    assert summ["a"]["val"]["flops"]["std"] == pytest.approx(1.0)
+
+
+def test_seed_runs_join_only_from_the_same_standin(tmp_path):
+    """benchmarks/grounding.py --seed-runs: rows of a --seed N run join as NAME-seedN; a seed-0 file or one made on
+    another stand-in (by digest) is refused."""
+    import json
+    import runpy
+    from pathlib import Path
+    seed_rows = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "grounding.py"))["seed_rows"]
+    one = tmp_path / "s1.json"
+    one.write_text(json.dumps({"seed": 1, "standin_digest": "abc", "rows": {"pec": {"x": 1}}}))
+    assert seed_rows([one], "abc") == {"pec-seed1": {"x": 1}}
+    with pytest.raises(SystemExit, match="another stand-in"):
+        seed_rows([one], "def")
+    zero = tmp_path / "s0.json"
+    zero.write_text(json.dumps({"seed": 0, "standin_digest": "abc", "rows": {}}))
+    with pytest.raises(SystemExit, match="seed-0 run"):
+        seed_rows([zero], "abc")

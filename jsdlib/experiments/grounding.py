@@ -23,6 +23,10 @@ and readability of the image vectors (:func:`jsdlib.apps.readability.readability
     chosen   = argmax_{c in close} val specific@5(c), ties by val R@1
 
 Test numbers are computed for every candidate too, but only printed beside the choice.
+
+A candidate trained with another seed is a row ``<candidate>-seed<N>`` (:func:`seed_row_name`); the rule treats it
+like any row, and :func:`seed_summary` reports a recipe over its seeds (mean and sample std of R@1 and of the
+sparse - dense gap, per split).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 from jsdlib.apps.readability import readability
+from jsdlib.common.stats import mean_std
 from jsdlib.data.emoji_styles import noto_subsets  # moved: to jsdlib.data.emoji_styles
 from jsdlib.data.karpathy import load_emoji
 from jsdlib.jsd.evaluate import encode, evaluate_model
@@ -140,6 +145,42 @@ def pinned_terms(model, fs: FeatureSet, k: int = 8) -> dict[str, dict]:
     return out
 
 
+def seed_row_name(name: str, seed: int) -> str:
+    """The row name of candidate ``name`` trained with ``seed``: the name itself for seed 0 (every committed row),
+    ``<name>-seed<N>`` otherwise."""
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return name if seed == 0 else f"{name}-seed{seed}"
+
+
+def split_seed(row_name: str) -> tuple[str, int]:
+    """Inverse of :func:`seed_row_name`: ``(candidate, seed)``."""
+    base, sep, tail = row_name.rpartition("-seed")
+    return (base, int(tail)) if sep and base and tail.isdigit() else (row_name, 0)
+
+
+def seed_summary(rows: dict[str, dict]) -> dict[str, dict]:
+    """For every candidate with rows at two or more seeds: its seeds and, per split, the mean and sample std (n - 1)
+    over seeds of sparse R@1, dense R@1, their gap (sparse - dense) and FLOPs."""
+    by_base: dict[str, dict[int, dict]] = {}
+    for n, r in rows.items():
+        base, seed = split_seed(n)
+        by_base.setdefault(base, {})[seed] = r
+    out = {}
+    for base, seeds in by_base.items():
+        if len(seeds) < 2:
+            continue
+        ordered = [seeds[k] for k in sorted(seeds)]
+        out[base] = {"seeds": sorted(seeds)}
+        for split in ("val", "test"):
+            cols = {"sparse_R@1": [r[split]["sparse_R@1"] for r in ordered],
+                    "dense_R@1": [r[split]["dense_R@1"] for r in ordered],
+                    "gap": [r[split]["sparse_R@1"] - r[split]["dense_R@1"] for r in ordered],
+                    "flops": [r[split]["flops"] for r in ordered]}
+            out[base][split] = {k: mean_std(v) | {"values": v} for k, v in cols.items()}
+    return out
+
+
 def choose(rows: dict[str, dict]) -> dict:
     """The module docstring's rule over ``{name: train_candidate(...)}``; returns the choice and why."""
     eligible = {n: r for n, r in rows.items() if r["val"]["flops"] <= FLOPS_MAX}
@@ -171,6 +212,6 @@ def grounding(fs: FeatureSet, cfg: JSDConfig, names: Sequence[str] | None = None
 
 
 __all__ = ["FLOPS_MAX", "R1_SLACK", "PEC_FLOOR", "FLOPS_SCALES", "CAPTION_WORDS", "GAP_LEVERS", "GAP_BASE",
-           "PINNED_NAMES", "pinned_terms",
+           "PINNED_NAMES", "pinned_terms", "seed_row_name", "split_seed", "seed_summary",
            "candidates", "noto_subsets", "measure",
            "train_candidate", "choose", "grounding"]
