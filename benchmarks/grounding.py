@@ -16,7 +16,8 @@ it refuses unless this stand-in's t2i R@1 per subset (val and test) equals the o
 
 Other seeds of a candidate: ``--seed N --only NAME --json seedN.json`` trains it (its own ``--run-root``), and
 ``--merge FILE --seed-runs seed1.json seed2.json --json FILE`` adds their rows as ``NAME-seedN`` (refused unless
-they ran on the merged file's stand-in, by digest), applies the rule to every row and prints the recipe over seeds
+they ran on the merged file's stand-in, by digest; nothing is trained unless ``--only`` names candidates), applies
+the rule to every row and prints the recipe over seeds
 (:func:`jsdlib.experiments.grounding.seed_summary`).
 
 Runs resume from ``--run-root`` (default ``.cache/grounding/<stand-in digest>``); the last call trains what is
@@ -130,7 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--standin-metrics", action="store_true",
                     help="also record the stand-in's own t2i R@1 per subset (val and test; jsdlib.vlp.standin_eval)")
     ap.add_argument("--seed-runs", type=Path, nargs="+", default=[],
-                    help="with --merge: --json files of runs with another --seed; their rows join as NAME-seedN")
+                    help="with --merge: --json files of runs with another --seed; their rows join as NAME-seedN "
+                         "(trains only --only's candidates)")
     args = ap.parse_args(argv)
     if args.seed_runs and not args.merge:
         ap.error("--seed-runs needs --merge (the file whose rows they join)")
@@ -150,7 +152,9 @@ def main(argv=None) -> int:
     cfg = get_preset("cpu-emoji", seed=args.seed, pec=True, threads=args.threads)
     old = merge_base(args.merge, standin) if args.merge else {"rows": {}}
     extra = seed_rows(args.seed_runs, old.get("standin_digest"))
-    names = args.only or [n for n in candidates(cfg) if seed_row_name(n, args.seed) not in old["rows"]]
+    # --seed-runs only joins rows: it trains nothing unless --only names candidates
+    names = args.only or ([] if args.seed_runs else
+                          [n for n in candidates(cfg) if seed_row_name(n, args.seed) not in old["rows"]])
     if names:
         fs = emoji_features(ckpt, progress=True)
         styles = any(candidates(cfg)[n].get(TRAIN_SET) == "styles" for n in names)

@@ -58,6 +58,8 @@ def test_choice_rule():
     assert gr.choose({"d": rows["d"]})["chosen"] is None
     tie = gr.choose({"x": _row(50.0, 4.0, 0.5), "y": _row(49.5, 4.0, 0.5)})
     assert tie["chosen"] == "x"                # equal readability: the higher R@1
+    exact = {"x": _row(50.0, 4.0, 0.5), "x-seed1": _row(50.0, 3.0, 0.5)}
+    assert gr.choose(exact)["chosen"] == "x" and gr.choose(dict(reversed(exact.items())))["chosen"] == "x-seed1"
     with pytest.raises(ValueError, match="unknown grounding candidate"):
         gr.grounding(None, get_preset("cpu-emoji"), ["nope"])
 

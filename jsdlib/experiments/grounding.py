@@ -20,7 +20,7 @@ and readability of the image vectors (:func:`jsdlib.apps.readability.readability
 
     eligible = { c : val FLOPs(c) <= FLOPS_MAX }                      (the acceptance's bound, 5)
     close    = { c in eligible : val R@1(c) >= max_eligible val R@1 - R1_SLACK }   (1 point)
-    chosen   = argmax_{c in close} val specific@5(c), ties by val R@1
+    chosen   = argmax_{c in close} val specific@5(c), ties by val R@1, then the row listed first
 
 Test numbers are computed for every candidate too, but only printed beside the choice.
 
