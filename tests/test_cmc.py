@@ -498,7 +498,7 @@ def test_cli_parses_cmc_commands():
 
     a = build_parser().parse_args(["cmc", "compare", "--task", "wordnet", "--seeds", "0", "1", "2", "--json", "o.json"])
     assert a.func.__name__ == "cmd_cmc_compare" and a.seeds == [0, 1, 2] and a.task == "wordnet"
-    assert a.preset == "cpu-frozen" and a.n_eval is None
+    assert a.preset is None and a.n_eval is None          # None: the task's, cmc.TASK_PRESETS
     with pytest.raises(SystemExit):
         build_parser().parse_args(["cmc", "compare", "--task", "msmarco"])
     assert build_parser().parse_args(["cmc", "export"]).func.__name__ == "cmd_cmc_export"

@@ -64,6 +64,43 @@ def test_defaults_keep_the_digest_and_every_preset():
         CMCConfig(select_on="macro_norm")
 
 
+def test_emoji_preset_is_cpu_frozen_at_the_lr_its_validation_sweep_chose():
+    """The main job's cmc_emoji step trains cpu-frozen-emoji: cpu-frozen but for the lr, which is the best mean of
+    the committed three-seed emoji validation sweep (and first or tied first at every seed)."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from jsdlib.experiments.reproduce import CMC_PRESETS
+    emoji, frozen = cmc.get_cmc_preset("cpu-frozen-emoji"), cmc.get_cmc_preset("cpu-frozen")
+    assert CMC_PRESETS == cmc.TASK_PRESETS == {"wordnet": "cpu-frozen", "emoji": "cpu-frozen-emoji"}
+    assert dataclasses.replace(emoji, name="cpu-frozen", lr=frozen.lr) == frozen and emoji.lr != frozen.lr
+    sweep = json.loads((Path(__file__).parents[1] / "notebooks" / "results" / "cmc_lr_sweep_emoji_styles.json")
+                       .read_text())["summary"]
+    best = max(sweep, key=lambda lr: sweep[lr]["mean"])
+    assert float(best) == emoji.lr
+    per_seed = [sweep[lr]["val_acc_per_seed"] for lr in sweep]
+    assert all(sweep[best]["val_acc_per_seed"][i] >= max(r[i] for r in per_seed) for i in range(3))
+
+
+def test_cmc_compare_cli_trains_the_task_preset_unless_told(monkeypatch, tmp_path):
+    """`jsdlib cmc compare` without --preset trains what the main job's step for that task trains."""
+    import jsdlib.cli.cmc as cli_cmc
+    from jsdlib.cli.main import build_parser
+    seen = []
+
+    def fake_compare(task, seeds, preset, **kw):
+        seen.append(preset)
+        raise SystemExit(0)
+    monkeypatch.setattr(cli_cmc, "compare", fake_compare)
+    for argv, want in ((["--task", "emoji"], "cpu-frozen-emoji"), (["--task", "wordnet"], "cpu-frozen"),
+                       (["--task", "emoji", "--preset", "cpu-fast"], "cpu-fast")):
+        a = build_parser().parse_args(["cmc", "compare", "--seeds", "0", *argv])
+        with pytest.raises(SystemExit):
+            a.func(a)
+    assert seen == ["cpu-frozen-emoji", "cpu-frozen", "cpu-fast"]
+
+
 # ------------------------------------------------------------------------------------------ input scale
 def test_scale_inputs_formula():
     x = torch.randn(3, 5, 16)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from jsdlib.cli.options import command, group, log_of, write_results
 from jsdlib.cmc.pipelines import EXTRA_PIPELINES, PIPELINES, summary_table
 from jsdlib.cmc.tasks import TASKS
-from jsdlib.cmc.config import INPUT_SCALES
+from jsdlib.cmc.config import INPUT_SCALES, TASK_PRESETS
 from jsdlib.experiments.cmc_compare import compare, export_wordnet_head, reranker_sweep, validation_sweep
 from jsdlib.common.cliargs import check_output, nonneg_int, positive_int
 from jsdlib.common.metrics import format_table
@@ -13,7 +13,8 @@ from jsdlib.common.metrics import format_table
 def cmd_cmc_compare(args) -> int:
     check_output(args.json, "file", "--json")
     check_output(args.run_root, "folder", "--run-root")
-    res = compare(args.task, args.seeds, preset=args.preset, run_root=args.run_root, names=_names(args),
+    res = compare(args.task, args.seeds, preset=args.preset or TASK_PRESETS[args.task], run_root=args.run_root,
+                  names=_names(args),
                   n_eval=None if args.n_eval == 0 else (args.n_eval if args.n_eval is not None else -1),
                   progress=not args.quiet, log=log_of(args),
                   reranker_overrides=_extra_lr(args.extra_lr), k_extra=args.k_extra,
@@ -86,7 +87,8 @@ def add(sub) -> None:
     cc = command(cm, "compare", "BE, BE-CE, BE-CMC, BE-CMC-CE and CMC-final over several seeds", cmd_cmc_compare,
                  shared=("seeds", "run_root", "json", "threads", "quiet"))
     cc.add_argument("--task", required=True, choices=["wordnet", "emoji"])
-    cc.add_argument("--preset", default="cpu-frozen", help="CMC training preset (jsdlib.cmc.config.PRESETS)")
+    cc.add_argument("--preset", default=None, help="CMC training preset (jsdlib.cmc.config.PRESETS; default: the "
+                    "main job's for the task, jsdlib.cmc.config.TASK_PRESETS)")
     cc.add_argument("--n-eval", type=nonneg_int, default=None,
                     help="test queries to evaluate (default: the task's documented subset; 0 = all)")
     cc.add_argument("--with-ce", action="store_true",

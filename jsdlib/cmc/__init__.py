@@ -10,7 +10,7 @@ reranker comparison: a poly-encoder and a sum-of-max (ColBERT) reranker (:mod:`.
 from jsdlib.cmc.baselines import PolyEncoder, SumOfMax, TokenStates, baseline_rerank, sum_of_max
 from jsdlib.cmc.baselines_train import make_reranker, train_reranker
 from jsdlib.cmc.checkpoint import CMC_WORDNET_ASSET, load_bundled, load_cmc, save_cmc
-from jsdlib.cmc.config import PRESETS, CMCConfig, get_cmc_preset
+from jsdlib.cmc.config import PRESETS, TASK_PRESETS, CMCConfig, get_cmc_preset
 from jsdlib.cmc.cross_encoder import CEConfig, CrossEncoder, ImageCrossEncoder, PairCache, ce_rerank, train_ce
 from jsdlib.cmc.data import RerankData, eval_subset, gold_positions, sample_candidates
 from jsdlib.cmc.loss import cmc_loss, teacher_scores
@@ -26,7 +26,8 @@ from jsdlib.cmc.train import train_cmc
 __all__ = ["EXTRA_PIPELINES", "PolyEncoder", "SumOfMax", "TokenStates", "baseline_rerank", "make_reranker",
            "selection_metrics", "sum_of_max", "train_reranker",
            "CMC", "CMCConfig", "CMCHead", "CEConfig", "CMC_WORDNET_ASSET", "CrossEncoder", "DEFAULT_PRECISION",
-           "ImageCrossEncoder", "PIPELINES", "PRESETS", "PairCache", "RerankData", "TASKS", "TextEncoder",
+           "ImageCrossEncoder", "PIPELINES", "PRESETS", "PairCache", "RerankData", "TASKS", "TASK_PRESETS",
+           "TextEncoder",
            "aggregate_pipelines", "ce_rerank", "cmc_flops", "cmc_loss", "cmc_rerank", "default_device", "emoji_task",
            "eval_subset", "evaluate_cmc", "top1_accuracy", "get_cmc_preset", "gold_positions", "load_bundled", "load_cmc", "load_task",
            "pipeline_tests", "resolve_bf16", "roofline_table", "run_pipelines", "sample_candidates", "save_cmc",

@@ -88,7 +88,7 @@ OPT_IN_STEPS = ("jsd_fidelity", "cmc_fidelity")     # cpu steps run only when as
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
 EXPECTED_SECONDS = {"dense": 0.3, "jsd_compare": 3471.3, "jsd_sweep": 1763.6, "search": 24.0, "cmc_wordnet": 3077.7,
-                    "cmc_emoji": 468.2, "cmc_speed": 65.6,
+                    "cmc_emoji": 397.1, "cmc_speed": 65.6,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), from scratch in one
                     # invocation on the four-style stand-in (2026-12-04, two lanes)
                     "jsd_fidelity": 3867.8,
@@ -110,7 +110,7 @@ SWEEP_VARIANTS = (("jsd", False), ("d2s", False), ("d2s", True))   # (method, PE
 SWEEP_SCALES = (0.3, 1.0, 3.0, 10.0)   # L1 weight multipliers of the sweep
 SEARCH_SIZES = (1000, 10000)
 COMPARE_CFG = get_preset("cpu-emoji")    # the JSD comparison's config (its seed-0 JSD run is the sweep's x1 point)
-CMC_PRESET = "cpu-frozen"
+CMC_PRESETS = cmc.TASK_PRESETS   # the CMC preset of each task's step (jsdlib.cmc.config.TASK_PRESETS)
 # the FLOPs search of jsd_fidelity's matched D2S rows: full-length probes (the chosen probe is the final model)
 FIDELITY_MATCH = {"tol": 0.15, "max_probes": 5}
 # The main job's JSD table (issue 13): D2S's loss under JSD's recipe with its L1 weight searched on validation to the
@@ -284,7 +284,7 @@ def _cmc_speed(ctx: Context, a: dict) -> dict:
 def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
     """The steps of the ``cpu`` preset (``only``: a subset by name). The functions are looked up when this is
     called, so a test can stand a cheap one in."""
-    cmc_config = {t: {"cmc_preset": cmc.get_cmc_preset(CMC_PRESET), "task_settings": cmc.TASKS[t]}
+    cmc_config = {t: {"cmc_preset": cmc.get_cmc_preset(CMC_PRESETS[t]), "task_settings": cmc.TASKS[t]}
                   for t in ("wordnet", "emoji")}   # what compare() looks up by name: covered by the fingerprint
     steps = [Step("dense", "Dense retrieval of the stand-in VLP", vlp_models.cached_features, _dense),
              Step("jsd_compare", "JSD and its baselines (3 seeds)", jsd_compare.compare, _jsd_compare,
@@ -295,9 +295,9 @@ def cpu_steps(only: Sequence[str] | None = None) -> list[Step]:
              Step("search", "Search back ends", index.benchmark_backends, _search, {},
                   {"sizes": SEARCH_SIZES}),
              Step("cmc_wordnet", "CMC on WordNet sense linking", cmc_compare, _cmc,
-                  {"task": "wordnet", "preset": CMC_PRESET}, cmc_config["wordnet"]),
+                  {"task": "wordnet", "preset": CMC_PRESETS["wordnet"]}, cmc_config["wordnet"]),
              Step("cmc_emoji", "CMC on emoji retrieval after JSD", cmc_compare, _cmc,
-                  {"task": "emoji", "preset": CMC_PRESET}, cmc_config["emoji"]),
+                  {"task": "emoji", "preset": CMC_PRESETS["emoji"]}, cmc_config["emoji"]),
              # CE measured up to 1,000 candidates, extrapolated above (docs/decisions.md)
              Step("cmc_speed", "CMC vs CE speed", cmc.speed_curve, _cmc_speed,
                   {"ns": (16, 64, 256, 1000, 4000, 10000), "ce_max": 1000, "repeats": (3, 2, 1)}),

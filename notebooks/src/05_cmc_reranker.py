@@ -381,7 +381,7 @@ assert doc["preset"] == "cpu"
 tables = {}
 for task in ("emoji", "wordnet"):
     if FULL and (task == "emoji" or os.environ.get("JSDLIB_CMC_WORDNET") == "1"):
-        r = cmc_compare.compare(task, [0, 1, 2], progress=False, log=lambda *a: None)
+        r = cmc_compare.compare(task, [0, 1, 2], preset=cmc.TASK_PRESETS[task], progress=False, log=lambda *a: None)
     else:
         r = doc["results"][f"cmc_{task}"]
     tables[task] = r

@@ -289,7 +289,7 @@ assert cmc_reading == {"[wordnet] BE-CMC raises R@16 over the BE": "every seed, 
                        "[wordnet] BE-CMC raises R@64 over the BE": "every seed, p < 0.05",
                        "[wordnet] BE-CMC-CE beats BE-CE (acc_unnorm; p on top-1)": "mixed",
                        "[emoji] BE-CMC raises R@16 over the BE": "mixed",
-                       "[emoji] BE-CMC raises R@64 over the BE": "mixed"}
+                       "[emoji] BE-CMC raises R@64 over the BE": "every seed, but p = 0.16"}
 
 # %% [markdown]
 # ## 8. What transfers, and what does not
@@ -303,6 +303,7 @@ timing = {c: cv[c] for c in ("[wordnet] CMC as the final reranker is faster than
                              "[wordnet] BE-CMC-CE costs < 7 % more time than BE-CE",
                              "[speed] CMC over 10,000 candidates takes about as long as the CE over 16")}
 groups = {"every seed, p < 0.05": sorted(c for c, v in readings.items() if v == "every seed, p < 0.05"),
+          "every seed, p >= 0.05": sorted(c for c, v in readings.items() if v.startswith("every seed, but")),
           "mixed": sorted(c for c, v in readings.items() if v == "mixed"),
           "no seed": sorted(c for c, v in readings.items() if v == "no seed"),
           "timing, holds": sorted(c for c, v in timing.items() if v == "holds"),
@@ -315,21 +316,22 @@ wn, em = res["cmc_wordnet"]["pipelines"], res["cmc_emoji"]["pipelines"]
 gap = [x - y for x, y in zip(seed_values(jc, "jsd_sparse"), seed_values(jc, "dense_original"))]
 gain16 = wn["be_cmc"]["R@16"]["mean"] - wn["be"]["R@16"]["mean"]
 paper16 = float(ref[(ref.paper == "CMC") & (ref.row == "BE-CMC-CE vs BE-CE, R@16 gain")].iloc[0]["value"])
-emoji_drop = [em["be_cmc"][f"R@{k}"]["mean"] - em["be"][f"R@{k}"]["mean"] for k in (16, 64)]
+emoji_change = [em["be_cmc"][f"R@{k}"]["mean"] - em["be"][f"R@{k}"]["mean"] for k in (16, 64)]
 print(f"JSD sparse - dense original R@1 per seed: {', '.join(f'{d:+.1f}' for d in gap)}")
 print(f"WordNet R@16 gain of BE-CMC: {gain16:+.1f} points (paper, ZeSHEL: +{paper16:.1f})")
-print(f"emoji R@16 / R@64 change of BE-CMC: {emoji_drop[0]:+.1f} / {emoji_drop[1]:+.1f} points (both under one "
+print(f"emoji R@16 / R@64 change of BE-CMC: {emoji_change[0]:+.1f} / {emoji_change[1]:+.1f} points (both under one "
       "point either way)")
 assert set(groups["every seed, p < 0.05"]) == {"JSD dense > dense original", "removing self-distillation hurts",
                                                "freezing the final layer hurts",
                                                "[wordnet] BE-CMC raises R@16 over the BE",
                                                "[wordnet] BE-CMC raises R@64 over the BE"}
+assert groups["every seed, p >= 0.05"] == ["[emoji] BE-CMC raises R@64 over the BE"]
 assert set(groups["mixed"]) == {D2S_CLAIM, "[wordnet] BE-CMC-CE beats BE-CE (acc_unnorm; p on top-1)",
-                                "[emoji] BE-CMC raises R@16 over the BE", "[emoji] BE-CMC raises R@64 over the BE"}
+                                "[emoji] BE-CMC raises R@16 over the BE"}
 assert set(groups["no seed"]) == {"JSD sparse >= dense original (comparable or better)"}
 assert groups["timing, holds"] == ["[wordnet] CMC as the final reranker is faster than the CE (same K')"]
 assert groups["timing, does not hold"] == sorted(set(timing) - set(groups["timing, holds"]))
-assert max(gap) < 0 and 0 < gain16 < paper16 and max(abs(d) for d in emoji_drop) < 1
+assert max(gap) < 0 and 0 < gain16 < paper16 and max(abs(d) for d in emoji_change) < 1
 
 # %% [markdown]
 # **Transfers** (the ordering holds at every seed, pooled `p` < 0.05): JSD's dense branch improves on the dense
@@ -338,9 +340,12 @@ assert max(gap) < 0 and 0 < gain16 < paper16 and max(abs(d) for d in emoji_drop)
 # gain than the paper's on ZeSHEL, printed above); and as the final reranker CMC is faster than the
 # cross-encoder.
 #
+# **At every seed, but not beyond noise** (pooled `p` >= 0.05): BE-CMC's R@64 over the BE on emoji, by less than
+# a point (printed above).
+#
 # **Mixed** (the ordering holds at some seeds and not at others): JSD sparse above D2S (its mean orders as the
-# paper says), BE-CMC-CE above BE-CE on WordNet (its mean does not) and BE-CMC's R@16 and R@64 over the BE on
-# emoji. These are weaker findings than a pooled `p` alone suggests.
+# paper says), BE-CMC-CE above BE-CE on WordNet (its mean does not) and BE-CMC's R@16 over the BE on emoji. These
+# are weaker findings than a pooled `p` alone suggests.
 # Why JSD's sparse head could gain over D2S: D2S distils only the frozen dense model's scores; JSD trains the
 # sparse head with its own contrastive loss and distils the integrated score into it while its dense branch
 # trains too. No run in `results.json` changes one of these alone (e.g. JSD with a dense-score teacher), so our
@@ -357,8 +362,9 @@ assert max(gap) < 0 and 0 < gain16 < paper16 and max(abs(d) for d in emoji_drop)
 #   passes run in parallel; on 2 CPU threads attention over 10k vectors costs far more than 16 MiniLM passes.
 #   BE-CMC-CE's overhead over BE-CE exceeds the paper's 7 % here for the same reason: CMC over 512 candidates
 #   is not free on a CPU.
-# - *CMC on the emoji task.* Its mean R@16 and R@64 end within a point of the BE's (printed above), above it at
-#   some seeds only (section 7): no gain that the seeds agree on. A likely reason (notebook 05): JSD ranks its own training pairs well already, so
+# - *CMC on the emoji task.* Its mean R@16 and R@64 end within a point of the BE's (printed above): R@16 above it
+#   at some seeds only, R@64 at every seed but with a pooled `p` far from 0.05 (section 7), so no gain is shown
+#   beyond noise. A likely reason (notebook 05): JSD ranks its own training pairs well already, so
 #   CMC, trained on them, rarely sees the mistakes it would have to fix at test time. And no image cross-encoder we could train on this CPU reranked above
 #   chance, so that table has no CE rows.
 # - *PEC.* "PEC lowers FLOPs at competitive R@1": on our sweep (one seed, section 5) PEC costs D2S R@1 at every
