@@ -82,6 +82,19 @@ def jsd_epoch(device: torch.device, dry: bool, log=print) -> dict:
     return out
 
 
+def readme_table(report: dict) -> str:
+    """The README's GPU table (between ``<!-- gpu-check:begin -->`` and ``<!-- gpu-check:end -->``) from a
+    ``--json`` report: CMC ms, CE ms and CE / CMC per candidate count, fp32 and the automatic precision."""
+    rows = report["speed"]["fp32"]["rows"]
+    lines = ["| candidates | " + " | ".join(f"{r['n']:,}" for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for key in ("fp32", "auto"):
+        res = report["speed"][key]
+        for label, fmt in (("CMC ms", lambda r: f"{r['cmc_ms']:.1f}"), ("CE ms", lambda r: f"{r['ce_ms']:,.1f}"),
+                           ("CE / CMC", lambda r: f"{r['ce_over_cmc']:.1f}")):
+            lines.append(f"| {label}, {res['precision']} | " + " | ".join(fmt(r) for r in res["rows"]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (CI): checks the script, not a GPU")
@@ -120,6 +133,7 @@ def main(argv=None) -> int:
     print(f"total {report['total_s']:.0f} s")
     if args.json:
         write_json(report, args.json)
+    print("\nREADME table:\n" + readme_table(report))
     return 0
 
 
