@@ -14,6 +14,11 @@ needs every checkpoint::
     python benchmarks/standin_styles.py --only base --threads 1 &   # lane 1
     python benchmarks/standin_styles.py --only aug --threads 1 &    # lane 2
     python benchmarks/standin_styles.py --report --json benchmarks/results_standin_styles.json
+
+``--merge FILE`` keeps an earlier ``--json``'s rows for the configurations without a checkpoint under ``--work``
+(they were trained in another session, on another machine); their rows take part in the choice as they stand.
+``--also LABEL=PATH`` evaluates another checkpoint beside them (e.g. a stand-in committed before), outside the
+choice.
 """
 from __future__ import annotations
 
@@ -56,8 +61,11 @@ def _row(name: str, ckpt: Path, threads: int, info: dict) -> dict:
     return {"name": name, "checkpoint": str(ckpt), **info, "val": val, "test": test}
 
 
-def report(work: Path, threads: int) -> dict:
+def report(work: Path, threads: int, merge: Path | None = None, also: dict[str, Path] | None = None) -> dict:
+    """Rows for the Noto-only stand-in, every configuration trained under ``work`` (else its row in ``merge``) and
+    each ``also`` checkpoint (outside the choice); the configuration chosen on val Noto t2i R@1."""
     from safetensors import safe_open
+    earlier = {r["name"]: r for r in json.loads(merge.read_text())["rows"]} if merge else {}
     rows = []
     committed = json.loads(safe_open(str(NOTO_STANDIN_CHECKPOINT), "pt").metadata()["info"])
     rows.append(_row("committed (Noto only)", NOTO_STANDIN_CHECKPOINT, threads,
@@ -66,7 +74,10 @@ def report(work: Path, threads: int) -> dict:
     for name in CONFIGS:
         ckpt = work / f"standin_styles_{name}.safetensors"
         if not ckpt.is_file():
-            missing.append(name)
+            if name in earlier:
+                rows.append(earlier[name] | {"from": str(merge)})
+            else:
+                missing.append(name)
             continue
         info = json.loads(safe_open(str(ckpt), "pt").metadata()["info"])
         minutes = sum(r.get("epoch_s", 0.0) for r in info["history"]) / 60
@@ -75,6 +86,10 @@ def report(work: Path, threads: int) -> dict:
     if len(rows) < 2:
         raise SystemExit("standin_styles: no configuration is trained yet (run with --only NAME first)")
     chosen = max(rows[1:], key=lambda r: r["val"]["noto"]["R@1"])
+    for label, ckpt in (also or {}).items():
+        info = json.loads(safe_open(str(ckpt), "pt").metadata()["info"])
+        rows.append(_row(label, ckpt, threads, {"config": info["config"], "best_epoch": info["best_epoch"],
+                                                "outside_choice": True}))
     return {"epochs": EPOCHS, "configs": CONFIGS, "rows": rows, "chosen_on_val_noto_R@1": chosen["name"],
             "not_trained": missing}
 
@@ -87,7 +102,9 @@ def table(res: dict) -> str:
         lines.append("| stand-in | best epoch | " + " | ".join(cols) + " |")
         lines.append("|---|---|" + "---|" * len(cols))
         for r in res["rows"]:
-            mark = " (chosen on val)" if r["name"] == res["chosen_on_val_noto_R@1"] else ""
+            mark = (" (chosen on val)" if r["name"] == res["chosen_on_val_noto_R@1"]
+                    else " (earlier run)" if r.get("from") else " (outside the choice)" if r.get("outside_choice")
+                    else "")
             lines.append(f"| {r['name']}{mark} | {r['best_epoch']} | "
                          + " | ".join(f"{r[split][c]['R@1']:.1f}" for c in cols) + " |")
         lines.append("")
@@ -103,12 +120,22 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="evaluate every trained configuration")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="an earlier --json: its rows stand in for configurations without a checkpoint in --work")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
+                    help="also evaluate this checkpoint (outside the choice)")
     args = ap.parse_args(argv)
+    also = {}
+    for item in args.also:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            ap.error(f"--also wants LABEL=PATH to an existing checkpoint, got {item!r}")
+        also[label] = Path(path)
     args.work.mkdir(parents=True, exist_ok=True)
     for name in args.only or ([] if args.report else list(CONFIGS)):
         print(json.dumps(train(name, args.work, args.threads)))
     if args.report:
-        res = report(args.work, args.threads)
+        res = report(args.work, args.threads, merge=args.merge, also=also)
         print(table(res))
         if args.json:
             write_json(res, args.json)

@@ -67,8 +67,9 @@ def test_subset_metrics_needs_style_labels():
 
 
 def test_committed_styles_standin_is_the_chosen_configuration():
-    """jsdlib/assets/standin_styles.safetensors: benchmarks/standin_styles.py's ``deep`` configuration (chosen on
-    val, benchmarks/results_standin_styles.txt), trained on every training style and selected on the Noto val split."""
+    """jsdlib/assets/standin_styles.safetensors: benchmarks/standin_styles.py's ``deep-long`` configuration (chosen
+    on val, benchmarks/results_standin_styles.txt), trained on every training style and selected on the Noto val
+    split; the results file's choice is this configuration."""
     import json
 
     from safetensors import safe_open
@@ -82,7 +83,11 @@ def test_committed_styles_standin_is_the_chosen_configuration():
     assert DEFAULT_STANDIN_CHECKPOINT == STYLES_STANDIN_CHECKPOINT     # the course's default since issue 14
     config = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "standin_styles.py"))["config"]
     info = json.loads(safe_open(str(STYLES_STANDIN_CHECKPOINT), "pt").metadata()["info"])
-    want = config("deep", threads=1)
+    want = config("deep-long", threads=1)
+    res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_standin_styles.json").read_text())
+    assert res["chosen_on_val_noto_R@1"] == "deep-long"
+    chosen = next(r for r in res["rows"] if r["name"] == "deep-long")
+    assert chosen["best_epoch"] == info["best_epoch"] and chosen["val"]["noto"]["R@1"] == info["best_val"]["R@1"]
     assert want == StandinConfig(threads=1, **COMMITTED_STANDIN)   # what `jsdlib vlp train-standin` retrains
     assert {k: v for k, v in info["config"].items() if k != "threads"} == \
         {k: v for k, v in want.__dict__.items() if k != "threads"}

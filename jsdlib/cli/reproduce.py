@@ -49,7 +49,7 @@ def add(sub) -> None:
                     help="cpu preset: run the training steps in this many parallel lanes, each with its share of "
                          "--threads (default: 2 where there are 2+ cores; 1 = one step after the other)")
     rp.add_argument("--retrain-standin", action="store_true", help="retrain the stand-in VLP instead of loading "
-                                                                   "the committed checkpoint (~40 min on 2 cores)")
+                                                                   "the committed checkpoint (~50 min on 2 cores)")
     rp.add_argument("--data", help="paper presets: folder with the released features and Karpathy JSON")
     rp.add_argument("--projection", help="paper presets: the VLP's final projection weights (W_t, b_t, W_v, b_v)")
     rp.add_argument("--word-embeddings", help="paper presets: the text tower's word embeddings (|V| x e)")

@@ -18,9 +18,9 @@ from jsdlib.vlp.openclip import VLP, _open_clip, register_model_config
 from jsdlib.vlp.quiet import quiet_loading
 
 STANDIN_NAME = "jsd-standin-minilm-vit"
-# issue 14: the stronger stand-in, trained on every training style of the multi-style emoji set (the "deep"
+# issue 14: the stronger stand-in, trained on every training style of the multi-style emoji set (the "deep-long"
 # configuration of benchmarks/standin_styles.py, chosen on val; README, "A stand-in trained on four art styles"),
-# the course's default since 2026-12-03
+# the course's default since 2026-12-03 (``deep``, 30 epochs, until 2026-12-04; ``deep-long``, 60 epochs, since)
 STYLES_STANDIN_CHECKPOINT = ASSETS / "standin_styles.safetensors"
 DEFAULT_STANDIN_CHECKPOINT = STYLES_STANDIN_CHECKPOINT
 # the course's stand-in before issue 14 (Noto images only, 6 ViT blocks, 80 epochs): kept for the comparisons

@@ -9,7 +9,7 @@
 # overfitting; and the same emoji concepts drawn in five art styles.
 #
 # **Time:** about 1 minute on a laptop CPU with the committed checkpoint; retraining the stand-in
-# (`JSDLIB_FULL=1`) adds about 40 minutes. **Needs:** nothing but this repository (`make setup`).
+# (`JSDLIB_FULL=1`) adds about 50 minutes. **Needs:** nothing but this repository (`make setup`).
 #
 # The papers behind this course: JSD, *Sparse and Dense Retrievers Learn Better Together* (CIKM 2025,
 # [arXiv 2508.16707](https://arxiv.org/abs/2508.16707)), and CMC, *Comparing Neighbors Together Makes it Easy*
@@ -139,7 +139,7 @@ plt.show()
 #
 # The committed checkpoint holds only what was trained (ViT, text projection, temperature); MiniLM comes
 # from its package. `jsdlib vlp train-standin` retrains it (resumable after an interruption). Its configuration
-# (depth, epochs, augmentation) was chosen on the validation split among five (`benchmarks/standin_styles.py`); the
+# (depth, epochs, augmentation) was chosen on the validation split (`benchmarks/standin_styles.py`); the
 # course's first stand-in, trained on the Noto pictures alone, is kept beside it for comparison
 # (`vlp.NOTO_STANDIN_CHECKPOINT`, section 4).
 
