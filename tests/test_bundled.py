@@ -68,6 +68,13 @@ def test_committed_model_is_the_bundled_recipe():
     doc = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding_styles.json").read_text())
     assert doc["chosen"] == f"{GAP_BASE}-e4x-nopec-l1x0.5"
     assert meta["vlp_weights"] == "jsdlib/assets/standin_styles.safetensors"
+    # exported from the recipe's run on the committed stand-in (benchmarks/results_grounding_deeplong.json)
+    run = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding_deeplong.json").read_text())
+    row = run["rows"][run["chosen"]]
+    assert (meta["best_epoch"], meta["epochs_run"]) == (row["best_epoch"], row["epochs_run"])
+    for split in ("val", "test"):
+        assert meta[split]["sparse"]["R@1"] == pytest.approx(row[split]["sparse_R@1"], abs=0.05), split
+        assert meta[split]["dense"]["R@1"] == pytest.approx(row[split]["dense_R@1"], abs=0.05), split
 
 
 def test_committed_model_reproduces_its_recorded_metrics():

@@ -1,11 +1,16 @@
 """Issue 14, point 4: the grounding candidates, the PEC floor and the validation rule."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from jsdlib.experiments import grounding as gr
 from jsdlib.jsd.presets import JSDConfig, get_preset
 from jsdlib.jsd.train import pec_probability
+
+BENCH = Path(__file__).parents[1] / "benchmarks"
 
 
 def test_pec_floor_keeps_masking_to_the_end():
@@ -79,26 +84,42 @@ def test_committed_grounding_run_follows_the_rule():
     assert set(res["rows"][res["chosen"]]["pinned"]) == set(gr.PINNED_NAMES)
 
 
-def test_grounding_on_the_committed_styles_standin():
-    """benchmarks/results_grounding_styles.json: the short list and the gap levers measured on the committed
-    four-style stand-in (jsdlib/assets/standin_styles.safetensors): its recorded t2i R@1 per subset are this
-    checkpoint's (within two queries' worth: kernels differ between CPUs), every row is a candidate of
-    :func:`candidates` with its change, and the choice is the rule's over the rows."""
-    import json
-    from pathlib import Path
-
-    from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
-    from jsdlib.vlp.standin_eval import standin_subset_metrics
-    res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_grounding_styles.json").read_text())
-    assert Path(res["standin"]).name == STYLES_STANDIN_CHECKPOINT.name
+def _check_rows(res: dict) -> None:
     cfg = get_preset("cpu-emoji", seed=0, pec=True)
     cands = gr.candidates(cfg)
-    assert {gr.GAP_BASE, "pec"} | {f"{gr.GAP_BASE}-{n}" for n in gr.GAP_LEVERS} <= set(res["rows"])
     for name, row in res["rows"].items():          # every row a candidate, or a candidate at another seed
         base, _ = gr.split_seed(name)
         assert base in cands and row["change"] == cands[base], name
     assert gr.choose(res["rows"])["chosen"] == res["chosen"]
     assert res.get("seed_summary", {}) == json.loads(json.dumps(gr.seed_summary(res["rows"])))
+
+
+def test_grounding_on_the_previous_styles_standin():
+    """benchmarks/results_grounding_styles.json: the short list, the gap levers and the three seeds measured on the
+    four-style stand-in committed from 2026-12-03 to 2026-12-04 (``deep``, 30 epochs): its recorded t2i R@1 per
+    subset are that checkpoint's row in benchmarks/results_standin_styles.json, every row is a candidate of
+    :func:`candidates` with its change, and the choice (the bundled recipe) is the rule's over the rows."""
+    res = json.loads((BENCH / "results_grounding_styles.json").read_text())
+    assert {gr.GAP_BASE, "pec"} | {f"{gr.GAP_BASE}-{n}" for n in gr.GAP_LEVERS} <= set(res["rows"])
+    _check_rows(res)
+    standins = json.loads((BENCH / "results_standin_styles.json").read_text())
+    previous = next(r for r in standins["rows"] if r["name"] == "deep, committed 2026-12-03")
+    for split in ("val", "test"):
+        for subset, row in res["standin_subsets"][split].items():
+            assert previous[split][subset]["R@1"] == pytest.approx(row["R@1"], abs=1.0), (split, subset)
+
+
+def test_grounding_on_the_committed_styles_standin():
+    """benchmarks/results_grounding_deeplong.json: the bundled recipe (chosen on the previous stand-in, above) trained
+    on the committed stand-in (``deep-long``, since 2026-12-04): its recorded t2i R@1 per subset are this
+    checkpoint's (within two queries' worth: kernels differ between CPUs), and its rows are the recipe's."""
+    from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
+    from jsdlib.vlp.standin_eval import standin_subset_metrics
+    res = json.loads((BENCH / "results_grounding_deeplong.json").read_text())
+    assert Path(res["standin"]).name == STYLES_STANDIN_CHECKPOINT.name
+    recipe = json.loads((BENCH / "results_grounding_styles.json").read_text())["chosen"]
+    assert gr.split_seed(res["chosen"])[0] == recipe and {gr.split_seed(n)[0] for n in res["rows"]} == {recipe}
+    _check_rows(res)
     for split in ("val", "test"):
         got = standin_subset_metrics(STYLES_STANDIN_CHECKPOINT, split, threads=2)
         for subset, row in res["standin_subsets"][split].items():

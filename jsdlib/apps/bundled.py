@@ -39,6 +39,7 @@ import torch
 
 from jsdlib.apps.readability import readability_of_vectors
 from jsdlib.common.io import write_json
+from jsdlib.common.paths import REPO_ROOT
 from jsdlib.data.emoji_styles import noto_subsets
 from jsdlib.data.split import concat_splits
 from jsdlib.data.karpathy import load_emoji
@@ -80,7 +81,7 @@ def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: b
     out = Path(out) if out is not None else JSD_ASSET
     meta = {"preset": cfg.name, "seed": seed, "best_epoch": res["best"]["epoch"], "epochs_run": res["epoch"],
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-            "vlp": fs.test.meta.get("model"), "vlp_weights": fs.test.meta.get("weights"),
+            "vlp": fs.test.meta.get("model"), "vlp_weights": _in_repo(fs.test.meta.get("weights")),
             "train_set": train_set,
             "trained_on": (f"emoji {'multi-style ' if train_set == 'styles' else ''}train split (stand-in VLP "
                            "pre-projection features); selected on val sparse R@1")}
@@ -95,6 +96,17 @@ def train_bundled_jsd(out=None, preset: str = "cpu-emoji", seed: int = 0, pec: b
         f"dense {meta['test']['dense']['R@1']:.1f}, integrated {meta['test']['integrated']['R@1']:.1f}; "
         f"terms q/d {meta['test']['terms_q']:.0f}/{meta['test']['terms_d']:.0f}")
     return meta
+
+
+def _in_repo(path):
+    """``path`` relative to the repository when it lies inside it (the metadata then reads the same on any
+    checkout), else as given."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _readability(model, feats, split: str, vocab, k: int = 5) -> dict:
