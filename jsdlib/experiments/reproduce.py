@@ -87,8 +87,8 @@ OPT_IN_STEPS = ("jsd_fidelity", "cmc_fidelity")     # cpu steps run only when as
 # Expected cost of each step in seconds: the step times of the committed run (notebooks/results/reproduce_cpu,
 # 2 cores; tests/test_reproduce.py keeps the two equal). Only the job's progress bar uses them, so that its ETA
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
-EXPECTED_SECONDS = {"dense": 0.3, "jsd_compare": 3471.3, "jsd_sweep": 1763.6, "search": 24.0, "cmc_wordnet": 3077.7,
-                    "cmc_emoji": 397.1, "cmc_speed": 65.6,
+EXPECTED_SECONDS = {"dense": 14.5, "jsd_compare": 2181.7, "jsd_sweep": 1969.2, "search": 18.3, "cmc_wordnet": 3077.7,
+                    "cmc_emoji": 499.6, "cmc_speed": 65.6,
                     # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu), from scratch in one
                     # invocation on the four-style stand-in (2026-12-04, two lanes)
                     "jsd_fidelity": 3867.8,

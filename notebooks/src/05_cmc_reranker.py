@@ -295,12 +295,12 @@ with torch.no_grad():
 top_p_cmc = float(torch.softmax(s_tr.float(), -1).max(1).values.mean())
 top_p_be = float(torch.softmax(tr.teacher_scale * tr.scores[i, :64].float(), -1).max(1).values.mean())
 print(f"largest probability in a training top-64 list (mean of 200): retriever {top_p_be:.3f}, CMC {top_p_cmc:.2f}")
-# measured on one machine: loss 0.8, 0.7, 0.7 (CE 1.36 1.23 1.23, KL 0.7 0.6 0.6); val accuracy 60.2, 60.6, 60.5;
-# top-p 0.639 / 0.82. The bounds below leave room for other CPUs' kernels (the output is not compared)
-assert len(val_acc) == cfg_fast.epochs and all(abs(a - 60.1) < 2.5 for a in val_acc)
-assert all(abs(x - m) < 0.15 * m for x, m in zip(loss, (0.807, 0.718, 0.716)))
+# measured on one machine: loss 0.62, 0.53, 0.52; val accuracy 63.6, 63.6, 63.6; top-p 0.782 / 0.88. The bounds
+# below leave room for other CPUs' kernels (the output is not compared)
+assert len(val_acc) == cfg_fast.epochs and all(abs(a - 63.6) < 2.5 for a in val_acc)
+assert all(abs(x - m) < 0.15 * m for x, m in zip(loss, (0.619, 0.527, 0.519)))
 assert res["best"]["epoch"] == 1 + int(np.argmax(val_acc))
-assert abs(top_p_be - 0.652) < 0.05 and abs(top_p_cmc - 0.79) < 0.1
+assert abs(top_p_be - 0.782) < 0.05 and abs(top_p_cmc - 0.88) < 0.1
 
 # %% [markdown]
 # The training curve (`jsdlib.apps.viz.cmc_training_curves`): left the training loss `0.2 CE + 0.8 KL` per
@@ -478,19 +478,21 @@ assert t_wn["be_cmc_vs_be_R@16"]["p"] < 0.01 and t_wn["be_cmc_ce_vs_be_ce_R@1"][
 assert ce_learned and mean(wn, "be_ce", "R@1") > mean(wn, "be", "R@1") + 10
 assert list(held["wordnet"].values()) == [True, True, False, True]
 assert "be_ce" not in em["pipelines"] and em["ce"]["skipped"]
-# emoji: BE-CMC moves R@16 and R@64 by less than a point either way, and no change is significant
+# emoji: BE-CMC moves R@16 and R@64 by less than a point; R@16's change is not significant, R@64 goes down
 em_moves = [t_em[f"be_cmc_vs_be_R@{k}"] for k in (16, 64)]
-print("emoji: BE-CMC changes R@16 and R@64 by less than a point, p > 0.05 for both: "
-      + ("holds" if all(abs(t["diff"]) < 1 and t["p"] > 0.05 for t in em_moves) else "does not hold"))
-assert all(abs(t["diff"]) < 1 and t["p"] > 0.05 for t in em_moves)
+print("emoji: BE-CMC changes R@16 and R@64 by less than a point: "
+      + ("holds" if all(abs(t["diff"]) < 1 for t in em_moves) else "does not hold"))
+print("emoji: BE-CMC lowers R@64 with p < 0.05: "
+      + ("holds" if em_moves[1]["diff"] < 0 and em_moves[1]["p"] < 0.05 else "does not hold"))
+assert all(abs(t["diff"]) < 1 for t in em_moves) and em_moves[0]["p"] > 0.05
+assert em_moves[1]["diff"] < 0 and em_moves[1]["p"] < 0.05
 
 # %% [markdown]
 # Why, where the cell above shows it: on WordNet CMC puts more golds into the top 16, but the CE does not turn
-# them into a higher acc_unnorm, so aim (2) is not shown on this data. On emoji CMC does not measurably move R@16
-# or R@64 (by how much it moves them, and the p-values, are printed and asserted above): it learns from JSD's
-# rankings of its own training pairs, which JSD ranks well already (section 5 prints its top-1 on them), so it
-# rarely sees the
-# retriever's test-time mistakes it would have to fix (`jsdlib cmc compare --crossfit K` trains it on cross-fitted
+# them into a higher acc_unnorm, so aim (2) is not shown on this data. On emoji CMC moves R@16 and R@64 by less
+# than a point, and R@64 down rather than up (by how much, and the p-values, are printed and asserted above): it
+# learns from JSD's rankings of its own training pairs, which JSD ranks well already (section 5 prints its top-1 on
+# them), so it rarely sees the retriever's test-time mistakes it would have to fix (`jsdlib cmc compare --crossfit K` trains it on cross-fitted
 # lists instead; [../docs/fidelity.md](../docs/fidelity.md), row "emoji training lists"). Section 8 trains the
 # WordNet CMC the way the authors' code does, and checks both aims again.
 #
