@@ -10,6 +10,7 @@ checked separately against the same run in fp32 at 2e-2.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -21,11 +22,18 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a G
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _test_cmc():
-    spec = importlib.util.spec_from_file_location("test_cmc_helpers", ROOT / "tests" / "test_cmc.py")
+@functools.cache
+def _module(relpath: str):
+    """A helper file loaded once: tests/test_cmc.py (its synthetic data, tiny configs and BERT) or
+    benchmarks/gpu_check.py (its synthetic features)."""
+    spec = importlib.util.spec_from_file_location(Path(relpath).stem + "_helpers", ROOT / relpath)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _test_cmc():
+    return _module("tests/test_cmc.py")
 
 
 def _quiet(*_a, **_k):
@@ -62,9 +70,7 @@ def test_cross_encoder_trains_on_cuda_like_on_the_cpu():
 def _jsd_run(device: str, amp: bool):
     from jsdlib.jsd.presets import get_preset
     from jsdlib.jsd.train import train_jsd
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    g = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(g)
+    g = _module("benchmarks/gpu_check.py")
     tr, va = g.synthetic_features(200, 5, 64, 32, seed=0), g.synthetic_features(40, 5, 64, 32, seed=1)
     va.proj = tr.proj
     cfg = get_preset("blip-coco", epochs=2, sampling="captions", device=device, vocab_size=500, emb_dim=16, amp=amp)
