@@ -89,9 +89,8 @@ OPT_IN_STEPS = ("jsd_fidelity", "cmc_fidelity")     # cpu steps run only when as
 # weighs the steps by what they cost instead of counting them; a step without an entry counts 60 s.
 EXPECTED_SECONDS = {"dense": 14.5, "jsd_compare": 2181.7, "jsd_sweep": 1969.2, "search": 18.3, "cmc_wordnet": 3077.7,
                     "cmc_emoji": 499.6, "cmc_speed": 65.6,
-                    # the opt-in step: its committed run (notebooks/results/jsd_fidelity_cpu) on the deep-long
-                    # stand-in, whose last invocation resumed the finished units of a first one (~28 min, stopped at
-                    # a session's end); from scratch it costs about twice this (README; 64.5 min on `deep`)
+                    # the opt-in step's committed run (notebooks/results/jsd_fidelity_cpu): its last invocation
+                    # resumed a first one's finished units (~28 min); from scratch it costs about twice this (README)
                     "jsd_fidelity": 1831.6,
                     # the other opt-in step: its committed run (notebooks/results/cmc_fidelity_cpu), whose last
                     # invocation reused all but two trainings of the ones before; from scratch it costs more (README)
