@@ -105,7 +105,7 @@ def seed_rows(paths, digest) -> dict:
     each ran on the stand-in with ``digest`` (the merged file's)."""
     import json
 
-    from jsdlib.experiments.grounding import seed_row_name
+    from jsdlib.experiments.grounding import seed_row_name, split_seed
     rows = {}
     for p in paths:
         doc = json.loads(Path(p).read_text())
@@ -114,7 +114,9 @@ def seed_rows(paths, digest) -> dict:
         if doc.get("standin_digest") != digest:
             raise SystemExit(f"--seed-runs {p}: trained on another stand-in (digest {doc.get('standin_digest')}, "
                              f"the merged file's {digest})")
-        rows.update({seed_row_name(n, doc["seed"]): r for n, r in doc["rows"].items()})
+        # runs since 2026-12-04 name their rows NAME-seedN themselves; earlier files hold the bare NAME
+        rows.update({n if split_seed(n)[1] == doc["seed"] else seed_row_name(n, doc["seed"]): r
+                     for n, r in doc["rows"].items()})
     return rows
 
 

@@ -120,6 +120,9 @@ def test_grounding_on_the_committed_styles_standin():
     recipe = json.loads((BENCH / "results_grounding_styles.json").read_text())["chosen"]
     assert gr.split_seed(res["chosen"])[0] == recipe and {gr.split_seed(n)[0] for n in res["rows"]} == {recipe}
     _check_rows(res)
+    # the recipe at three seeds (the exported model is seed 0's row); the summary is the rows'
+    assert res["chosen"] == recipe and sorted(gr.split_seed(n)[1] for n in res["rows"]) == [0, 1, 2]
+    assert res["seed_summary"] == gr.seed_summary(res["rows"]) and res["seed_summary"][recipe]["seeds"] == [0, 1, 2]
     for split in ("val", "test"):
         got = standin_subset_metrics(STYLES_STANDIN_CHECKPOINT, split, threads=2)
         for subset, row in res["standin_subsets"][split].items():
@@ -171,6 +174,9 @@ def test_seed_runs_join_only_from_the_same_standin(tmp_path):
     one = tmp_path / "s1.json"
     one.write_text(json.dumps({"seed": 1, "standin_digest": "abc", "rows": {"pec": {"x": 1}}}))
     assert seed_rows([one], "abc") == {"pec-seed1": {"x": 1}}
+    named = tmp_path / "s2.json"          # a run that already names its rows NAME-seedN: not suffixed twice
+    named.write_text(json.dumps({"seed": 2, "standin_digest": "abc", "rows": {"pec-seed2": {"x": 2}}}))
+    assert seed_rows([one, named], "abc") == {"pec-seed1": {"x": 1}, "pec-seed2": {"x": 2}}
     with pytest.raises(SystemExit, match="another stand-in"):
         seed_rows([one], "def")
     zero = tmp_path / "s0.json"
