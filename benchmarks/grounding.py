@@ -115,8 +115,7 @@ def seed_rows(paths, digest) -> dict:
             raise SystemExit(f"--seed-runs {p}: trained on another stand-in (digest {doc.get('standin_digest')}, "
                              f"the merged file's {digest})")
         # runs since 2026-12-04 name their rows NAME-seedN themselves; earlier files hold the bare NAME
-        rows.update({n if split_seed(n)[1] == doc["seed"] else seed_row_name(n, doc["seed"]): r
-                     for n, r in doc["rows"].items()})
+        rows.update({seed_row_name(split_seed(n)[0], doc["seed"]): r for n, r in doc["rows"].items()})
     return rows
 
 
