@@ -40,6 +40,7 @@ CONFIGS = {
     "deep": {"layers": 8},                            # two more ViT blocks
     "wide": {"width": 256},                           # wider ViT (8 heads of 32)
     "deep-long": {"layers": 8, "epochs": 60},         # deep for twice the epochs (its best epoch was 29 of 30)
+    "deep-xlong": {"layers": 8, "epochs": 120},       # deep-long for twice the epochs (val R@1 rose to its end)
 }
 
 
