@@ -23,6 +23,7 @@ choice.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -30,7 +31,8 @@ from pathlib import Path
 
 from jsdlib.common.io import write_json
 from jsdlib.vlp.standin import NOTO_STANDIN_CHECKPOINT
-from jsdlib.vlp.standin_eval import standin_subset_metrics
+from jsdlib.experiments.grounding import PINNED_NAMES
+from jsdlib.vlp.standin_eval import standin_pinned_ranks, standin_subset_metrics
 from jsdlib.vlp.train_standin import StandinConfig, train_standin
 
 EPOCHS = 30     # 4.4x the Noto images per epoch: 30 epochs are 1.6x the committed stand-in's 80-epoch steps
@@ -59,7 +61,9 @@ def train(name: str, work: Path, threads: int) -> dict:
 def _row(name: str, ckpt: Path, threads: int, info: dict) -> dict:
     val = standin_subset_metrics(ckpt, "val", threads)
     test = standin_subset_metrics(ckpt, "test", threads)
-    return {"name": name, "checkpoint": str(ckpt), **info, "val": val, "test": test}
+    pinned = standin_pinned_ranks(ckpt, PINNED_NAMES, threads)   # read beside the rows, not used to choose
+    sha = hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
+    return {"name": name, "checkpoint": str(ckpt), "sha256": sha, **info, "val": val, "test": test, "pinned": pinned}
 
 
 def report(work: Path, threads: int, merge: Path | None = None, also: dict[str, Path] | None = None) -> dict:
@@ -108,6 +112,14 @@ def table(res: dict) -> str:
                     else "")
             lines.append(f"| {r['name']}{mark} | {r['best_epoch']} | "
                          + " | ".join(f"{r[split][c]['R@1']:.1f}" for c in cols) + " |")
+        lines.append("")
+    pinned = [r for r in res["rows"] if "pinned" in r]
+    if pinned:
+        names = list(pinned[0]["pinned"])
+        lines.append("Noto images of its split the tower scores above each pinned image for its own name (0 = first)")
+        lines.append("| stand-in | " + " | ".join(f"{n} ({pinned[0]['pinned'][n]['split']})" for n in names) + " |")
+        lines.append("|---|" + "---|" * len(names))
+        lines += [f"| {r['name']} | " + " | ".join(str(r["pinned"][n]["above"]) for n in names) + " |" for r in pinned]
         lines.append("")
     if res["not_trained"]:
         lines.append(f"not trained in this run (left out of the choice): {', '.join(res['not_trained'])}")

@@ -96,3 +96,28 @@ def test_committed_styles_standin_is_the_chosen_configuration():
     assert info["best_val"]["R@1"] == max(r["val"]["R@1"] for r in hist if r["selectable"])
     vlp = load_standin(STYLES_STANDIN_CHECKPOINT)          # integrity-checked (embedded and recorded digests)
     assert len(vlp.model.visual.transformer.resblocks) == 8
+
+
+def test_pinned_ranks_of_the_committed_standin():
+    """standin_pinned_ranks on the committed stand-in: issue 14's pinned val/test images (training images' names
+    left out) and how many Noto images of their split it scores above them for their own names. The committed
+    probe report (benchmarks/results_standin_styles_probe.json, row ``deep-long``: the same checkpoint) recorded
+    these counts; within one image, since kernels differ between CPUs."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from jsdlib.experiments.grounding import PINNED_NAMES
+    from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
+    from jsdlib.vlp.standin_eval import standin_pinned_ranks
+
+    got = standin_pinned_ranks(STYLES_STANDIN_CHECKPOINT, PINNED_NAMES, threads=2)
+    assert set(got) <= set(PINNED_NAMES) and {"octopus", "birthday cake"} <= set(got)
+    assert all(r["split"] in ("val", "test") and 0 <= r["above"] < 500 for r in got.values())
+    res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_standin_styles_probe.json").read_text())
+    row = next(r for r in res["rows"] if r["name"] == "deep-long")
+    digest = hashlib.sha256(STYLES_STANDIN_CHECKPOINT.read_bytes()).hexdigest()
+    assert row["sha256"] == digest                       # the report evaluated this very file
+    assert set(row["pinned"]) == set(got)
+    for name, r in got.items():
+        assert row["pinned"][name]["split"] == r["split"] and abs(row["pinned"][name]["above"] - r["above"]) <= 1

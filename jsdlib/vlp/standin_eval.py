@@ -78,4 +78,30 @@ def standin_subset_metrics(checkpoint: str | Path | None = None, split: str = "t
         return subset_metrics(vlp.model, vlp.preprocess, vlp.tokenizer, emoji_styles.load(split))
 
 
-__all__ = ["NOTO_SUBSETS", "GALLERY", "subset_metrics", "standin_subset_metrics"]
+def standin_pinned_ranks(checkpoint: str | Path | None, names: tuple[str, ...], threads: int = 2) -> dict:
+    """``{name: {"split": "val" | "test", "above": n}}``: for each Noto val or test image whose first caption is one
+    of ``names`` (e.g. ``"octopus"``), how many Noto images of its split the stand-in scores strictly above it for
+    that caption (0: the tower ranks it first). A sparse head trained on this tower can hardly put the name among the
+    image's top terms when many images outrank it for the name itself (issue 14's pinned images). Names of training
+    images are left out; a name held by two images of one split raises ``ValueError``."""
+    from jsdlib.data import emoji_styles
+    out = {}
+    with num_threads(threads):
+        vlp = load_standin(checkpoint)
+        for split in ("val", "test"):
+            data = emoji_styles.load(split)
+            noto = [i for i, m in enumerate(data.image_meta) if m["style"] == "noto"]
+            mine = {n: [i for i in noto if data.captions_of(i)[0] == n] for n in names}
+            if not any(mine.values()):
+                continue
+            if any(len(h) > 1 for h in mine.values()):
+                raise ValueError(f"standin_pinned_ranks: a name names several Noto {split} images: {mine}")
+            v, t = _embed(vlp.model, vlp.preprocess, vlp.tokenizer, data)
+            for name, hits in mine.items():
+                if hits:
+                    scores = t[data.image_to_captions[hits[0]][0]] @ v[noto].T
+                    out[name] = {"split": split, "above": int((scores > scores[noto.index(hits[0])]).sum())}
+    return out
+
+
+__all__ = ["NOTO_SUBSETS", "GALLERY", "subset_metrics", "standin_subset_metrics", "standin_pinned_ranks"]
