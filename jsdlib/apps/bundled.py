@@ -8,7 +8,7 @@ features, preset ``cpu-emoji`` with :data:`BUNDLED_RECIPE`, seed 0, model select
   pieces, digits or special tokens among the terms);
 - the **caption-word loss** (:mod:`jsdlib.jsd.caption_words`, weight 1: each image's head output ranks the content
   words of its captions first) and training on **every training style's images** (Noto, Twemoji, Fluent flat and
-  modern), for 160 epochs (patience 40; it stopped after 125, best epoch 85);
+  modern), for 160 epochs (patience 40; it stopped after 101, best epoch 61);
 - **half the preset's L1 weights** (``eta_t, eta_i`` = 0.005, 0.0015) and **no probabilistic expansion control**
   (PEC, as in D2S: captions masked to their own tokens with a probability decaying 1 -> 0). Before the word mask and
   the caption-word loss, PEC was what kept the terms words (without it a dog face got "lucky", "staff", "hail");

@@ -76,7 +76,8 @@ print("E init:", tuple(fs.E_init.shape), "| vocabulary:", len(fs.vocab), fs.voca
 # $$u = \mathrm{LayerNorm}(W_p d + b_p), \qquad z = \log(1 + \mathrm{ReLU}(E u)).$$
 #
 # ReLU makes `z` non-negative and (after training with L1) sparse; the log damps large weights. Before
-# training, `W_p` is random, so about half of the 30,522 terms are active and they mean nothing yet.
+# training, `W_p` is random, so more than half of the 30,522 terms are active (the next cell prints the share)
+# and they mean nothing yet.
 
 # %%
 torch.manual_seed(SEED)
@@ -194,7 +195,8 @@ print("warm-up eta(t)/eta_max at 0, 10, 20, 50 % of the steps:",
 # index can serve; the authors select on validation R@1 alone (see [docs/fidelity.md](../docs/fidelity.md)).
 # D2S trains only the sparse head, distilling the *frozen* dense scores.
 #
-# The preset's 40 epochs take about 10 minutes per method on a 2-core laptop (in fp32: bf16 autocast is used
+# The preset's 40 epochs take a few minutes per method and seed on a 2-core laptop (notebook 06 prints the main
+# job's step times; in fp32: bf16 autocast is used
 # only on CPUs with native bf16, see `jsdlib.common.hardware`). So by default this notebook trains JSD on a
 # **3-epoch schedule** (same preset, warm-ups scaled with it) to show what training does, and reads the
 # 40-epoch runs from the committed `jsdlib jsd compare` result; `JSDLIB_FULL=1` trains JSD and D2S for the

@@ -76,8 +76,8 @@ print(f"active terms per caption {ev['terms_q']:.1f}, per image {ev['terms_d']:.
 # `jsd.top_terms(z, k, vocab)` decodes the `k` heaviest dimensions of a vector into `(term, weight)`
 # pairs. Orange bars are words of the image's own captions; blue ones are **expansion terms**, words none
 # of its captions contains (related concepts, or noise). The four images are test images: the cat face, the
-# octopus and the birthday cake are concepts with no Noto picture in training (the cat face and the octopus are
-# drawn in the other training styles, notebook 01); the printed line says which of them carry a caption word.
+# octopus and the birthday cake are concepts with no Noto picture in training (all three are drawn in the other
+# training styles, notebook 01); the printed line says which of them carry a caption word.
 
 # %%
 names = ["cat face", "octopus", "flag: Japan", "birthday cake"]
@@ -322,7 +322,7 @@ assert abs(summ["terms_per_caption"].mean() - ev["terms_q"]) < 1e-6
 # ## 8. Before and after JSD training; what PEC does; JSD vs D2S
 #
 # **Before training** the head is its initialisation: `E` = MiniLM's word embeddings, `W_p` random
-# (`jsd.build_model`, seed 0). About half of the vocabulary is active and the top terms are arbitrary.
+# (`jsd.build_model`, seed 0). More than half of the vocabulary is active (printed below) and the top terms are arbitrary.
 # The cell prints how many terms training keeps per image; terms marked • are in the top list both before and
 # after (section 5 counted how many of the trained ones are caption words).
 
@@ -356,8 +356,8 @@ assert before > 100 * after
 # *Default path*: the mask on the bundled JSD model (no training). *`JSDLIB_FULL=1`*: D2S and D2S + PEC are
 # trained with the `cpu-emoji` preset, seed 0 (resumable runs under `$JSDLIB_CACHE/runs/nb03/`), and the three
 # heads' terms are compared side by side, with their test sparse R@1, the share of caption weight on the
-# captions' own tokens and the share of images with a caption word among their top terms. The cell asserts
-# what that run shows: plain D2S uses vocabulary slots as latent dimensions, while D2S + PEC and the bundled JSD
+# captions' own tokens and the share of images with a caption word among their top terms. Under `JSDLIB_FULL=1`
+# the cell asserts what that run shows (the default path only says how to run it): plain D2S uses vocabulary slots as latent dimensions, while D2S + PEC and the bundled JSD
 # (grounded by its word mask and caption-word loss) have caption words among the top terms of most images.
 
 # %%

@@ -9,8 +9,9 @@
 # does not. Last, how to run the same tables on the papers' data with a GPU.
 #
 # **Time:** about 10 seconds on a laptop CPU: it reads `results/reproduce_cpu/results.json`, written by the
-# headless main job `jsdlib reproduce --preset cpu --out notebooks/results/reproduce_cpu` (83 minutes for the
-# committed run on a 2-core laptop CPU from an empty cache, resumable; `JSDLIB_FULL=1` reruns it from here, reusing every finished step).
+# headless main job `jsdlib reproduce --preset cpu --out notebooks/results/reproduce_cpu` (the first cell below
+# prints each step's time on the 2-core CPU that ran it; resumable: `JSDLIB_FULL=1` reruns it from here, reusing
+# every finished step).
 # **Needs:** nothing to run first (the results of the last `reproduce` run are committed). Notebooks 02-05
 # explain how each number is made.
 #
@@ -58,7 +59,7 @@ for name, meta in doc["steps"].items():
 #
 # The papers measure JSD on MSCOCO 5K and Flickr30k 1K with BLIP and ALBEF; we measure it on the **500 test
 # images of the bundled emoji set** with a stand-in VLP trained here (notebook 01). Different data, different
-# models, different difficulty: an R@1 of 50 on emoji and 57 on COCO say nothing about each other. So the
+# models, different difficulty: an R@1 of 60 on emoji and 57 on COCO say nothing about each other. So the
 # tables keep them in separate, labelled columns, and the only thing we judge is the *direction* of each
 # ordering the paper claims (JSD sparse above D2S, ...), measured on our numbers.
 #
@@ -357,13 +358,13 @@ assert max(gap) < 0 and 0 < gain16 < paper16 and max(abs(d) for d in emoji_chang
 #
 # **Does not transfer.**
 # - *JSD sparse >= dense original.* On COCO the paper's sparse retriever reaches its dense teacher; here it
-#   stays below at every seed (printed above).
+#   stays below at every seed (printed above). A likely reason (not tested here): our vocabulary head starts
+#   from MiniLM's word embeddings and sees 5,270 training captions of one to a few words, with a 30,522-word
+#   vocabulary: far less text to ground each word in than COCO's 400k sentences.
 # - *JSD dense > dense original.* JSD's dense branch ends level with the dense model it starts from, within half a
 #   point at every seed (printed above), and above it at none. A likely reason (not tested here): the stand-in's
 #   own dense training already fits these captions, so the integrated-score distillation has little to add to
-#   its final layers. A likely reason (not tested here): our vocabulary head starts
-#   from MiniLM's word embeddings and sees 5,270 training captions of one to a few words, with a 30,522-word
-#   vocabulary: far less text to ground each word in than COCO's 400k sentences.
+#   its final layers.
 # - *CMC's absolute gains and speed ratios.* The paper's R@16 gain is on ZeSHEL with BERT-base; ours is on
 #   WordNet with MiniLM. "CMC over 10k candidates costs about the CE over 16" assumes a GPU, where the CE's 16
 #   passes run in parallel; on 2 CPU threads attention over 10k vectors costs far more than 16 MiniLM passes
@@ -371,9 +372,10 @@ assert max(gap) < 0 and 0 < gain16 < paper16 and max(abs(d) for d in emoji_chang
 #   BE-CMC-CE's overhead over BE-CE exceeds the paper's 7 % here for the same reason: CMC over 512 candidates
 #   is not free on a CPU.
 # - *CMC on the emoji task.* Its mean R@16 and R@64 end within a point of the BE's (printed above): R@16 above it
-#   at some seeds only, R@64 below it at every seed (section 7), so CMC shows no gain here and costs R@64. A likely
-#   reason (notebook 05): JSD ranks its own training pairs well already, so CMC, trained on them, rarely sees the
-#   mistakes it would have to fix at test time. And no image cross-encoder we could train on this CPU reranked above
+#   at some seeds only, R@64 below it at every seed (section 7), so CMC shows no gain here and costs R@64. One
+#   hypothesis (notebook 05): JSD ranks its own training pairs well already, so CMC, trained on them, rarely sees
+#   the mistakes it would have to fix at test time; cross-fitted training lists did not confirm it on the first
+#   stand-in (`docs/fidelity.md`, row "emoji training lists"). And no image cross-encoder we could train on this CPU reranked above
 #   chance, so that table has no CE rows.
 # - *PEC.* "PEC lowers FLOPs at competitive R@1": on our sweep (one seed, section 5) PEC costs D2S R@1 at every
 #   L1 weight, and also when the two curves are read at the same FLOPs; section 5 prints at how many L1 weights it
@@ -416,7 +418,8 @@ for key in ("fp32", "auto"):
 e = gpu["jsd_epoch"]
 print(f"  one blip-coco JSD epoch over {e['captions']:,} caption pairs: {e['train_s']:.1f} s, "
       f"peak GPU memory {e['peak_mem_mb'] / 1024:.1f} GB")
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # Each exercise has a cell for your answer, a hidden solution cell (it runs when `ex.solutions` is `True`, as in
