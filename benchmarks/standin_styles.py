@@ -23,12 +23,12 @@ choice.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
+from jsdlib.common.integrity import file_sha256
 from jsdlib.common.io import write_json
 from jsdlib.vlp.standin import NOTO_STANDIN_CHECKPOINT
 from jsdlib.experiments.grounding import PINNED_NAMES
@@ -62,8 +62,7 @@ def _row(name: str, ckpt: Path, threads: int, info: dict) -> dict:
     val = standin_subset_metrics(ckpt, "val", threads)
     test = standin_subset_metrics(ckpt, "test", threads)
     pinned = standin_pinned_ranks(ckpt, PINNED_NAMES, threads)   # read beside the rows, not used to choose
-    sha = hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
-    return {"name": name, "checkpoint": str(ckpt), "sha256": sha, **info, "val": val, "test": test, "pinned": pinned}
+    return {"name": name, "checkpoint": str(ckpt), "sha256": file_sha256(ckpt), **info, "val": val, "test": test, "pinned": pinned}
 
 
 def report(work: Path, threads: int, merge: Path | None = None, also: dict[str, Path] | None = None) -> dict:

@@ -103,10 +103,10 @@ def test_pinned_ranks_of_the_committed_standin():
     left out) and how many Noto images of their split it scores above them for their own names. The committed
     probe report (benchmarks/results_standin_styles_probe.json, row ``deep-long``: the same checkpoint) recorded
     these counts; within one image, since kernels differ between CPUs."""
-    import hashlib
     import json
     from pathlib import Path
 
+    from jsdlib.common.integrity import file_sha256
     from jsdlib.experiments.grounding import PINNED_NAMES
     from jsdlib.vlp.standin import STYLES_STANDIN_CHECKPOINT
     from jsdlib.vlp.standin_eval import standin_pinned_ranks
@@ -116,8 +116,27 @@ def test_pinned_ranks_of_the_committed_standin():
     assert all(r["split"] in ("val", "test") and 0 <= r["above"] < 500 for r in got.values())
     res = json.loads((Path(__file__).parents[1] / "benchmarks" / "results_standin_styles_probe.json").read_text())
     row = next(r for r in res["rows"] if r["name"] == "deep-long")
-    digest = hashlib.sha256(STYLES_STANDIN_CHECKPOINT.read_bytes()).hexdigest()
-    assert row["sha256"] == digest                       # the report evaluated this very file
+    assert row["sha256"] == file_sha256(STYLES_STANDIN_CHECKPOINT)     # the report evaluated this very file
     assert set(row["pinned"]) == set(got)
     for name, r in got.items():
         assert row["pinned"][name]["split"] == r["split"] and abs(row["pinned"][name]["above"] - r["above"]) <= 1
+
+
+def test_pinned_ranks_refuse_a_name_held_by_two_images(monkeypatch):
+    """A pinned name must pick one image per split: two Noto test images captioned "octopus" raise ValueError."""
+    from jsdlib.data import emoji_styles
+    from jsdlib.vlp.standin_eval import standin_pinned_ranks
+
+    real = emoji_styles.load
+
+    def load(split):
+        data = real(split)
+        if split == "test":
+            noto = [i for i, m in enumerate(data.image_meta) if m["style"] == "noto"]
+            other = next(i for i in noto if data.captions_of(i)[0] != "octopus")
+            data.captions[data.image_to_captions[other][0]] = "octopus"
+        return data
+
+    monkeypatch.setattr(emoji_styles, "load", load)
+    with pytest.raises(ValueError, match="several Noto test images"):
+        standin_pinned_ranks(None, ("octopus",), threads=1)
