@@ -74,8 +74,14 @@ def test_the_d2s_row_is_the_matched_one_where_the_run_has_it():
            "tests": {k.replace("_d2s", "_d2s_matched"): v for k, v in old["tests"].items()}}
     assert tables.d2s_key(old) == "d2s" and tables.d2s_key(new) == "d2s_matched"
     assert tables.jsd_claim_list(old)[0] == ("JSD sparse > D2S", "jsd_sparse", ">", "d2s")
-    assert tables.jsd_claim_list(new)[0] == ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched)", "jsd_sparse",
-                                             ">", "d2s_matched")
+    assert tables.epoch_rule(new, "d2s_matched") == "epoch in band"       # the committed main job's searches
+    assert tables.jsd_claim_list(new)[0] == ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched, epoch in band)",
+                                             "jsd_sparse", ">", "d2s_matched")
+    for ps in new["methods"]["d2s_matched"]["per_seed"]:    # selected over all epochs (make fidelity's rule)
+        ps["flops_match"] = {**ps["flops_match"], "select_in_band": False}
+    assert tables.jsd_claim_list(new)[0][0].endswith("FLOPs matched, any epoch)")
+    new["methods"]["d2s_matched"]["per_seed"][0]["flops_match"]["select_in_band"] = True
+    assert tables.epoch_rule(new, "d2s_matched") == "epoch rule mixed" and tables.epoch_rule(new, "jsd_sparse") is None
     assert [c[1:] for c in tables.jsd_claim_list(new)[1:]] == [c[1:] for c in tables.JSD_CLAIMS[1:]]
     assert list(tables.jsd_claims(new)["p"]) == list(tables.jsd_claims(old)["p"])
     assert "d2s_matched / D2S (BLIP)" in tables.jsd_table1(new).index

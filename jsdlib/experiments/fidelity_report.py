@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from jsdlib.apps.viz import r1_vs_flops, save_figure
 from jsdlib.common.metrics import format_table
 from jsdlib.experiments.jsd_compare import summary_rows
-from jsdlib.experiments.tables import DASH, jsd_claims, to_markdown
+from jsdlib.experiments.tables import DASH, epoch_rule, jsd_claims, to_markdown
 
 # issue 13's table (step jsd_fidelity): the paper's claims against the real D2S, both D2S rows at JSD's FLOPs
 FIDELITY_CLAIMS = [("JSD sparse > D2S (its own recipe, FLOPs matched)", "jsd_sparse", ">", "d2s_own_matched"),
@@ -24,6 +24,18 @@ FIDELITY_LABELS = {"dense_original": "dense original (stand-in VLP)",
                    "jsd_integrated_sx": "JSD integrated, training-time S_x (w1 cos / tau + w2 S_s)",
                    "jsd_authors_teacher": "JSD sparse, the authors' (untransposed) t->i teacher",
                    "jsd_corrected_teacher": "JSD sparse, the corrected t->i teacher"}
+
+
+def fidelity_label(r: dict, name: str) -> str:
+    """The row's readable name, a FLOPs-matched row's with its epoch rule (:func:`~jsdlib.experiments.tables.
+    epoch_rule`): the main job's D2S row is the same loss and recipe with the other rule, and a different number."""
+    return ", ".join(x for x in (FIDELITY_LABELS.get(name, name), epoch_rule(r, name)) if x)
+
+
+def fidelity_claims(r: dict) -> list[tuple]:
+    """:data:`FIDELITY_CLAIMS` with each matched D2S row's epoch rule inside the claim's parentheses."""
+    return [(t[:-1] + f", {rule})" if (rule := epoch_rule(r, b)) and t.endswith(")") else t, a, op, b)
+            for t, a, op, b in FIDELITY_CLAIMS]
 
 
 def fidelity_probe_rows(r: dict) -> list[dict]:
@@ -83,9 +95,9 @@ def fidelity_report(r: dict) -> str:
     """Markdown for the ``jsd_fidelity`` step: the table, the claims, how each D2S row's FLOPs were matched, the
     two teachers, the two integrated scores, and the epoch chosen on validation."""
     rows = summary_rows(r)
-    table = {FIDELITY_LABELS.get(n, n): row for n, row in rows.items()}
+    table = {fidelity_label(r, n): row for n, row in rows.items()}
     out = [format_table(table), "\n### Claims checked on our numbers (pooled paired t-test, and seed by seed)\n",
-           to_markdown(jsd_claims(r, claims=FIDELITY_CLAIMS, per_seed=True), "claim")]
+           to_markdown(jsd_claims(r, claims=fidelity_claims(r), per_seed=True), "claim")]
     t = r["tests"].get("jsd_authors_teacher_vs_jsd_corrected_teacher")
     if t:
         a, c = (r["methods"][n]["t2i"]["R@1"]["mean"] for n in ("jsd_authors_teacher", "jsd_corrected_teacher"))
@@ -120,5 +132,5 @@ def fidelity_section(r: dict, out=None) -> str:
     return body
 
 
-__all__ = ["FIDELITY_CLAIMS", "FIDELITY_LABELS", "fidelity_probe_rows", "fidelity_probe_figure", "fidelity_report",
-           "fidelity_section"]
+__all__ = ["FIDELITY_CLAIMS", "FIDELITY_LABELS", "fidelity_claims", "fidelity_label", "fidelity_probe_rows",
+           "fidelity_probe_figure", "fidelity_report", "fidelity_section"]

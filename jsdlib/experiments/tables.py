@@ -88,6 +88,16 @@ def d2s_key(result: dict) -> str:
     return next((k for k in D2S_ROWS if k in result["methods"]), "d2s")
 
 
+def epoch_rule(result: dict, name: str) -> str | None:
+    """How a FLOPs-matched row's searches chose each probe's epoch, read from its seeds' ``flops_match``: "epoch in
+    band" (among the epochs within the band, ``select_in_band``), "any epoch" (over all epochs), "epoch rule mixed";
+    None for a row without searches. Two runs of "the same" matched row differ by it (the main job vs fidelity)."""
+    rules = {bool(ps["flops_match"].get("select_in_band", False))
+             for ps in result["methods"].get(name, {}).get("per_seed", []) if ps.get("flops_match")}
+    return {frozenset({True}): "epoch in band", frozenset({False}): "any epoch"}.get(
+        frozenset(rules), "epoch rule mixed" if rules else None)
+
+
 def _row(result: dict, name: str) -> str:
     return d2s_key(result) if name == "d2s" else name
 _T3 = [("jsd_sparse", "full"), ("jsd_no_kd", "without self-distillation"), ("jsd_frozen_final", "frozen final layer")]
@@ -170,9 +180,11 @@ JSD_CLAIMS = [("JSD sparse > D2S", "jsd_sparse", ">", "d2s"),
 
 def jsd_claim_list(result: dict) -> list[tuple]:
     """:data:`JSD_CLAIMS` with "D2S" resolved to the run's D2S row (:func:`d2s_key`); a matched row is named
-    ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched)"), runs with the constant-L1 row keep the old text."""
+    with its epoch rule ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched, epoch in band)"), runs with the
+    constant-L1 row keep the old text."""
     k = d2s_key(result)
-    return [(f"{t} ({D2S_ROWS[k]})" if b == "d2s" and k != "d2s" else t, a, op, _row(result, b))
+    name = ", ".join(x for x in (D2S_ROWS[k], epoch_rule(result, k)) if x)
+    return [(f"{t} ({name})" if b == "d2s" and k != "d2s" else t, a, op, _row(result, b))
             for t, a, op, b in JSD_CLAIMS]
 
 
