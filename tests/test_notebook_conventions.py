@@ -284,3 +284,22 @@ def test_exercises_helper():
         Exercises(solutions=True).check(1, None, lambda a: True)
     with pytest.raises(TypeError):
         Exercises(solutions="yes")
+
+
+# A learner has the repository, not the project's spec folder: what they read names the papers and docs/ instead.
+_SPEC_REFS = ("../shared", "shared/spec", "the spec's", "in the spec", "spec §", "spec's §")
+
+
+def spec_references(text: str) -> list[str]:
+    """Each line of ``text`` that points at the project's spec files (a folder learners do not have)."""
+    return [ln.strip() for ln in text.splitlines() if any(r in ln.lower() for r in _SPEC_REFS)]
+
+
+def test_what_learners_read_points_at_no_spec_file():
+    root = NB_DIR.parent
+    files = [root / "README.md", *NOTEBOOKS, *(root / "notebooks" / "src").glob("*.py"), *(root / "docs").glob("*.md"),
+             *(root / "data").glob("*/*.md"), *(root / "jsdlib").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
+    found = {str(p.relative_to(root)): refs for p in files if (refs := spec_references(p.read_text()))}
+    assert len(files) > 60 and found == {}
+    assert spec_references("as spec §5 asks\nthe paper's lr\nsee ../shared/spec/jsd.md") == [
+        "as spec §5 asks", "see ../shared/spec/jsd.md"]

@@ -17,7 +17,7 @@ FINGERPRINT_NEUTRAL = {"encoder_lr": None, "warm_start": None}   # fields added 
 
 @dataclass
 class CMCConfig:
-    """CMC training settings. Defaults are the spec's (§3); presets in :data:`PRESETS` say where they differ."""
+    """CMC training settings. Defaults are the CMC paper's training setting; presets in :data:`PRESETS` say where they differ."""
 
     name: str = "spec"
     encoders: str = "frozen"
@@ -86,7 +86,7 @@ PRESETS = {
     # the CMC paper verbatim (lr 1e-5, batch 4, 5 epochs)
     "spec": CMCConfig(),
     # head only on frozen vectors, CPU budget: 2,000 training queries; model selection reranks the top-64 of 300
-    # fixed validation queries (test still reranks the top-512); the spec's lr (docs/decisions.md, "Presets")
+    # fixed validation queries (test still reranks the top-512); the paper's lr (docs/decisions.md, "Presets")
     "cpu-frozen": CMCConfig(name="cpu-frozen", max_train_queries=2000, max_val_queries=300, eval_k=64),
     # cpu-frozen for the emoji task (the main job's cmc_emoji step): lr 1e-3, first or tied first on every seed of
     # a validation sweep over {1e-5, 1e-4, 1e-3} on the bundled model's lists (3 seeds; 61.4 +- 0.4 vs 1e-5's
@@ -112,7 +112,7 @@ PRESETS = {
 }
 
 # the preset the main job trains CMC with on each task (`jsdlib cmc compare`'s default): emoji's lr was chosen on emoji
-# validation over 3 seeds; WordNet keeps the spec's 1e-5 (its one-seed sweep did not justify a change:
+# validation over 3 seeds; WordNet keeps the paper's 1e-5 (its one-seed sweep did not justify a change:
 # docs/decisions.md, "Presets")
 TASK_PRESETS = {"wordnet": "cpu-frozen", "emoji": "cpu-frozen-emoji"}
 
