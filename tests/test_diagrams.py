@@ -15,7 +15,8 @@ def _texts(fig) -> str:
 def test_jsd_diagram_names_every_part():
     text = _texts(diagrams.jsd_architecture())
     for part in ("W_t", "W_v", "sparse head", "S_d = D_i D_t^T / tau", "S_s = Z_i Z_t^T", "S_x = w1 S_d",
-                 "log(1 + ReLU(E LN(W_p d)))", "self-KD", "(frozen)"):
+                 "log(1 + ReLU(E LN(W_p d)))", "self-KD", "(frozen)", "loss = (L + L') / 2 + (eta_t L1(Z_t)",
+                 "L' = (lam1 L'_d + lam2 L'_s) / 2"):
         assert part in text, part
 
 

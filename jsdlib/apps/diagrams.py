@@ -7,7 +7,8 @@
   features ``h_t``, ``h_i``; their final projections ``W_t``, ``W_v`` (trained) give the dense vectors ``d``;
   one sparse head shared by both modalities gives ``z = log(1 + ReLU(E LN(W_p d)))``; three score matrices
   ``S_d = D_i D_t^T / tau``, ``S_s = Z_i Z_t^T``, ``S_x = w1 S_d + w2 S_s``; InfoNCE on each and self-KD from
-  ``S_x`` into the dense and sparse scores: ``L = (lam1 L_d + lam2 L_s + L_x) / 2`` + the L1 regulariser.
+  ``S_x`` into the dense and sparse scores: ``loss = (L + L') / 2 + (eta_t L1(Z_t) + eta_i L1(Z_i)) / 2`` with
+  ``L = (lam1 L_d + lam2 L_s + L_x) / 2`` (InfoNCE) and ``L' = (lam1 L'_d + lam2 L'_s) / 2`` (self-KD).
 - :func:`cmc_pipeline`: the reranking pipeline of CMC (arXiv 2405.12801). A bi-encoder (BE) retrieves the top
   ``K`` of the catalogue; CMC rescores all ``K`` candidates in one forward pass of a shallow transformer over
   ``[q; c_1 .. c_K]``; a cross-encoder (CE) reads the top ``K'`` (query, candidate) pairs one by one.
@@ -80,9 +81,10 @@ def jsd_architecture():
     _box(ax, 12.4, 2.9, 2.1, 0.9, "S_s = Z_i Z_t^T\n(sum over shared terms)", "score", 8)
     _arrow(ax, (9.75, 2.9), (9.85, 2.9))
     _arrow(ax, (11.35, 2.9), (11.25, 2.9))
-    _box(ax, 10.55, 1.55, 5.6, 0.85, "L = (lam1 L_d + lam2 L_s + L_x) / 2 + L1(z):  InfoNCE on each score;\n"
-                                     "self-KD: softmax(S_x) is the teacher of S_d and S_s", "loss", 8)
-    _arrow(ax, (10.55, 2.45), (10.55, 1.98))
+    _box(ax, 10.3, 1.6, 4.9, 0.95, "loss = (L + L') / 2 + (eta_t L1(Z_t) + eta_i L1(Z_i)) / 2\n"
+                                   "L = (lam1 L_d + lam2 L_s + L_x) / 2: InfoNCE on each score\n"
+                                   "L' = (lam1 L'_d + lam2 L'_s) / 2: self-KD from softmax(S_x)", "loss", 7.5)
+    _arrow(ax, (10.55, 2.45), (10.55, 2.08))
     _arrow(ax, (10.2, 2.45), (8.9, 2.45), ls="--", color=kd, rad=-0.4, text=None)
     _arrow(ax, (10.9, 2.45), (12.2, 2.45), ls="--", color=kd, rad=0.4, text=None)
     ax.text(10.55, 3.55, "teacher (purple dashes)", color=kd, fontsize=8, ha="center")

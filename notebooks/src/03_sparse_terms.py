@@ -197,7 +197,7 @@ assert read["seen"]["specific"] > read["cross-style"]["specific"] > 0.5 > read["
 # caption word among their top 5 terms most often, the cross-style ones, learned from the other styles'
 # drawings, on more than half of the images, and the concepts drawn in no training style on fewer than half. The
 # head can only name what the image tower tells apart. The query "dog face" activates `dog` and `face`
-# (asserted in the cell before): the dog face is a training image, and the caption-word loss trained its terms.
+# (asserted in section 5's first cell): the dog face is a training image, and the caption-word loss trained its terms.
 
 # %% [markdown]
 # **Grounding is not automatic.** Nothing in JSD's loss ties dimension `j` to word `j`: the contrastive and
@@ -338,11 +338,12 @@ for i in shown:
                               title=search.split.captions_of(i)[0], highlight=caps_words[i])
     plt.show()
 before, after = (enc0["Z_i"] != 0).sum(1).double().mean(), (Z_i != 0).sum(1).double().mean()
-print(f"active terms per image: {before:.0f} before training, {after:.1f} after")
+print(f"active terms per image: {before:.0f} before training ({100 * before / Z_i.shape[1]:.0f} % of the "
+      f"{Z_i.shape[1]:,} vocabulary terms), {after:.1f} after")
 for i in shown:
     print(f"  {search.split.captions_of(i)[0]:10s} before:", ", ".join(t for t, _ in jsd.top_terms(enc0['Z_i'][i], 6, vocab)),
           "| after:", ", ".join(t for t, _ in search.image_terms(i, 6)))
-assert before > 100 * after
+assert before > 0.5 * Z_i.shape[1] and before > 100 * after
 
 # %% [markdown]
 # **What PEC does** (notebook 02, section 6). D2S's probabilistic expansion control masks, with a probability
