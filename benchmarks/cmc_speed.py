@@ -9,7 +9,8 @@ Same run, same CPU, the same pretrained MiniLM (all-MiniLM-L6-v2) for both, warm
   precomputed catalogue, run the 2-layer head over ``[q; c_1..c_N]``. Query encoding included.
 - **CE**: N forward passes of ``[CLS] query [SEP] candidate [SEP]`` through MiniLM + the linear head, in
   batches of 64 pairs; a 22-word query and a 38-word candidate (64 tokens with the specials, the WordNet setting).
-- BE retrieval (a dense top-N over a 10,000-vector catalogue) is timed separately (the paper's speed claim is about the reranker).
+- BE retrieval (a dense top-N over a 10,000-vector catalogue) is timed separately (the paper's speed claim is
+  about the reranker).
 
 Repeats: CMC 5 per N; CE 3 per N up to 256 candidates, 1 above (a CE pass over 10k candidates takes minutes
 here). ``--ce-max`` stops measuring the CE above that N; larger N are then *extrapolated linearly* from the

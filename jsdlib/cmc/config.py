@@ -17,7 +17,8 @@ FINGERPRINT_NEUTRAL = {"encoder_lr": None, "warm_start": None}   # fields added 
 
 @dataclass
 class CMCConfig:
-    """CMC training settings. Defaults are the CMC paper's training setting; presets in :data:`PRESETS` say where they differ."""
+    """CMC training settings. Defaults are the CMC paper's training setting; presets in :data:`PRESETS` say where
+    they differ."""
 
     name: str = "spec"
     encoders: str = "frozen"

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 from jsdlib.apps.viz import r1_vs_flops, save_figure
 from jsdlib.common.metrics import format_table
 from jsdlib.experiments.jsd_compare import summary_rows
-from jsdlib.experiments.tables import DASH, epoch_rule, jsd_claims, to_markdown
+from jsdlib.experiments.tables import DASH, epoch_rule, jsd_claims, to_markdown, with_epoch_rule
 
 # issue 13's table (step jsd_fidelity): the paper's claims against the real D2S, both D2S rows at JSD's FLOPs
 FIDELITY_CLAIMS = [("JSD sparse > D2S (its own recipe, FLOPs matched)", "jsd_sparse", ">", "d2s_own_matched"),
@@ -29,7 +29,7 @@ FIDELITY_LABELS = {"dense_original": "dense original (stand-in VLP)",
 def fidelity_label(r: dict, name: str) -> str:
     """The row's readable name, a FLOPs-matched row's with its epoch rule (:func:`~jsdlib.experiments.tables.
     epoch_rule`): the main job's D2S row is the same loss and recipe with the other rule, and a different number."""
-    return ", ".join(x for x in (FIDELITY_LABELS.get(name, name), epoch_rule(r, name)) if x)
+    return with_epoch_rule(FIDELITY_LABELS.get(name, name), r, name)
 
 
 def fidelity_claims(r: dict) -> list[tuple]:

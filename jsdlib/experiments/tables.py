@@ -98,6 +98,11 @@ def epoch_rule(result: dict, name: str) -> str | None:
         frozenset(rules), "epoch rule mixed" if rules else None)
 
 
+def with_epoch_rule(label: str, result: dict, name: str) -> str:
+    """``label``, followed by row ``name``'s :func:`epoch_rule` where it has one."""
+    return ", ".join(x for x in (label, epoch_rule(result, name)) if x)
+
+
 def _row(result: dict, name: str) -> str:
     return d2s_key(result) if name == "d2s" else name
 _T3 = [("jsd_sparse", "full"), ("jsd_no_kd", "without self-distillation"), ("jsd_frozen_final", "frozen final layer")]
@@ -183,7 +188,7 @@ def jsd_claim_list(result: dict) -> list[tuple]:
     with its epoch rule ("JSD sparse > D2S (D2S loss, JSD recipe, FLOPs matched, epoch in band)"), runs with the
     constant-L1 row keep the old text."""
     k = d2s_key(result)
-    name = ", ".join(x for x in (D2S_ROWS[k], epoch_rule(result, k)) if x)
+    name = with_epoch_rule(D2S_ROWS[k], result, k)
     return [(f"{t} ({name})" if b == "d2s" and k != "d2s" else t, a, op, _row(result, b))
             for t, a, op, b in JSD_CLAIMS]
 

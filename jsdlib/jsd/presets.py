@@ -146,7 +146,8 @@ class JSDConfig:
 # (:mod:`jsdlib.jsd.methods`), or ``get_preset(name, teacher_transpose_quirk=False)``.
 AUTHORS_RUN = {"sampling": "captions", "drop_duplicates": False, "teacher_transpose_quirk": True}
 
-# The paper's settings per backbone and set (JSD, arXiv 2508.16707), verbatim. Shared settings are the JSDConfig defaults (batch 256, 200 epochs, patience 20, seed 42).
+# The paper's settings per backbone and set (JSD, arXiv 2508.16707), verbatim. Shared settings are the JSDConfig
+# defaults (batch 256, 200 epochs, patience 20, seed 42).
 PAPER_PRESETS = {
     "blip-coco": JSDConfig(name="blip-coco", lr=5e-5, w1=0.1, w2=0.1, lam1=0.9, lam2=0.3, eta_t=5e-4, eta_i=3e-5,
                            **AUTHORS_RUN),

@@ -150,15 +150,7 @@ def pooled_p(a: str, b: str) -> float:
 
 jsd_seed = per_seed_table([(text, seed_values(jc, a), op, seed_values(jc, b), pooled_p(a, b))
                            for text, a, op, b in JSD_CLAIMS], jc["seeds"])
-
-
-def seed_ps(a: str, b: str) -> str:
-    """Each seed's own paired-test p of rows ``a`` and ``b``, as ``results.json`` stores it."""
-    t = jc["tests"].get(f"{a}_vs_{b}") or jc["tests"][f"{b}_vs_{a}"]
-    return ", ".join(f"{x['p']:.2g}" for x in t["per_seed"])
-
-
-jsd_seed["p per seed"] = [seed_ps(a, b) for _, a, _, b in JSD_CLAIMS]
+jsd_seed["p per seed"] = tables.jsd_claims(jc, per_seed=True)["p per seed"]    # each seed's own test, as 02 prints
 print(tables.to_markdown(jsd_seed.drop(columns="n_hold"), "claim (R@1, left - right)"))
 jsd_reading = jsd_seed["reading"].to_dict()
 assert set(jsd_reading) == {D2S_CLAIM} | {text for text, *_ in JSD_CLAIMS}
